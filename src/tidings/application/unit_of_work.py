@@ -1,0 +1,108 @@
+"""The state of one transaction: what is dispatched, recorded and written at commit."""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
+
+from tidings.domain.aggregate import AggregateRoot
+from tidings.domain.events import DomainEvent
+from tidings.errors import CascadeDepthExceededError
+
+if TYPE_CHECKING:
+    from tidings.application.subscriptions import DispatchPlan, Subscription
+
+
+class UnitOfWork:
+    """Bookkeeping of one open transaction of a bounded context.
+
+    It knows the correlation id of the root use case, the event being handled (the
+    cause of anything published meanwhile), the outbox rows and durable after-commit
+    work to write at commit, and the aggregates whose recorded events must be
+    dispatched before commit. Persistence owns the session; this class only keeps the
+    state the application layer needs, so dispatch stays free of I/O.
+    """
+
+    __slots__ = (
+        "_aggregates",
+        "after_commit",
+        "async_session",
+        "causation_id",
+        "correlation_id",
+        "depth",
+        "max_depth",
+        "outbox",
+        "session",
+    )
+
+    def __init__(
+        self,
+        *,
+        correlation_id: str,
+        causation_id: str | None = None,
+        max_depth: int = 32,
+        session: Any = None,
+        async_session: Any = None,
+    ) -> None:
+        self.correlation_id = correlation_id
+        self.causation_id = causation_id
+        self.max_depth = max_depth
+        self.depth = 0
+        self.session = session
+        self.async_session = async_session
+        self.outbox: list[dict[str, Any]] = []
+        self.after_commit: list[tuple[DomainEvent, Subscription]] = []
+        self._aggregates: list[AggregateRoot] = []
+
+    def enter_handling(self, event: DomainEvent) -> tuple[int, str | None]:
+        """Make ``event`` the cause of what its handlers publish; returns the state to restore."""
+        depth = self.depth
+        if depth >= self.max_depth:
+            raise CascadeDepthExceededError(
+                f"domain event dispatch nested {depth} levels deep while publishing "
+                f"{type(event).__name__}: handlers publish events that lead back to "
+                "themselves. Break the cycle, or raise max_cascade_depth on the context "
+                "if the chain is legitimately this long."
+            )
+        previous = self.causation_id
+        self.depth = depth + 1
+        self.causation_id = str(event.event_id)
+        return depth, previous
+
+    def leave_handling(self, state: tuple[int, str | None]) -> None:
+        self.depth, self.causation_id = state
+
+    def defer(self, event: DomainEvent, plan: DispatchPlan) -> None:
+        """Queue the after-commit work of ``plan`` for ``event``."""
+        after_commit = self.after_commit
+        for subscription in plan.after_commit:
+            after_commit.append((event, subscription))
+
+    def track(self, aggregate: AggregateRoot) -> None:
+        """Dispatch ``aggregate``'s recorded events at commit even if no ORM session holds it."""
+        if not any(known is aggregate for known in self._aggregates):
+            self._aggregates.append(aggregate)
+
+    def pull_aggregate_events(self) -> list[DomainEvent]:
+        """Events recorded on every aggregate this unit of work knows, oldest aggregate first."""
+        events: list[DomainEvent] = []
+        for aggregate in self._known_aggregates():
+            if aggregate.has_pending_events():
+                events.extend(aggregate.pull_events())
+        return events
+
+    def _known_aggregates(self) -> list[AggregateRoot]:
+        known = list(self._aggregates)
+        session = self.session if self.async_session is None else self.async_session.sync_session
+        if session is not None:
+            seen = {id(a) for a in known}
+            for obj in (*session.new, *session.identity_map.values()):
+                if isinstance(obj, AggregateRoot) and id(obj) not in seen:
+                    seen.add(id(obj))
+                    known.append(obj)
+        return known
+
+
+def new_current_unit_of_work(name: str) -> ContextVar[UnitOfWork | None]:
+    """The task- and thread-local slot holding a context's open unit of work."""
+    return ContextVar(f"tidings.unit_of_work.{name}", default=None)

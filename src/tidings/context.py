@@ -1,0 +1,257 @@
+"""``BoundedContext``: the composition root of one bounded context."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine, func, select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.orm import Session
+
+from tidings.application.integration_producers import (
+    AsyncIntegrationEventProducer,
+    IntegrationEventProducer,
+)
+from tidings.application.introspection import handled_types
+from tidings.application.producers import AsyncDomainEventProducer, DomainEventProducer
+from tidings.application.query_bus import AsyncQueryBus, QueryBus, QueryHandlers
+from tidings.application.retry import RetryPolicy
+from tidings.application.subscriptions import DomainEventSubscriptions
+from tidings.application.unit_of_work import UnitOfWork, new_current_unit_of_work
+from tidings.domain.aggregate import AggregateRoot
+from tidings.errors import ConfigurationError, NoActiveTransactionError
+from tidings.persistence.engines import create_asyncio_engine, create_sync_engine
+from tidings.persistence.publication_log import PublicationLog
+from tidings.persistence.schema import create_tables, create_tables_async
+from tidings.persistence.tables import outbox
+from tidings.persistence.transaction import ContextRuntime, TransactionScope
+
+H = TypeVar("H")
+
+
+class BoundedContext:
+    """One bounded context: its name, database, buses, producers and subscriptions.
+
+    ::
+
+        catalog = BoundedContext("catalog", database_url="sqlite:///catalog.db")
+        catalog.subscribe(ProjectProductOnPutProductOnSale(project_product))
+        catalog.subscribe(SendWelcomeMail(mailer), after_commit=True)
+
+        with catalog.transaction():
+            PutProductOnSale(repository, catalog.domain_events).execute("p-1")
+
+    Everything needing I/O is created lazily, so a context can be declared at module
+    level (``tidings relay examples.ecommerce.catalog:context``) at no cost.
+
+    :param name: the context's name, the ``source`` of the events it publishes.
+    :param database_url: SQLAlchemy URL of the context's own database; defaults to
+        the SQLite file ``./<name>.db``. ``postgresql://`` and ``mysql://`` URLs get
+        psycopg/asyncpg and pymysql/aiomysql unless the URL names a driver.
+    :param max_cascade_depth: how deep handlers may publish events from handlers
+        before the chain is taken for a cycle.
+    :param after_commit_retry: backoff of failing after-commit handlers.
+    :param engine_options: extra keyword arguments for ``create_engine``.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        database_url: str | None = None,
+        max_cascade_depth: int = 32,
+        after_commit_retry: RetryPolicy | None = None,
+        engine_options: dict[str, Any] | None = None,
+    ) -> None:
+        if not name or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
+            raise ConfigurationError(
+                f"context name {name!r} must be non-empty letters, digits, '-', '_' or '.'; "
+                "it becomes the CloudEvents source of the context's events"
+            )
+        if max_cascade_depth < 1:
+            raise ConfigurationError("max_cascade_depth must be at least 1")
+        self.name = name
+        self.database_url = database_url or f"sqlite:///{name}.db"
+        self._engine_options = dict(engine_options or {})
+        self._engine: Engine | None = None
+        self._async_engine: AsyncEngine | None = None
+        self._current = new_current_unit_of_work(name)
+
+        self.subscriptions = DomainEventSubscriptions()
+        self._query_handlers = QueryHandlers()
+        self.integration_handlers: list[Any] = []
+
+        self.domain_events = DomainEventProducer(self.subscriptions, self._current)
+        self.async_domain_events = AsyncDomainEventProducer(self.subscriptions, self._current)
+        self.integration_events = IntegrationEventProducer(name, self._current)
+        self.async_integration_events = AsyncIntegrationEventProducer(name, self._current)
+        self.query_bus = QueryBus(self._query_handlers)
+        self.async_query_bus = AsyncQueryBus(self._query_handlers)
+
+        self._log = PublicationLog(self.subscriptions, after_commit_retry or RetryPolicy())
+        self._runtime = ContextRuntime(
+            current=self._current,
+            engine=lambda: self.engine,
+            async_engine=lambda: self.async_engine,
+            domain_events=self.domain_events,
+            async_domain_events=self.async_domain_events,
+            publication_log=self._log,
+            max_depth=max_cascade_depth,
+        )
+
+    def __repr__(self) -> str:
+        return f"BoundedContext({self.name!r}, database_url={self.database_url!r})"
+
+    # -- database -------------------------------------------------------------------
+    @property
+    def engine(self) -> Engine:
+        """The synchronous SQLAlchemy engine of the context's database."""
+        if self._engine is None:
+            self._engine = create_sync_engine(self.database_url, **self._engine_options)
+        return self._engine
+
+    @property
+    def async_engine(self) -> AsyncEngine:
+        """The asyncio SQLAlchemy engine of the context's database."""
+        if self._async_engine is None:
+            self._async_engine = create_asyncio_engine(self.database_url, **self._engine_options)
+        return self._async_engine
+
+    def create_tables(self) -> list[str]:
+        """Create the tidings tables (outbox, publication log, inbox) if missing."""
+        return create_tables(self.engine)
+
+    async def create_tables_async(self) -> list[str]:
+        """Asyncio flavour of :meth:`create_tables`."""
+        return await create_tables_async(self.async_engine)
+
+    def dispose(self) -> None:
+        """Close the connection pools (sync engine only; see :meth:`adispose`)."""
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+    async def adispose(self) -> None:
+        """Close both connection pools."""
+        if self._async_engine is not None:
+            await self._async_engine.dispose()
+            self._async_engine = None
+        self.dispose()
+
+    # -- transactions ---------------------------------------------------------------
+    def transaction(
+        self, *, correlation_id: str | None = None, causation_id: str | None = None
+    ) -> TransactionScope:
+        """A unit of work: ``with ctx.transaction() as session`` (or ``async with``).
+
+        Integration events published inside are written to the outbox atomically with
+        the session's changes. ``correlation_id`` continues a flow started elsewhere
+        (a consumer passes the incoming event's); by default a new one is made.
+        Nested scopes join the outer one.
+        """
+        return TransactionScope(self._runtime, correlation_id, causation_id)
+
+    def _unit_of_work(self) -> UnitOfWork:
+        uow = self._current.get()
+        if uow is None:
+            raise NoActiveTransactionError(
+                f"no transaction is open in context {self.name!r}: use "
+                "`with ctx.transaction():` (or `async with`) around the use case"
+            )
+        return uow
+
+    @property
+    def session(self) -> Session:
+        """The SQLAlchemy ``Session`` of the current transaction, for repositories.
+
+        Inside an async transaction this is its synchronous facade, usable from plain
+        handlers (which tidings runs through ``run_sync``).
+        """
+        uow = self._unit_of_work()
+        if uow.session is not None:
+            return uow.session  # type: ignore[no-any-return]
+        return uow.async_session.sync_session  # type: ignore[no-any-return]
+
+    @property
+    def async_session(self) -> AsyncSession:
+        """The ``AsyncSession`` of the current async transaction."""
+        uow = self._unit_of_work()
+        if uow.async_session is None:
+            raise NoActiveTransactionError(
+                "the current transaction is synchronous; use ctx.session, or open it with "
+                "`async with ctx.transaction()`"
+            )
+        return uow.async_session  # type: ignore[no-any-return]
+
+    @property
+    def correlation_id(self) -> str:
+        """The correlation id of the current transaction (the root use case's)."""
+        return self._unit_of_work().correlation_id
+
+    def track(self, aggregate: AggregateRoot) -> None:
+        """Dispatch ``aggregate``'s recorded events at commit, for repositories not using
+        the context's SQLAlchemy session (aggregates in that session are found alone)."""
+        self._unit_of_work().track(aggregate)
+
+    # -- wiring ---------------------------------------------------------------------
+    def subscribe(self, handler: H, *, after_commit: bool = False) -> H:
+        """Subscribe a domain or integration event handler; returns it.
+
+        The handled class comes from ``handle``'s annotation. Domain event handlers run
+        inside the publishing transaction, or with ``after_commit=True`` durably after
+        it commits (retried on failure, resumed after a restart). Integration event
+        handlers are run by the context's consumer.
+        """
+        kinds = {getattr(t, "__tidings_kind__", None) for t in _annotation_types(handler)}
+        if kinds == {"integration"}:
+            if after_commit:
+                raise ConfigurationError(
+                    "after_commit applies to domain event handlers; integration event "
+                    "handlers already run after the producer's commit, through the broker"
+                )
+            self.integration_handlers.append(handler)
+        else:
+            self.subscriptions.add(handler, after_commit=after_commit)
+        return handler
+
+    def register_query_handler(self, handler: H) -> H:
+        """Register a query handler for the query class of its ``handle`` annotation."""
+        self._query_handlers.register(handler)
+        return handler
+
+    # -- durable after-commit work ----------------------------------------------------
+    def complete_pending_handlers(self, limit: int = 100) -> int:
+        """Run due after-commit work (left by failures or a crash); returns how many completed."""
+        with Session(self.engine) as session:
+            rows = session.execute(self._log.due_query(limit)).all()
+        return self._runtime.run_after_commit(self._log.to_work(rows))
+
+    async def acomplete_pending_handlers(self, limit: int = 100) -> int:
+        """Asyncio flavour of :meth:`complete_pending_handlers`, for async handlers."""
+        async with AsyncSession(self.async_engine) as session:
+            rows = (await session.execute(self._log.due_query(limit))).all()
+        return await self._runtime.arun_after_commit(self._log.to_work(rows))
+
+    def purge_completed_handlers(self, older_than: timedelta = timedelta(days=7)) -> int:
+        """Delete completed after-commit entries older than ``older_than``."""
+        with Session(self.engine) as session, session.begin():
+            return session.execute(self._log.purge_query(older_than)).rowcount  # type: ignore[attr-defined,no-any-return]
+
+    def pending_handler_count(self) -> int:
+        """How many after-commit entries are not completed yet."""
+        with Session(self.engine) as session:
+            return int(session.execute(self._log.pending_count_query()).scalar_one())
+
+    def outbox_count(self) -> int:
+        """How many events the outbox holds that were not published yet."""
+        with Session(self.engine) as session:
+            query = select(func.count()).select_from(outbox).where(outbox.c.published_at.is_(None))
+            return int(session.execute(query).scalar_one())
+
+
+def _annotation_types(handler: object) -> tuple[type, ...]:
+    try:
+        return handled_types(handler, object, "handler")
+    except ConfigurationError:
+        return ()

@@ -1,0 +1,88 @@
+"""The tables tidings keeps in each context's database, as SQLAlchemy Core metadata.
+
+Include :data:`metadata` in your Alembic ``target_metadata`` (a list is accepted) to
+manage them with your own migrations, or create them with ``tidings db init APP``.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+)
+
+from tidings.persistence.types import UtcDateTime
+
+metadata = MetaData()
+
+_Position = BigInteger().with_variant(Integer(), "sqlite")
+
+outbox = Table(
+    "tidings_outbox",
+    metadata,
+    # Monotonic: SQLite AUTOINCREMENT never reuses a deleted position.
+    Column("position", _Position, primary_key=True, autoincrement=True),
+    Column("event_id", String(36), nullable=False, unique=True),
+    Column("event_type", String(200), nullable=False),
+    Column("event_version", Integer, nullable=False),
+    Column("source", String(200), nullable=False),
+    Column("partition_key", String(200), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("occurred_at", UtcDateTime, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("correlation_id", String(64)),
+    Column("causation_id", String(64)),
+    Column("traceparent", String(64)),
+    Column("tracestate", String(512)),
+    # Relay bookkeeping: retries, delayed availability, and archived (published) rows.
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("last_error", Text),
+    Column("available_at", UtcDateTime),
+    Column("published_at", UtcDateTime),
+    sqlite_autoincrement=True,
+)
+Index(
+    "ix_tidings_outbox_pending",
+    outbox.c.position,
+    postgresql_where=outbox.c.published_at.is_(None),
+    sqlite_where=outbox.c.published_at.is_(None),
+)
+Index("ix_tidings_outbox_correlation", outbox.c.correlation_id)
+
+publication_log = Table(
+    "tidings_publication_log",
+    metadata,
+    Column("entry_id", String(36), primary_key=True),
+    Column("handler_id", String(300), nullable=False),
+    Column("event_type", String(300), nullable=False),
+    Column("event_id", String(36), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("correlation_id", String(64)),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("last_error", Text),
+    Column("next_attempt_at", UtcDateTime, nullable=False),
+    Column("completed_at", UtcDateTime),
+)
+Index(
+    "ix_tidings_publication_log_due",
+    publication_log.c.completed_at,
+    publication_log.c.next_attempt_at,
+)
+
+inbox = Table(
+    "tidings_inbox",
+    metadata,
+    Column("consumer", String(200), nullable=False),
+    Column("event_id", String(64), nullable=False),
+    Column("processed_at", UtcDateTime, nullable=False),
+    PrimaryKeyConstraint("consumer", "event_id", name="pk_tidings_inbox"),
+)
+Index("ix_tidings_inbox_processed_at", inbox.c.processed_at)
