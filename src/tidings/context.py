@@ -29,6 +29,8 @@ from tidings.persistence.transaction import ContextRuntime, TransactionScope
 
 H = TypeVar("H")
 
+DEFAULT_BROKER_URL = "sqlite:///tidings-broker.db"
+
 
 class BoundedContext:
     """One bounded context: its name, database, buses, producers and subscriptions.
@@ -49,6 +51,9 @@ class BoundedContext:
     :param database_url: SQLAlchemy URL of the context's own database; defaults to
         the SQLite file ``./<name>.db``. ``postgresql://`` and ``mysql://`` URLs get
         psycopg/asyncpg and pymysql/aiomysql unless the URL names a driver.
+    :param broker_url: where the relay sends integration events and the consumer reads
+        them; defaults to the embedded SQLite-file broker ``./tidings-broker.db``, which
+        every context started in the same directory shares.
     :param max_cascade_depth: how deep handlers may publish events from handlers
         before the chain is taken for a cycle.
     :param after_commit_retry: backoff of failing after-commit handlers.
@@ -60,6 +65,7 @@ class BoundedContext:
         name: str,
         *,
         database_url: str | None = None,
+        broker_url: str | None = None,
         max_cascade_depth: int = 32,
         after_commit_retry: RetryPolicy | None = None,
         engine_options: dict[str, Any] | None = None,
@@ -73,6 +79,7 @@ class BoundedContext:
             raise ConfigurationError("max_cascade_depth must be at least 1")
         self.name = name
         self.database_url = database_url or f"sqlite:///{name}.db"
+        self.broker_url = broker_url or DEFAULT_BROKER_URL
         self._engine_options = dict(engine_options or {})
         self._engine: Engine | None = None
         self._async_engine: AsyncEngine | None = None
@@ -82,8 +89,12 @@ class BoundedContext:
         self._query_handlers = QueryHandlers()
         self.integration_handlers: list[Any] = []
 
-        self.domain_events = DomainEventProducer(self.subscriptions, self._current)
-        self.async_domain_events = AsyncDomainEventProducer(self.subscriptions, self._current)
+        self.domain_events = DomainEventProducer(
+            self.subscriptions, self._current, max_cascade_depth
+        )
+        self.async_domain_events = AsyncDomainEventProducer(
+            self.subscriptions, self._current, max_cascade_depth
+        )
         self.integration_events = IntegrationEventProducer(name, self._current)
         self.async_integration_events = AsyncIntegrationEventProducer(name, self._current)
         self.query_bus = QueryBus(self._query_handlers)

@@ -7,8 +7,10 @@ manage them with your own migrations, or create them with ``tidings db init APP`
 from __future__ import annotations
 
 from sqlalchemy import (
+    DDL,
     BigInteger,
     Column,
+    Float,
     Index,
     Integer,
     MetaData,
@@ -16,6 +18,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    event,
 )
 
 from tidings.persistence.types import UtcDateTime
@@ -86,3 +89,36 @@ inbox = Table(
     PrimaryKeyConstraint("consumer", "event_id", name="pk_tidings_inbox"),
 )
 Index("ix_tidings_inbox_processed_at", inbox.c.processed_at)
+
+relay_lease = Table(
+    "tidings_relay_lease",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("owner", String(200), nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("published_total", BigInteger, nullable=False, server_default="0"),
+    Column("rate_per_s", Float, nullable=False, server_default="0"),
+    Column("updated_at", UtcDateTime),
+)
+
+# PostgreSQL wakes relays with NOTIFY instead of making them poll. A statement-level
+# trigger costs nothing on the publishing connection's round trips, and NOTIFY is
+# delivered only when the inserting transaction commits.
+OUTBOX_CHANNEL = "tidings_outbox"
+event.listen(
+    outbox,
+    "after_create",
+    DDL(  # type: ignore[no-untyped-call]
+        "CREATE OR REPLACE FUNCTION tidings_outbox_notify() RETURNS trigger "
+        f"LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_notify('{OUTBOX_CHANNEL}', ''); "
+        "RETURN NULL; END $$"
+    ).execute_if(dialect="postgresql"),
+)
+event.listen(
+    outbox,
+    "after_create",
+    DDL(  # type: ignore[no-untyped-call]
+        "CREATE TRIGGER tidings_outbox_notify AFTER INSERT ON tidings_outbox "
+        "FOR EACH STATEMENT EXECUTE FUNCTION tidings_outbox_notify()"
+    ).execute_if(dialect="postgresql"),
+)

@@ -1,0 +1,240 @@
+"""The ``tidings`` command."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import sys
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+import tidings
+from tidings.cli.loading import load_context
+from tidings.errors import TidingsError
+
+app = typer.Typer(
+    name="tidings",
+    help="Domain events, integration events, a transactional outbox, relay and inbox.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="The tidings tables in a context's database.", no_args_is_help=True)
+outbox_app = typer.Typer(help="Inspect and replay a context's outbox.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(outbox_app, name="outbox")
+
+console = Console()
+errors = Console(stderr=True)
+
+AppArg = Annotated[
+    str, typer.Argument(help="The context, as MODULE:ATTRIBUTE (e.g. myapp.catalog:context).")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+BrokerOpt = Annotated[
+    str | None, typer.Option(help="Broker URL; defaults to the context's broker_url.")
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"tidings {tidings.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens.")] = False,
+) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+@db_app.command("init")
+def db_init(target: AppArg) -> None:
+    """Create the outbox, publication log, inbox and relay tables if missing."""
+    context = load_context(target)
+    tables = context.create_tables()
+    console.print(f"[green]✓[/] {context.database_url}: {', '.join(tables)}")
+
+
+@app.command()
+def lint(target: AppArg) -> None:
+    """Warn about domain event names that are not specific past-tense facts.
+
+    Checks every DomainEvent subclass imported by the application. Exits with 1 when
+    there are warnings, so it can guard a CI pipeline.
+    """
+    from tidings.domain.events import DomainEvent
+    from tidings.naming import check_domain_event_name
+
+    load_context(target)
+    warnings = [
+        warning
+        for cls in sorted(_all_subclasses(DomainEvent), key=lambda c: c.__qualname__)
+        for warning in check_domain_event_name(cls.__name__)
+    ]
+    for warning in warnings:
+        console.print(f"[yellow]{warning.name}[/] ({warning.rule}): {warning.advice}")
+    if warnings:
+        raise typer.Exit(1)
+    console.print("[green]✓[/] domain event names read as specific facts")
+
+
+def _all_subclasses(cls: type) -> set[type]:
+    found: set[type] = set()
+    pending: list[type] = [cls]
+    while pending:
+        subclasses: list[type] = pending.pop().__subclasses__()
+        for sub in subclasses:
+            if sub not in found:
+                found.add(sub)
+                pending.append(sub)
+    return found
+
+
+@app.command()
+def relay(
+    target: AppArg,
+    batch_size: Annotated[int, typer.Option(help="Events per broker batch.")] = 500,
+    retention: Annotated[
+        str, typer.Option(help="What to do with confirmed rows: delete or archive.")
+    ] = "delete",
+    broker: BrokerOpt = None,
+) -> None:
+    """Forward the context's outbox to its broker until interrupted (SIGINT/SIGTERM).
+
+    Stops gracefully: the batch in flight is confirmed and marked before exit.
+    """
+    from tidings.outbox.relay import Relay
+    from tidings.transports.registry import open_transport
+
+    context = load_context(target)
+    transport = open_transport(broker) if broker else None
+    worker = Relay(context, transport, batch_size=batch_size, retention=retention)
+    console.print(
+        f"relaying [bold]{context.name}[/] from {context.database_url} to "
+        f"{worker.transport.url} (Ctrl-C to stop)"
+    )
+    _run_until_signalled(worker.run(), worker.stop)
+    console.print(f"stopped after {worker.stats.published} events")
+
+
+def _run_until_signalled(main: Any, stop: Any) -> None:
+    async def runner() -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, lambda: asyncio.ensure_future(stop()))
+        await main
+
+    asyncio.run(runner())
+
+
+@outbox_app.command("status")
+def outbox_status(target: AppArg, as_json: JsonOpt = False) -> None:
+    """Pending events, relay lag, stuck rows with their last error, publish rate."""
+    from tidings.outbox.store import OutboxStore
+
+    context = load_context(target)
+
+    async def read() -> Any:
+        try:
+            return await OutboxStore(context.async_engine).status()
+        finally:
+            await context.adispose()
+
+    status = asyncio.run(read())
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "context": context.name,
+                    "pending": status.pending,
+                    "lag_seconds": round(status.lag_seconds, 3),
+                    "oldest_pending_at": _iso(status.oldest_pending_at),
+                    "archived": status.archived,
+                    "publish_rate_per_s": status.publish_rate_per_s,
+                    "relay_owner": status.relay_owner,
+                    "relay_lease_expires_at": _iso(status.relay_lease_expires_at),
+                    "stuck": [
+                        {
+                            "position": row.position,
+                            "event_id": row.event_id,
+                            "event_type": row.event_type,
+                            "attempts": row.attempts,
+                            "last_error": row.last_error,
+                            "created_at": _iso(row.created_at),
+                        }
+                        for row in status.stuck
+                    ],
+                }
+            )
+        )
+        return
+    table = Table(title=f"outbox of {context.name}", show_header=False)
+    table.add_row("pending", str(status.pending))
+    table.add_row("lag", f"{status.lag_seconds:.3f} s")
+    table.add_row("archived", str(status.archived))
+    rate = status.publish_rate_per_s
+    table.add_row("publish rate", "no relay yet" if rate is None else f"{rate:.1f} events/s")
+    table.add_row("relay", status.relay_owner or "none")
+    console.print(table)
+    if status.stuck:
+        stuck = Table(title="stuck rows (failed attempts)")
+        for column in ("position", "type", "attempts", "last error"):
+            stuck.add_column(column)
+        for row in status.stuck:
+            stuck.add_row(
+                str(row.position), row.event_type, str(row.attempts), row.last_error or ""
+            )
+        console.print(stuck)
+
+
+@outbox_app.command("replay")
+def outbox_replay(
+    target: AppArg,
+    since: Annotated[
+        datetime, typer.Option(help="Re-send archived events created at or after this time (UTC).")
+    ],
+    broker: BrokerOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Re-send archived events (retention=archive), e.g. to a newly added subscriber.
+
+    Consumers that already handled them skip them through their inbox.
+    """
+    from tidings.outbox.replay import replay_archived
+    from tidings.transports.registry import open_transport
+
+    context = load_context(target)
+    moment = since if since.tzinfo else since.replace(tzinfo=UTC)
+    transport = open_transport(broker or context.broker_url)
+    count = asyncio.run(replay_archived(context, transport, moment, progress=not as_json))
+    if as_json:
+        print(json.dumps({"context": context.name, "replayed": count}))
+    else:
+        console.print(f"[green]✓[/] re-sent {count} archived events of {context.name}")
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def main() -> None:
+    """Entry point of the ``tidings`` console script."""
+    try:
+        app()
+    except TidingsError as error:
+        errors.print(f"[red]error:[/] {error}")
+        sys.exit(2)

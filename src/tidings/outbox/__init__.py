@@ -1,0 +1,6 @@
+"""The outbox relay: from each context's outbox to the broker."""
+
+from tidings.outbox.relay import Relay, RelayStats
+from tidings.outbox.store import OutboxStatus, OutboxStore, Retention
+
+__all__ = ["OutboxStatus", "OutboxStore", "Relay", "RelayStats", "Retention"]

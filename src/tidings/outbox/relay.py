@@ -1,0 +1,264 @@
+"""The relay: forwards a context's outbox to the broker, in order, losing nothing.
+
+Rows are read in position order, published as one batch with pipelined
+confirmations, and deleted (or archived) only after the broker confirmed them all.
+Whatever fails - broker, network, database - the batch is retried with capped
+exponential backoff and jitter; nothing is dropped, skipped or reordered. A crash
+between confirmation and deletion re-sends the batch: duplicates, never loss, and the
+consumers' inboxes make duplicates harmless.
+
+Run it as ``tidings relay APP`` or embedded::
+
+    relay = Relay(context)
+    task = asyncio.create_task(relay.run())
+    ...
+    await relay.stop()   # finishes the batch in flight, then returns
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, cast
+
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from tidings.application.retry import RetryPolicy
+from tidings.contracts.envelope import cloud_event_from_row
+from tidings.outbox.lease import RelayLease, default_owner
+from tidings.outbox.store import OutboxStore, Retention
+from tidings.outbox.wakeup import Wakeup
+from tidings.transports.base import Transport, TransportError
+from tidings.transports.registry import open_transport
+
+if TYPE_CHECKING:
+    from tidings.context import BoundedContext
+
+logger = logging.getLogger("tidings.relay")
+
+_Row = Mapping[str, Any]
+_RETRYABLE = (TransportError, OperationalError, DBAPIError, OSError, TimeoutError)
+
+
+@dataclass(slots=True)
+class RelayStats:
+    """Counters of one relay run, for progress displays and benchmarks."""
+
+    published: int = 0
+    batches: int = 0
+    failures: int = 0
+    last_error: str | None = None
+    started_at: float = field(default_factory=time.monotonic)
+    _window: deque[tuple[float, int]] = field(default_factory=deque, repr=False)
+
+    def record(self, count: int) -> None:
+        self.published += count
+        self.batches += 1
+        now = time.monotonic()
+        self._window.append((now, count))
+        while self._window and self._window[0][0] < now - 60:
+            self._window.popleft()
+
+    @property
+    def rate_per_s(self) -> float:
+        """Events per second over the last minute."""
+        if not self._window:
+            return 0.0
+        span = max(time.monotonic() - self._window[0][0], 1.0)
+        return sum(count for _, count in self._window) / span
+
+
+class Relay:
+    """Forwards the outbox of ``context`` to its broker.
+
+    :param transport: defaults to the one named by ``context.broker_url``.
+    :param batch_size: rows per broker batch (one round of pipelined confirms).
+    :param retention: delete confirmed rows, or archive them for replay.
+    :param retry: backoff while the broker or database is unavailable.
+    :param lease_ttl: seconds before a standby relay takes over from a silent one.
+    :param complete_after_commit: also run due after-commit handlers of the context
+        (work left behind by failures or crashes), every ``after_commit_interval`` s.
+    """
+
+    def __init__(
+        self,
+        context: BoundedContext,
+        transport: Transport | None = None,
+        *,
+        batch_size: int = 500,
+        retention: Retention | str = Retention.DELETE,
+        retry: RetryPolicy | None = None,
+        lease_ttl: float = 10.0,
+        max_idle_interval: float = 1.0,
+        complete_after_commit: bool = True,
+        after_commit_interval: float = 5.0,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        self.context = context
+        self.transport = transport or open_transport(context.broker_url)
+        self.batch_size = batch_size
+        self.retention = Retention(retention)
+        self.retry = retry or RetryPolicy(initial_delay=0.05, max_delay=10.0)
+        self.store = OutboxStore(context.async_engine)
+        self.lease = RelayLease(
+            context.async_engine, name=context.name, owner=default_owner(), ttl=lease_ttl
+        )
+        self._wakeup = Wakeup(context.async_engine.url, max_interval=max_idle_interval)
+        self._complete_after_commit = complete_after_commit
+        self._after_commit_interval = after_commit_interval
+        self._next_after_commit = 0.0
+        self._stopping = asyncio.Event()
+        self._unreported = 0
+        self.stats = RelayStats()
+
+    # -- lifecycle --------------------------------------------------------------------
+    async def stop(self) -> None:
+        """Ask the relay to finish its batch in flight and return from :meth:`run`."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Relay until :meth:`stop`; survives broker and database outages."""
+        await self._connect()
+        try:
+            await self._wakeup.start()
+            while not self._stopping.is_set():
+                if not await self._hold_lease():
+                    await self._sleep(self.lease.ttl / 3)
+                    continue
+                relayed = await self._relay_once()
+                if relayed is None:
+                    continue  # failed: backed off already
+                if relayed == 0:
+                    await self._idle()
+                else:
+                    self._wakeup.busy()
+        finally:
+            await self._shutdown()
+
+    async def drain(self) -> int:
+        """Relay until the outbox is empty, then return how many events were sent."""
+        await self._connect()
+        before = self.stats.published
+        try:
+            while not self._stopping.is_set():
+                if not await self._hold_lease():
+                    await self._sleep(self.lease.ttl / 3)
+                    continue
+                relayed = await self._relay_once()
+                if relayed == 0:
+                    break
+        finally:
+            await self._shutdown()
+        return self.stats.published - before
+
+    # -- one step -----------------------------------------------------------------------
+    async def _relay_once(self) -> int | None:
+        """Publish one batch; its size, or None after a failure (already backed off)."""
+        rows: Sequence[RowMapping] = ()
+        try:
+            rows = await self.store.fetch_pending(self.batch_size)
+            if not rows:
+                return 0
+            await self._publish(rows)
+            positions = [row["position"] for row in rows]
+            await self.store.mark_published(positions, self.retention)
+        except _RETRYABLE as error:
+            await self._failed(rows, error)
+            return None
+        self.stats.record(len(rows))
+        self._unreported += len(rows)
+        return len(rows)
+
+    async def _publish(self, rows: Sequence[RowMapping]) -> None:
+        # A batch normally holds one source (the context); split where it changes so
+        # each transport call names the right producer.
+        start = 0
+        for index in range(1, len(rows) + 1):
+            if index == len(rows) or rows[index]["source"] != rows[start]["source"]:
+                events = [cloud_event_from_row(cast(_Row, row)) for row in rows[start:index]]
+                await self.transport.publish_batch(rows[start]["source"], events)
+                start = index
+
+    async def _failed(self, rows: Sequence[RowMapping], error: BaseException) -> None:
+        self.stats.failures += 1
+        self.stats.last_error = f"{type(error).__name__}: {error}"
+        delay = self.retry.delay(self.stats.failures)
+        logger.warning(
+            "relay of %s failed (%s); retrying in %.2fs", self.context.name, error, delay
+        )
+        if rows:
+            with contextlib.suppress(*_RETRYABLE):
+                await self.store.record_failure([row["position"] for row in rows], error)
+        await self._sleep(delay)
+        if isinstance(error, TransportError | OSError | TimeoutError):
+            await self._reconnect()
+
+    # -- helpers --------------------------------------------------------------------------
+    async def _hold_lease(self) -> bool:
+        if not self.lease.renew_due:
+            return True
+        try:
+            published, self._unreported = self._unreported, 0
+            return await self.lease.acquire(published=published, rate=self.stats.rate_per_s)
+        except _RETRYABLE as error:
+            await self._failed((), error)
+            return False
+
+    async def _idle(self) -> None:
+        self.stats.failures = 0
+        await self._complete_pending_after_commit()
+        wait = asyncio.ensure_future(self._wakeup.wait())
+        stop = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({wait, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (wait, stop):
+                task.cancel()
+
+    async def _complete_pending_after_commit(self) -> None:
+        if not self._complete_after_commit or time.monotonic() < self._next_after_commit:
+            return
+        self._next_after_commit = time.monotonic() + self._after_commit_interval
+        try:
+            await self.context.acomplete_pending_handlers()
+        except Exception:
+            logger.exception("running pending after-commit handlers failed; will retry")
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    async def _connect(self) -> None:
+        attempt = 0
+        while not self._stopping.is_set():
+            try:
+                await self.transport.connect()
+                return
+            except _RETRYABLE as error:
+                attempt += 1
+                delay = self.retry.delay(attempt)
+                logger.warning("broker unreachable (%s); retrying in %.2fs", error, delay)
+                self.stats.last_error = f"{type(error).__name__}: {error}"
+                await self._sleep(delay)
+
+    async def _reconnect(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.transport.close()
+        await self._connect()
+
+    async def _shutdown(self) -> None:
+        await self._wakeup.stop()
+        with contextlib.suppress(*_RETRYABLE):
+            if self._unreported:
+                await self.lease.acquire(published=self._unreported, rate=0.0)
+                self._unreported = 0
+            await self.lease.release()
+        with contextlib.suppress(Exception):
+            await self.transport.close()

@@ -1,0 +1,41 @@
+"""Re-sending archived outbox rows, for subscribers added after the fact."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, cast
+
+from rich.progress import Progress
+
+from tidings.contracts.envelope import cloud_event_from_row
+from tidings.outbox.store import OutboxStore
+from tidings.transports.base import Transport
+
+if TYPE_CHECKING:
+    from tidings.context import BoundedContext
+
+
+async def replay_archived(
+    context: BoundedContext,
+    transport: Transport,
+    since: datetime,
+    *,
+    batch_size: int = 500,
+    progress: bool = False,
+) -> int:
+    """Publish archived events created at or after ``since`` again, in position order."""
+    store = OutboxStore(context.async_engine)
+    sent = 0
+    after = 0
+    async with transport:
+        with Progress(disable=not progress, transient=True) as bar:
+            task = bar.add_task("replaying", total=None)
+            while rows := await store.archived_since(since, batch_size, after):
+                events = [cloud_event_from_row(cast(Mapping[str, Any], row)) for row in rows]
+                await transport.publish_batch(context.name, events)
+                after = rows[-1]["position"]
+                sent += len(rows)
+                bar.update(task, advance=len(rows))
+    await context.adispose()
+    return sent

@@ -1,0 +1,183 @@
+"""The relay's SQL: reading pending rows in order, marking them, reporting status."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tidings.persistence.tables import outbox, relay_lease
+
+_c = outbox.c
+_columns = [c for c in outbox.c if c.name not in ("attempts", "last_error", "available_at")]
+
+
+class Retention(StrEnum):
+    """What happens to an outbox row once the broker confirmed it."""
+
+    DELETE = "delete"
+    """Delete it: the outbox stays small (the default)."""
+    ARCHIVE = "archive"
+    """Keep it with ``published_at`` set, for replay to new subscribers; purge by age."""
+
+
+@dataclass(frozen=True, slots=True)
+class StuckRow:
+    position: int
+    event_id: str
+    event_type: str
+    attempts: int
+    last_error: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxStatus:
+    """What ``tidings outbox status`` reports."""
+
+    pending: int
+    oldest_pending_at: datetime | None
+    archived: int
+    stuck: list[StuckRow]
+    publish_rate_per_s: float | None
+    relay_owner: str | None
+    relay_lease_expires_at: datetime | None
+
+    @property
+    def lag_seconds(self) -> float:
+        """Age of the oldest pending event: how far behind the relay is."""
+        if self.oldest_pending_at is None:
+            return 0.0
+        return max((datetime.now(UTC) - self.oldest_pending_at).total_seconds(), 0.0)
+
+
+class OutboxStore:
+    """Asyncio access to one context's outbox table."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._postgres = engine.dialect.name == "postgresql"
+        pending = _c.published_at.is_(None)
+        available = (_c.available_at.is_(None)) | (_c.available_at <= bindparam("now"))
+        self._fetch = (
+            select(*_columns)
+            .where(pending, available, _c.position > bindparam("after"))
+            .order_by(_c.position)
+            .limit(bindparam("limit"))
+        )
+        in_batch = _c.position.in_(bindparam("positions", expanding=True))
+        self._delete = delete(outbox).where(in_batch)
+        self._archive = update(outbox).where(in_batch).values(published_at=bindparam("now"))
+        self._failure = (
+            update(outbox)
+            .where(in_batch)
+            .values(attempts=_c.attempts + 1, last_error=bindparam("error"))
+        )
+
+    async def fetch_pending(self, limit: int, after: int = 0) -> Sequence[RowMapping]:
+        """Up to ``limit`` unpublished rows past position ``after``, in position order."""
+        async with self.engine.connect() as connection:
+            result = await connection.execute(
+                self._fetch, {"now": datetime.now(UTC), "after": after, "limit": limit}
+            )
+            rows = result.mappings().all()
+            await connection.rollback()
+        return rows
+
+    async def mark_published(self, positions: list[int], retention: Retention) -> None:
+        """Delete or archive the rows the broker confirmed."""
+        async with self.engine.begin() as connection:
+            if retention is Retention.DELETE:
+                await connection.execute(self._delete, {"positions": positions})
+            else:
+                await connection.execute(
+                    self._archive, {"positions": positions, "now": datetime.now(UTC)}
+                )
+
+    async def record_failure(self, positions: list[int], error: BaseException) -> None:
+        """Count a failed attempt on rows, keeping the error for ``outbox status``."""
+        message = f"{type(error).__name__}: {error}"[:2000]
+        async with self.engine.begin() as connection:
+            await connection.execute(self._failure, {"positions": positions, "error": message})
+
+    async def archived_since(self, since: datetime, limit: int, after: int) -> Sequence[RowMapping]:
+        """Archived rows created at or after ``since``, past ``after``, in position order."""
+        query = (
+            select(*_columns)
+            .where(_c.published_at.is_not(None), _c.created_at >= since, _c.position > after)
+            .order_by(_c.position)
+            .limit(limit)
+        )
+        async with self.engine.connect() as connection:
+            return (await connection.execute(query)).mappings().all()
+
+    async def purge_archived(self, older_than: timedelta) -> int:
+        """Delete archived rows published more than ``older_than`` ago."""
+        cutoff = datetime.now(UTC) - older_than
+        async with self.engine.begin() as connection:
+            result = await connection.execute(delete(outbox).where(_c.published_at < cutoff))
+            return int(getattr(result, "rowcount", 0) or 0)
+
+    async def status(self, stuck_limit: int = 10) -> OutboxStatus:
+        """Pending count, lag, stuck rows and the relay's lease and rate."""
+        pending = _c.published_at.is_(None)
+        async with self.engine.connect() as connection:
+            count, oldest = (
+                await connection.execute(
+                    select(func.count(), func.min(_c.created_at)).where(pending)
+                )
+            ).one()
+            archived = (
+                await connection.execute(
+                    select(func.count()).select_from(outbox).where(_c.published_at.is_not(None))
+                )
+            ).scalar_one()
+            stuck_rows = (
+                await connection.execute(
+                    select(
+                        _c.position,
+                        _c.event_id,
+                        _c.event_type,
+                        _c.attempts,
+                        _c.last_error,
+                        _c.created_at,
+                    )
+                    .where(pending, _c.attempts > 0)
+                    .order_by(_c.position)
+                    .limit(stuck_limit)
+                )
+            ).all()
+            lease = (
+                (
+                    await connection.execute(
+                        select(relay_lease).order_by(relay_lease.c.name).limit(1)
+                    )
+                )
+                .mappings()
+                .first()
+            )
+        return OutboxStatus(
+            pending=int(count),
+            oldest_pending_at=_as_aware(oldest),
+            archived=int(archived),
+            stuck=[StuckRow(*row) for row in stuck_rows],
+            publish_rate_per_s=float(lease["rate_per_s"]) if lease else None,
+            relay_owner=lease["owner"] if lease else None,
+            relay_lease_expires_at=lease["expires_at"] if lease else None,
+        )
+
+
+def _as_aware(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)  # type: ignore[no-any-return]
+    return value  # type: ignore[no-any-return]

@@ -1,0 +1,111 @@
+"""The transport interface: the one small contract every broker adapter fulfils.
+
+A transport moves CloudEvents between contexts. The relay calls
+:meth:`Transport.publish_batch`, which returns only once the broker has confirmed
+every message (or raises); the consumer iterates :meth:`Transport.subscribe` and
+acknowledges each delivery after handling it.
+
+Topology is the transport's business: every implementation documents how it keeps
+per-partition-key order (``CloudEvent.subject`` carries the key) and how one
+consuming context gets its own subscription (fan-out across contexts, competing
+consumers within one).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator, Collection, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from tidings.contracts.cloudevents import CloudEvent
+from tidings.errors import TidingsError
+
+
+class TransportError(TidingsError):
+    """The broker could not be reached or refused an operation; safe to retry."""
+
+
+class PublishNotConfirmedError(TransportError):
+    """Some messages of a batch were not confirmed; the whole batch must be retried."""
+
+
+@dataclass(slots=True)
+class Delivery:
+    """One message received from the broker, not yet acknowledged.
+
+    ``body`` and ``headers`` are what arrived, undecoded: the consumer decodes them so
+    that bad input becomes a dead letter rather than a crash. ``redelivered`` is True
+    when the broker says it delivered this message before.
+    """
+
+    body: bytes
+    headers: dict[str, Any] = field(default_factory=dict)
+    redelivered: bool = False
+    _transport_token: Any = None
+    _transport: Transport | None = None
+
+    async def ack(self) -> None:
+        """Confirm the message was handled; the broker will not deliver it again."""
+        if self._transport is not None:
+            await self._transport.ack(self)
+
+    async def nack(self, *, requeue: bool = True) -> None:
+        """Give the message back (``requeue=True``) or drop it from the subscription."""
+        if self._transport is not None:
+            await self._transport.nack(self, requeue=requeue)
+
+
+class Transport(abc.ABC):
+    """A connection to a broker. Use as ``async with open_transport(url) as transport``."""
+
+    #: URL scheme(s) this transport serves.
+    schemes: tuple[str, ...] = ()
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    async def __aenter__(self) -> Transport:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    @abc.abstractmethod
+    async def connect(self) -> None:
+        """Open the connection; raises :class:`TransportError` if the broker is unreachable."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Close the connection, waiting for in-flight confirmations."""
+
+    @abc.abstractmethod
+    async def publish_batch(self, source: str, events: Sequence[CloudEvent]) -> None:
+        """Publish ``events`` of context ``source`` in order; return once all are confirmed.
+
+        Raises :class:`TransportError` if any is not confirmed: the caller then
+        retries the whole batch (duplicates are possible, loss is not).
+        """
+
+    @abc.abstractmethod
+    async def declare_subscription(self, group: str, event_types: Collection[str]) -> None:
+        """Create the durable subscription of consuming context ``group`` if missing.
+
+        Events of ``event_types`` published after this call are kept for the group
+        even while none of its consumers runs. Idempotent.
+        """
+
+    @abc.abstractmethod
+    def subscribe(self, group: str, event_types: Collection[str]) -> AsyncIterator[Delivery]:
+        """Deliveries of ``event_types`` for consuming context ``group``.
+
+        Declares the group's durable subscription if needed: every group receives
+        every matching event (fan-out); consumers of one group share the work.
+        """
+
+    async def ack(self, delivery: Delivery) -> None:
+        """Acknowledge ``delivery`` (called through :meth:`Delivery.ack`)."""
+
+    async def nack(self, delivery: Delivery, *, requeue: bool = True) -> None:
+        """Reject ``delivery`` (called through :meth:`Delivery.nack`)."""

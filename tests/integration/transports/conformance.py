@@ -1,0 +1,142 @@
+"""What every transport must do, as reusable checks against a real broker.
+
+Each transport's test module opens its transport and calls these functions; they do
+not know which broker is behind the interface.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import defaultdict
+from collections.abc import Callable
+
+from tidings.contracts.cloudevents import CloudEvent, decode_binary, decode_structured
+from tidings.domain.ids import uuid7
+from tidings.transports.base import Delivery, Transport
+
+
+def make_events(count: int, keys: int, event_type: str, source: str) -> list[CloudEvent]:
+    """``count`` events spread round-robin over ``keys`` partition keys, seq in data."""
+    return [
+        CloudEvent(
+            id=str(uuid7()),
+            source=source,
+            type=event_type,
+            subject=f"key-{i % keys}",
+            time="2026-01-01T00:00:00Z",
+            data_json=json.dumps({"seq": i, "key": f"key-{i % keys}"}).encode(),
+        )
+        for i in range(count)
+    ]
+
+
+def decode(delivery: Delivery) -> CloudEvent:
+    """Decode a delivery in whichever CloudEvents mode the transport used."""
+    if any(str(k).lower().startswith(("ce-", "ce_", "cloudevents")) for k in delivery.headers):
+        prefix = next(
+            p for p in ("ce-", "ce_", "cloudEvents:", "cloudEvents_")
+            if any(str(k).startswith(p) for k in delivery.headers)
+        )
+        return decode_binary(delivery.headers, delivery.body, prefix=prefix)
+    return decode_structured(delivery.body)
+
+
+async def collect(
+    transport: Transport,
+    group: str,
+    event_types: set[str],
+    expected: int,
+    *,
+    timeout: float = 120.0,
+    on_event: Callable[[CloudEvent], None] | None = None,
+) -> list[CloudEvent]:
+    """Consume until ``expected`` distinct ids arrived (acking each) or ``timeout``."""
+    received: list[CloudEvent] = []
+    seen: set[str] = set()
+    deadline = time.monotonic() + timeout
+
+    async def run() -> None:
+        async for delivery in transport.subscribe(group, event_types):
+            event = decode(delivery)
+            received.append(event)
+            seen.add(event.id)
+            if on_event is not None:
+                on_event(event)
+            await delivery.ack()
+            if len(seen) >= expected:
+                return
+
+    try:
+        await asyncio.wait_for(run(), timeout=max(deadline - time.monotonic(), 1.0))
+    except TimeoutError:
+        pass
+    return received
+
+
+def assert_complete_and_ordered(sent: list[CloudEvent], received: list[CloudEvent]) -> None:
+    """Every sent id arrived, and per key the first arrival of each id keeps send order."""
+    sent_ids = {e.id for e in sent}
+    got_ids = {e.id for e in received}
+    missing = sent_ids - got_ids
+    assert not missing, f"{len(missing)} of {len(sent)} events never arrived"
+    by_key: dict[str | None, list[int]] = defaultdict(list)
+    first: set[str] = set()
+    for event in received:
+        if event.id in first:
+            continue  # a redelivery; order is judged on first arrivals
+        first.add(event.id)
+        by_key[event.subject].append(json.loads(event.data_json)["seq"])
+    for key, seqs in by_key.items():
+        assert seqs == sorted(seqs), f"key {key}: events arrived out of order"
+
+
+async def check_fan_out_and_order(
+    transport: Transport, *, count: int = 10_000, keys: int = 100, batch: int = 500
+) -> None:
+    """Two groups each receive all ``count`` events, in order per key."""
+    tag = uuid7().hex[:12]
+    event_type = f"conformance.ordered.{tag}"
+    groups = [f"conf-a-{tag}", f"conf-b-{tag}"]
+    for group in groups:
+        await transport.declare_subscription(group, {event_type})
+    events = make_events(count, keys, event_type, source=f"src-{tag}")
+    for start in range(0, count, batch):
+        await transport.publish_batch(f"src-{tag}", events[start : start + batch])
+    for group in groups:
+        received = await collect(transport, group, {event_type}, count)
+        assert_complete_and_ordered(events, received)
+
+
+async def check_type_filtering(transport: Transport) -> None:
+    """A group receives the types it subscribed to and no other."""
+    tag = uuid7().hex[:12]
+    wanted, other = f"conformance.wanted.{tag}", f"conformance.other.{tag}"
+    group = f"conf-f-{tag}"
+    await transport.declare_subscription(group, {wanted})
+    source = f"src-{tag}"
+    mixed = make_events(10, 2, other, source) + make_events(10, 2, wanted, source)
+    await transport.publish_batch(source, mixed)
+    received = await collect(transport, group, {wanted}, 10, timeout=30)
+    assert {e.type for e in received} == {wanted}
+    assert len({e.id for e in received}) == 10
+
+
+async def check_unacked_is_redelivered(transport: Transport) -> None:
+    """A delivery neither acked nor nacked comes back to the next consumer of the group."""
+    tag = uuid7().hex[:12]
+    event_type = f"conformance.redelivery.{tag}"
+    group = f"conf-r-{tag}"
+    await transport.declare_subscription(group, {event_type})
+    [event] = make_events(1, 1, event_type, f"src-{tag}")
+    await transport.publish_batch(f"src-{tag}", [event])
+
+    async def first_without_ack() -> None:
+        async for delivery in transport.subscribe(group, {event_type}):
+            await delivery.nack(requeue=True)
+            return
+
+    await asyncio.wait_for(first_without_ack(), timeout=30)
+    again = await collect(transport, group, {event_type}, 1, timeout=30)
+    assert [e.id for e in again][:1] == [event.id]
