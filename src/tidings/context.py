@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session
 
@@ -19,9 +19,14 @@ from tidings.application.query_bus import AsyncQueryBus, QueryBus, QueryHandlers
 from tidings.application.retry import RetryPolicy
 from tidings.application.subscriptions import DomainEventSubscriptions
 from tidings.application.unit_of_work import UnitOfWork, new_current_unit_of_work
+from tidings.contracts.upcasting import Upcaster, Upcasters
 from tidings.domain.aggregate import AggregateRoot
 from tidings.errors import ConfigurationError, NoActiveTransactionError
-from tidings.persistence.engines import create_asyncio_engine, create_sync_engine
+from tidings.persistence.engines import (
+    READ_ONLY_OPTION,
+    create_asyncio_engine,
+    create_sync_engine,
+)
 from tidings.persistence.publication_log import PublicationLog
 from tidings.persistence.schema import create_tables, create_tables_async
 from tidings.persistence.tables import outbox
@@ -88,6 +93,7 @@ class BoundedContext:
         self.subscriptions = DomainEventSubscriptions()
         self._query_handlers = QueryHandlers()
         self.integration_handlers: list[Any] = []
+        self.upcasters = Upcasters()
 
         self.domain_events = DomainEventProducer(
             self.subscriptions, self._current, max_cascade_depth
@@ -226,6 +232,11 @@ class BoundedContext:
             self.subscriptions.add(handler, after_commit=after_commit)
         return handler
 
+    def add_upcaster(self, event_type: str, from_version: int, upcaster: Upcaster) -> None:
+        """Let this context's consumer read ``event_type`` v``from_version`` payloads as
+        v``from_version + 1``: ``upcaster`` takes and returns the payload dict."""
+        self.upcasters.register(event_type, from_version, upcaster)
+
     def register_query_handler(self, handler: H) -> H:
         """Register a query handler for the query class of its ``handle`` annotation."""
         self._query_handlers.register(handler)
@@ -234,14 +245,15 @@ class BoundedContext:
     # -- durable after-commit work ----------------------------------------------------
     def complete_pending_handlers(self, limit: int = 100) -> int:
         """Run due after-commit work (left by failures or a crash); returns how many completed."""
-        with Session(self.engine) as session:
-            rows = session.execute(self._log.due_query(limit)).all()
+        with self._reading() as connection:
+            rows = connection.execute(self._log.due_query(limit)).all()
         return self._runtime.run_after_commit(self._log.to_work(rows))
 
     async def acomplete_pending_handlers(self, limit: int = 100) -> int:
         """Asyncio flavour of :meth:`complete_pending_handlers`, for async handlers."""
-        async with AsyncSession(self.async_engine) as session:
-            rows = (await session.execute(self._log.due_query(limit))).all()
+        async with self.async_engine.connect() as connection:
+            await connection.execution_options(**{READ_ONLY_OPTION: True})
+            rows = (await connection.execute(self._log.due_query(limit))).all()
         return await self._runtime.arun_after_commit(self._log.to_work(rows))
 
     def purge_completed_handlers(self, older_than: timedelta = timedelta(days=7)) -> int:
@@ -251,14 +263,18 @@ class BoundedContext:
 
     def pending_handler_count(self) -> int:
         """How many after-commit entries are not completed yet."""
-        with Session(self.engine) as session:
-            return int(session.execute(self._log.pending_count_query()).scalar_one())
+        with self._reading() as connection:
+            return int(connection.execute(self._log.pending_count_query()).scalar_one())
 
     def outbox_count(self) -> int:
         """How many events the outbox holds that were not published yet."""
-        with Session(self.engine) as session:
+        with self._reading() as connection:
             query = select(func.count()).select_from(outbox).where(outbox.c.published_at.is_(None))
-            return int(session.execute(query).scalar_one())
+            return int(connection.execute(query).scalar_one())
+
+    def _reading(self) -> Connection:
+        """A connection for reads that must not wait for (or block) the context's writers."""
+        return self.engine.connect().execution_options(**{READ_ONLY_OPTION: True})
 
 
 def _annotation_types(handler: object) -> tuple[type, ...]:

@@ -27,8 +27,12 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="The tidings tables in a context's database.", no_args_is_help=True)
 outbox_app = typer.Typer(help="Inspect and replay a context's outbox.", no_args_is_help=True)
+dlq_app = typer.Typer(
+    help="Dead letters: messages a consumer could not handle.", no_args_is_help=True
+)
 app.add_typer(db_app, name="db")
 app.add_typer(outbox_app, name="outbox")
+app.add_typer(dlq_app, name="dlq")
 
 console = Console()
 errors = Console(stderr=True)
@@ -139,6 +143,139 @@ def _run_until_signalled(main: Any, stop: Any) -> None:
         await main
 
     asyncio.run(runner())
+
+
+@app.command()
+def consume(
+    target: AppArg,
+    broker: BrokerOpt = None,
+    group: Annotated[
+        str | None, typer.Option(help="Subscription name; defaults to the context's name.")
+    ] = None,
+) -> None:
+    """Run the context's integration event handlers until interrupted (SIGINT/SIGTERM).
+
+    Each event is handled once (inbox), bad input is dead-lettered, failures are
+    retried with backoff; see `tidings dlq --help`.
+    """
+    from tidings.consumer.consumer import Consumer
+    from tidings.transports.registry import open_transport
+
+    context = load_context(target)
+    transport = open_transport(broker) if broker else None
+    worker = Consumer(context, transport, group=group)
+    console.print(
+        f"consuming [bold]{', '.join(sorted(worker.subscriptions.event_types))}[/] for "
+        f"{worker.group} from {worker.transport.url} (Ctrl-C to stop)"
+    )
+    _run_until_signalled(worker.run(), worker.stop)
+    stats = worker.stats
+    console.print(
+        f"stopped: {stats.handled} handled, {stats.duplicates} duplicates skipped, "
+        f"{stats.dead_lettered} dead-lettered"
+    )
+
+
+def _dead_letters(target: str) -> tuple[Any, Any]:
+    from tidings.consumer.consumer import Consumer
+    from tidings.transports.memory import MemoryTransport
+
+    context = load_context(target)
+    # Listing and replaying dead letters never touches the broker.
+    return context, Consumer(context, MemoryTransport("memory://dlq-tool"))
+
+
+@dlq_app.command("list")
+def dlq_list(
+    target: AppArg,
+    limit: Annotated[int, typer.Option(help="Show at most this many.")] = 100,
+    as_json: JsonOpt = False,
+) -> None:
+    """Dead letters of the context, oldest first, with their reasons."""
+    context, consumer = _dead_letters(target)
+    letters = asyncio.run(_then_dispose(context, consumer.dead_letters.list(consumer.group, limit)))
+    if as_json:
+        print(json.dumps([letter.to_json() for letter in letters]))
+        return
+    table = Table(title=f"dead letters of {consumer.group}")
+    for column in ("id", "reason", "type", "attempts", "last failure", "error"):
+        table.add_column(column)
+    for letter in letters:
+        table.add_row(
+            letter.letter_id,
+            letter.reason,
+            f"{letter.event_type or '?'} v{letter.event_version or '?'}",
+            str(letter.attempts),
+            letter.last_failed_at.isoformat(timespec="seconds"),
+            f"{letter.error_type}: {(letter.error_message or '')[:80]}",
+        )
+    console.print(table if letters else "[green]no dead letters[/]")
+
+
+@dlq_app.command("show")
+def dlq_show(
+    target: AppArg,
+    letter_id: Annotated[str, typer.Argument(help="The dead letter's id (from `dlq list`).")],
+    as_json: JsonOpt = False,
+) -> None:
+    """One dead letter in full: reason, error, headers and body."""
+    context, consumer = _dead_letters(target)
+    letter = asyncio.run(_then_dispose(context, consumer.dead_letters.get(letter_id)))
+    if letter is None:
+        errors.print(f"[red]error:[/] no dead letter {letter_id}")
+        raise typer.Exit(1)
+    details = letter.to_json(with_body=True)
+    if as_json:
+        print(json.dumps(details))
+        return
+    table = Table(show_header=False, title=f"dead letter {letter_id}")
+    for key, value in details.items():
+        table.add_row(key, json.dumps(value) if isinstance(value, dict) else str(value))
+    console.print(table)
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    target: AppArg,
+    letter_ids: Annotated[
+        list[str] | None, typer.Argument(help="Dead letters to replay; all when omitted.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run dead letters through the handlers again (after fixing them).
+
+    The inbox still guards: an event already handled is not handled twice.
+    Replayed letters are removed; failing ones stay with the new error.
+    """
+    context, consumer = _dead_letters(target)
+    succeeded, failed = asyncio.run(_then_dispose(context, consumer.replay(letter_ids or None)))
+    if as_json:
+        print(json.dumps({"replayed": succeeded, "failed": failed}))
+    else:
+        console.print(f"replayed {succeeded}, still failing {failed}")
+    if failed:
+        raise typer.Exit(1)
+
+
+@dlq_app.command("purge")
+def dlq_purge(
+    target: AppArg,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete every dead letter of the context."""
+    context, consumer = _dead_letters(target)
+    if not yes and not typer.confirm(f"delete every dead letter of {consumer.group}?"):
+        raise typer.Exit(1)
+    count = asyncio.run(_then_dispose(context, consumer.dead_letters.purge(consumer.group)))
+    print(json.dumps({"purged": count})) if as_json else console.print(f"purged {count}")
+
+
+async def _then_dispose(context: Any, work: Any) -> Any:
+    try:
+        return await work
+    finally:
+        await context.adispose()
 
 
 @outbox_app.command("status")

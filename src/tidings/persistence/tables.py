@@ -13,6 +13,7 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
     String,
@@ -89,6 +90,27 @@ inbox = Table(
     PrimaryKeyConstraint("consumer", "event_id", name="pk_tidings_inbox"),
 )
 Index("ix_tidings_inbox_processed_at", inbox.c.processed_at)
+
+dead_letters = Table(
+    "tidings_dead_letters",
+    metadata,
+    Column("letter_id", String(36), primary_key=True),
+    Column("consumer", String(200), nullable=False),
+    Column("reason", String(40), nullable=False),
+    Column("event_id", String(200)),
+    Column("event_type", String(200)),
+    Column("event_version", Integer),
+    Column("partition_key", String(200)),
+    # The message exactly as received, so a replay sees what the consumer saw.
+    Column("body", LargeBinary, nullable=False),
+    Column("headers", Text, nullable=False),
+    Column("error_type", String(200)),
+    Column("error_message", Text),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("first_failed_at", UtcDateTime, nullable=False),
+    Column("last_failed_at", UtcDateTime, nullable=False),
+)
+Index("ix_tidings_dead_letters_consumer", dead_letters.c.consumer, dead_letters.c.first_failed_at)
 
 relay_lease = Table(
     "tidings_relay_lease",

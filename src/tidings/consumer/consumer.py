@@ -1,0 +1,458 @@
+"""The consumer: runs a context's integration event handlers, effectively once.
+
+For every delivery:
+
+1. Bad input never reaches a handler: oversized, undecodable, unknown or invalid
+   messages go to the dead-letter store with their reason, and are acknowledged.
+2. Handlers run in the context's own transaction together with the inbox row of the
+   event: a redelivered event finds its row and is acknowledged without effects.
+3. Deliveries are handled in micro-batches (one transaction, one commit for many
+   events) for throughput; if a batch fails, its events are retried one by one so a
+   failure belongs to one event only.
+4. A failing event is retried at once, then with exponential backoff and jitter, then
+   dead-lettered. While it waits, later events of the same partition key wait behind
+   it (per-key order); other keys go on.
+5. Acknowledgement happens after commit: a crash in between redelivers, and the inbox
+   absorbs the duplicate.
+
+Run it as ``tidings consume APP`` or embedded::
+
+    consumer = Consumer(context)
+    task = asyncio.create_task(consumer.run())
+    ...
+    await consumer.stop()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+
+from tidings.application.retry import RetryPolicy
+from tidings.consumer.dead_letters import DeadLetterReason, DeadLetterStore
+from tidings.consumer.decoding import decode_delivery
+from tidings.consumer.inbox import inbox_row, insert_unless_present, purge_statement
+from tidings.consumer.subscriptions import IntegrationSubscriptions
+from tidings.contracts.cloudevents import DEFAULT_MAX_BYTES, CloudEvent
+from tidings.contracts.envelope import to_contract
+from tidings.contracts.integration_event import IntegrationEvent
+from tidings.contracts.registry import ContractRegistry, default_registry
+from tidings.errors import (
+    ConfigurationError,
+    ContractValidationError,
+    DecodeError,
+    MessageTooLargeError,
+    UnknownContractError,
+)
+from tidings.persistence.tables import inbox
+from tidings.transports.base import Delivery, Transport
+from tidings.transports.registry import open_transport
+
+if TYPE_CHECKING:
+    from tidings.context import BoundedContext
+
+logger = logging.getLogger("tidings.consumer")
+
+
+class UnknownTypes(StrEnum):
+    """What to do with a message whose (type, version) no handler can read."""
+
+    DEAD_LETTER = "dead_letter"
+    IGNORE = "ignore"
+
+
+@dataclass(slots=True)
+class ConsumerStats:
+    """Counters of one consumer run."""
+
+    handled: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+    ignored: int = 0
+    retries: int = 0
+    batches: int = 0
+
+
+@dataclass(slots=True)
+class _Item:
+    delivery: Delivery
+    event: CloudEvent
+    contract: IntegrationEvent
+    failures: int = 0
+    first_failed_at: datetime | None = None
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        return self.event.subject or self.event.id
+
+
+class Consumer:
+    """Consumes the integration events the context's handlers subscribe to.
+
+    :param group: the subscription name; defaults to the context's name, so every
+        process of one context shares the work (competing consumers) while every
+        other context gets its own copy (fan-out).
+    :param immediate_retries: retries at once before backing off.
+    :param retry: backoff between delayed retries.
+    :param max_attempts: attempts in all before an event is dead-lettered.
+    :param unknown_types: dead-letter (default) or ignore unreadable types/versions.
+    :param batch_size: most events handled in one transaction.
+    """
+
+    def __init__(
+        self,
+        context: BoundedContext,
+        transport: Transport | None = None,
+        *,
+        group: str | None = None,
+        registry: ContractRegistry = default_registry,
+        max_message_bytes: int = DEFAULT_MAX_BYTES,
+        immediate_retries: int = 2,
+        retry: RetryPolicy | None = None,
+        max_attempts: int = 6,
+        unknown_types: UnknownTypes | str = UnknownTypes.DEAD_LETTER,
+        batch_size: int = 200,
+        inbox_retention: timedelta = timedelta(days=7),
+    ) -> None:
+        self.context = context
+        self.transport = transport or open_transport(context.broker_url)
+        self.group = group or context.name
+        self.registry = registry
+        self.max_message_bytes = max_message_bytes
+        self.immediate_retries = immediate_retries
+        self.retry = retry or RetryPolicy(initial_delay=0.2, max_delay=30.0)
+        self.max_attempts = max(max_attempts, 1)
+        self.unknown_types = UnknownTypes(unknown_types)
+        self.batch_size = max(batch_size, 1)
+        self.inbox_retention = inbox_retention
+        self.subscriptions = IntegrationSubscriptions(context.integration_handlers)
+        self.dead_letters = DeadLetterStore(context.async_engine)
+        self.stats = ConsumerStats()
+        self._stopping = asyncio.Event()
+        # Keys whose head event is waiting for a delayed retry, with the events queued
+        # behind it; a task per blocked key works through its queue.
+        self._blocked: dict[str, deque[_Item]] = {}
+        self._lanes: set[asyncio.Task[None]] = set()
+        self._inbox_insert = insert_unless_present(context.async_engine.dialect)
+
+    # -- lifecycle --------------------------------------------------------------------
+    async def stop(self) -> None:
+        """Stop taking deliveries; unacknowledged ones come back to the next consumer."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Consume until :meth:`stop`."""
+        if not self.subscriptions:
+            raise ConfigurationError(
+                f"context {self.context.name!r} subscribes no IntegrationEventHandler; "
+                "ctx.subscribe(handler) with handle(self, event: SomeIntegrationEvent)"
+            )
+        await self.transport.connect()
+        try:
+            await self.transport.declare_subscription(self.group, self.subscriptions.event_types)
+            deliveries = self.transport.subscribe(self.group, self.subscriptions.event_types)
+            await self._consume(deliveries.__aiter__())
+        finally:
+            for lane in list(self._lanes):
+                lane.cancel()
+            with contextlib.suppress(Exception):
+                await self.transport.close()
+
+    async def _consume(self, deliveries: Any) -> None:
+        batch: list[Delivery] = []
+        pending: asyncio.Task[Delivery] | None = None
+        stop = asyncio.ensure_future(self._stopping.wait())
+        try:
+            while not self._stopping.is_set():
+                if pending is None:
+                    pending = asyncio.ensure_future(deliveries.__anext__())
+                # Wait for one delivery, then take whatever else is ready at once.
+                timeout = 0 if batch else None
+                done, _ = await asyncio.wait(
+                    {pending, stop}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                )
+                if pending in done:
+                    try:
+                        batch.append(pending.result())
+                    except StopAsyncIteration:
+                        break
+                    pending = None
+                    if len(batch) < self.batch_size:
+                        continue
+                if batch:
+                    await self.process(batch)
+                    batch = []
+            if batch:
+                await self.process(batch)
+        finally:
+            stop.cancel()
+            if pending is not None:
+                pending.cancel()
+
+    # -- processing -------------------------------------------------------------------
+    async def process(self, deliveries: Sequence[Delivery]) -> None:
+        """Handle deliveries in order: poison to dead letters, the rest in one transaction."""
+        items: list[_Item] = []
+        for delivery in deliveries:
+            item = await self._admit(delivery)
+            if item is None:
+                continue
+            blocked = self._blocked.get(item.key)
+            if blocked is not None:
+                blocked.append(item)  # waits behind its key's failing event
+            else:
+                items.append(item)
+        if not items:
+            return
+        self.stats.batches += 1
+        try:
+            await self._handle_together(items)
+        except Exception:
+            for item in items:
+                blocked = self._blocked.get(item.key)
+                if blocked is not None:
+                    blocked.append(item)
+                    continue
+                await self._handle_alone(item)
+            return
+        for item in items:
+            await item.delivery.ack()
+
+    async def _admit(self, delivery: Delivery) -> _Item | None:
+        """Decode and validate; dead-letter (or ignore) and ack what cannot be handled."""
+        event: CloudEvent | None = None
+        try:
+            if len(delivery.body) > self.max_message_bytes:
+                raise MessageTooLargeError(
+                    f"message of {len(delivery.body)} bytes exceeds the "
+                    f"{self.max_message_bytes}-byte limit"
+                )
+            event = decode_delivery(delivery.body, delivery.headers, self.max_message_bytes)
+            if event.type not in self.subscriptions.versions:
+                self.stats.ignored += 1  # not ours: a shared stream carries other types
+                await delivery.ack()
+                return None
+            contract = self._read_contract(event)
+        except MessageTooLargeError as error:
+            await self._dead_letter(delivery, DeadLetterReason.TOO_LARGE, error, event)
+            return None
+        except UnknownContractError as error:
+            if self.unknown_types is UnknownTypes.IGNORE:
+                self.stats.ignored += 1
+                await delivery.ack()
+            else:
+                await self._dead_letter(delivery, DeadLetterReason.UNKNOWN_TYPE, error, event)
+            return None
+        except ContractValidationError as error:
+            await self._dead_letter(delivery, DeadLetterReason.INVALID_PAYLOAD, error, event)
+            return None
+        except DecodeError as error:
+            await self._dead_letter(delivery, DeadLetterReason.UNDECODABLE, error, event)
+            return None
+        return _Item(delivery, event, contract)
+
+    def _read_contract(self, event: CloudEvent) -> IntegrationEvent:
+        wanted = self.subscriptions.versions[event.type]
+        upcasters = self.context.upcasters
+        if event.dataversion not in wanted and upcasters:
+            payload = json.loads(event.data_json)
+            if isinstance(payload, dict):
+                version, payload = upcasters.upcast(event.type, event.dataversion, payload, wanted)
+                event = replace(event, dataversion=version, data_json=json.dumps(payload).encode())
+        if event.dataversion not in wanted:
+            raise UnknownContractError(event.type, event.dataversion)
+        return to_contract(event, self.registry)
+
+    async def _handle_together(self, items: Sequence[_Item]) -> None:
+        """All items in one transaction; duplicates (inbox) skipped. Raises on any failure."""
+        async with self.context.transaction() as session:
+            ids = [item.event.id for item in items]
+            seen = set(
+                (
+                    await session.execute(
+                        select(inbox.c.event_id).where(
+                            inbox.c.consumer == self.group, inbox.c.event_id.in_(ids)
+                        )
+                    )
+                ).scalars()
+            )
+            fresh: list[_Item] = []
+            for item in items:
+                if item.event.id in seen:
+                    self.stats.duplicates += 1
+                else:
+                    seen.add(item.event.id)
+                    fresh.append(item)
+            if fresh:
+                await session.execute(
+                    inbox.insert(), [inbox_row(self.group, item.event.id) for item in fresh]
+                )
+            for item in fresh:
+                await self._run_handlers(session, item)
+        self.stats.handled += len(fresh)
+
+    async def _handle_once(self, item: _Item) -> None:
+        """One event in its own transaction, continuing its flow's correlation."""
+        async with self.context.transaction(
+            correlation_id=item.event.correlationid, causation_id=item.event.id
+        ) as session:
+            claimed = await session.execute(
+                self._inbox_insert, inbox_row(self.group, item.event.id)
+            )
+            if not getattr(claimed, "rowcount", 1):
+                self.stats.duplicates += 1
+                return
+            await self._run_handlers(session, item)
+        self.stats.handled += 1
+
+    async def _run_handlers(self, session: Any, item: _Item) -> None:
+        uow = self.context._current.get()
+        if uow is not None:
+            # Publishing from a handler continues the producer's flow.
+            uow.correlation_id = item.event.correlationid or uow.correlation_id
+            uow.causation_id = item.event.id
+        for subscription in self.subscriptions.by_contract[type(item.contract)]:
+            if subscription.is_async:
+                await subscription.call(item.contract)
+            else:
+                await session.run_sync(_call_sync, subscription.call, item.contract)
+
+    async def _handle_alone(self, item: _Item) -> None:
+        """Retry at once a few times; then block the key and retry later with backoff."""
+        for _ in range(self.immediate_retries + 1):
+            try:
+                await self._handle_once(item)
+            except Exception as error:
+                self._note_failure(item, error)
+                if item.failures >= self.max_attempts:
+                    await self._give_up(item, error)
+                    return
+                continue
+            await item.delivery.ack()
+            return
+        queue: deque[_Item] = deque([item])
+        self._blocked[item.key] = queue
+        lane = asyncio.create_task(self._work_blocked_key(item.key, queue))
+        self._lanes.add(lane)
+        lane.add_done_callback(self._lanes.discard)
+
+    async def _work_blocked_key(self, key: str, queue: deque[_Item]) -> None:
+        try:
+            while queue:
+                item = queue[0]
+                if item.failures:
+                    delay = self.retry.delay(item.failures - self.immediate_retries)
+                    self.stats.retries += 1
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stopping.wait(), delay)
+                    if self._stopping.is_set():
+                        return  # unacked: redelivered to the next consumer
+                try:
+                    await self._handle_once(item)
+                except Exception as error:
+                    self._note_failure(item, error)
+                    if item.failures >= self.max_attempts:
+                        await self._give_up(item, error)
+                        queue.popleft()
+                    continue
+                await item.delivery.ack()
+                queue.popleft()
+        finally:
+            self._blocked.pop(key, None)
+
+    def _note_failure(self, item: _Item, error: BaseException) -> None:
+        item.failures += 1
+        item.first_failed_at = item.first_failed_at or datetime.now(UTC)
+        logger.warning(
+            "%s: handling %s %s failed (attempt %d of %d): %r",
+            self.group,
+            item.event.type,
+            item.event.id,
+            item.failures,
+            self.max_attempts,
+            error,
+        )
+
+    async def _give_up(self, item: _Item, error: BaseException) -> None:
+        await self._dead_letter(
+            item.delivery,
+            DeadLetterReason.HANDLER_FAILED,
+            error,
+            item.event,
+            attempts=item.failures,
+            first_failed_at=item.first_failed_at,
+        )
+
+    async def _dead_letter(
+        self,
+        delivery: Delivery,
+        reason: DeadLetterReason,
+        error: BaseException,
+        event: CloudEvent | None,
+        *,
+        attempts: int = 1,
+        first_failed_at: datetime | None = None,
+    ) -> None:
+        await self.dead_letters.add(
+            consumer=self.group,
+            reason=reason,
+            body=delivery.body,
+            headers=delivery.headers,
+            error=error,
+            attempts=attempts,
+            event_id=None if event is None else event.id,
+            event_type=None if event is None else event.type,
+            event_version=None if event is None else event.dataversion,
+            partition_key=None if event is None else event.subject,
+            first_failed_at=first_failed_at,
+        )
+        self.stats.dead_lettered += 1
+        logger.warning("%s: dead-lettered a message (%s): %s", self.group, reason.value, error)
+        await delivery.ack()
+
+    # -- maintenance ----------------------------------------------------------------------
+    async def purge_inbox(self) -> int:
+        """Delete inbox entries older than ``inbox_retention``."""
+        async with self.context.async_engine.begin() as connection:
+            result = await connection.execute(purge_statement(self.inbox_retention))
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    async def replay(self, letter_ids: Sequence[str] | None = None) -> tuple[int, int]:
+        """Run dead letters through the handlers again (the inbox still guarding).
+
+        Succeeded letters are removed; failed ones stay with the new error. Returns
+        (succeeded, failed).
+        """
+        letters = await self.dead_letters.list(self.group, limit=100_000)
+        if letter_ids is not None:
+            wanted = set(letter_ids)
+            letters = [letter for letter in letters if letter.letter_id in wanted]
+        succeeded = failed = 0
+        for letter in letters:
+            try:
+                event = decode_delivery(letter.body, letter.headers, self.max_message_bytes)
+                contract = self._read_contract(event)
+                item = _Item(Delivery(letter.body, dict(letter.headers)), event, contract)
+                await self._handle_once(item)
+            except Exception as error:
+                failed += 1
+                await self.dead_letters.record_failed_replay(letter.letter_id, error)
+                continue
+            succeeded += 1
+            await self.dead_letters.remove([letter.letter_id])
+        return succeeded, failed
+
+
+def _call_sync(_session: Any, call: Any, event: IntegrationEvent) -> None:
+    call(event)
