@@ -20,18 +20,19 @@ class _OutboxProducer:
         self._current = current
 
     def _add(self, event: IntegrationEvent, partition_key: str | None) -> None:
+        # The wrong kind of event is a bug whether or not a transaction is open: say so first.
+        if not isinstance(event, IntegrationEvent):
+            raise TypeError(
+                f"{type(event).__name__} is not an IntegrationEvent; domain events are "
+                "published through DomainEventProducer, and a domain event handler "
+                "publishes the integration event that other contexts need"
+            )
         uow = self._current.get()
         if uow is None:
             raise NoActiveTransactionError(
                 f"{type(event).__name__} was published outside a transaction; integration "
                 f"events are written to the outbox atomically with your changes: wrap the "
                 f"use case in `with ctx.transaction():` (or `async with`)"
-            )
-        if not isinstance(event, IntegrationEvent):
-            raise TypeError(
-                f"{type(event).__name__} is not an IntegrationEvent; domain events are "
-                "published through DomainEventProducer, and a domain event handler "
-                "publishes the integration event that other contexts need"
             )
         parent, state = current_trace_context()
         uow.outbox.append(

@@ -2,27 +2,39 @@
 
 from __future__ import annotations
 
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from typing import Any
 
 from tidings.application.subscriptions import DispatchPlan, DomainEventSubscriptions
-from tidings.application.unit_of_work import UnitOfWork
+from tidings.application.unit_of_work import UnitOfWork, cascade_depth_exceeded
 from tidings.domain.events import DomainEvent
 from tidings.errors import ConfigurationError, NoActiveTransactionError
 
+# Nesting of dispatches outside any transaction, where no unit of work counts it: without
+# it a cycle of handlers would end in RecursionError instead of a clear error.
+_unscoped_depth: ContextVar[int] = ContextVar("tidings.unscoped_dispatch_depth", default=0)
+
 
 class _ProducerBase:
-    __slots__ = ("_current", "_plans", "_subscriptions")
+    __slots__ = ("_current", "_max_depth", "_plans", "_subscriptions")
 
     def __init__(
         self,
         subscriptions: DomainEventSubscriptions,
         current: ContextVar[UnitOfWork | None],
+        max_depth: int = 32,
     ) -> None:
         self._subscriptions = subscriptions
         # The registry's own cache dict: one lookup on the hot path, cleared on subscribe.
         self._plans = subscriptions.plans
         self._current = current
+        self._max_depth = max_depth
+
+    def _enter_unscoped(self, event: DomainEvent) -> Token[int]:
+        depth = _unscoped_depth.get()
+        if depth >= self._max_depth:
+            raise cascade_depth_exceeded(depth, event)
+        return _unscoped_depth.set(depth + 1)
 
     def _plan(self, event: DomainEvent) -> DispatchPlan:
         plan = self._plans.get(event.__class__)
@@ -57,8 +69,12 @@ class DomainEventProducer(_ProducerBase):
         if uow is None:
             if plan.after_commit:
                 _require_transaction_for_after_commit(event)
-            for call in plan.inline_calls:
-                call(event)
+            token = self._enter_unscoped(event)
+            try:
+                for call in plan.inline_calls:
+                    call(event)
+            finally:
+                _unscoped_depth.reset(token)
             return
         state = uow.enter_handling(event)
         try:
@@ -87,7 +103,11 @@ class AsyncDomainEventProducer(_ProducerBase):
         if uow is None:
             if plan.after_commit:
                 _require_transaction_for_after_commit(event)
-            await _run_inline(plan, event, None)
+            token = self._enter_unscoped(event)
+            try:
+                await _run_inline(plan, event, None)
+            finally:
+                _unscoped_depth.reset(token)
             return
         state = uow.enter_handling(event)
         try:

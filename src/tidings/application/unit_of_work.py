@@ -58,12 +58,7 @@ class UnitOfWork:
         """Make ``event`` the cause of what its handlers publish; returns the state to restore."""
         depth = self.depth
         if depth >= self.max_depth:
-            raise CascadeDepthExceededError(
-                f"domain event dispatch nested {depth} levels deep while publishing "
-                f"{type(event).__name__}: handlers publish events that lead back to "
-                "themselves. Break the cycle, or raise max_cascade_depth on the context "
-                "if the chain is legitimately this long."
-            )
+            raise cascade_depth_exceeded(depth, event)
         previous = self.causation_id
         self.depth = depth + 1
         self.causation_id = str(event.event_id)
@@ -101,6 +96,16 @@ class UnitOfWork:
                     seen.add(id(obj))
                     known.append(obj)
         return known
+
+
+def cascade_depth_exceeded(depth: int, event: DomainEvent) -> CascadeDepthExceededError:
+    """The error of a dispatch nested ``depth`` levels deep: most likely a cycle."""
+    return CascadeDepthExceededError(
+        f"domain event dispatch nested {depth} levels deep while publishing "
+        f"{type(event).__name__}: handlers publish events that lead back to "
+        "themselves. Break the cycle, or raise max_cascade_depth on the context "
+        "if the chain is legitimately this long."
+    )
 
 
 def new_current_unit_of_work(name: str) -> ContextVar[UnitOfWork | None]:

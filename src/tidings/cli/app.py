@@ -145,6 +145,25 @@ def _run_until_signalled(main: Any, stop: Any) -> None:
     asyncio.run(runner())
 
 
+@app.command("run")
+def run_context(
+    target: AppArg,
+    relay_only: Annotated[bool, typer.Option("--relay-only", help="Do not consume.")] = False,
+) -> None:
+    """Run the context's relay and consumer together until interrupted.
+
+    The simplest way to operate a context: one process forwards its outbox, handles
+    the integration events it subscribes to, and completes pending after-commit work.
+    """
+    from tidings.worker import ContextWorker
+
+    context = load_context(target)
+    worker = ContextWorker(context, consume=not relay_only)
+    parts = ["relay"] + (["consumer"] if worker.consumer else [])
+    console.print(f"running {context.name}: {' + '.join(parts)} (Ctrl-C to stop)")
+    _run_until_signalled(worker.run(), worker.stop)
+
+
 @app.command()
 def consume(
     target: AppArg,

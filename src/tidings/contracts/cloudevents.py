@@ -5,26 +5,55 @@ Extensions carried by tidings, all lowercase alphanumerics as the spec requires:
 ``causationid`` (the event that led to this one), ``traceparent`` and ``tracestate``
 (W3C trace context, as in the CloudEvents distributed-tracing extension).
 
-Decoding is strict about the envelope and never evaluates anything: JSON only, every
-failure raised as :class:`~tidings.errors.DecodeError` (or its subclasses).
+A :class:`CloudEvent` is valid by construction (invalid attributes raise
+:class:`~tidings.errors.ContractError`), so whatever the encoders write, the official
+CloudEvents SDK reads. Decoding is strict about the envelope and never evaluates
+anything: JSON only, every failure raised as :class:`~tidings.errors.DecodeError` (or
+one of its subclasses).
+
+Binary mode carries every attribute as its canonical string, so a custom extension
+written as an integer or boolean is read back as a string (``"3"``, ``"true"``);
+tidings' own ``dataversion`` is read back as an integer. Structured mode reads the
+payload back as the same JSON value in compact form (outbox payloads already are).
 """
 
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, NoReturn
+from urllib.parse import quote, unquote
 
-from tidings.errors import DecodeError, MessageTooLargeError
+from tidings.errors import ContractError, DecodeError, MessageTooLargeError
 
 SPEC_VERSION = "1.0"
 JSON_CONTENT_TYPE = "application/json"
 STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
 DEFAULT_MAX_BYTES = 1_048_576
 
+_INT32_MIN = -(2**31)
+_INT32_MAX = 2**31 - 1
+_ATTRIBUTE_NAME = re.compile(r"[a-z0-9]+")
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?"
+    r"(?:[Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
+# CloudEvents HTTP binding 3.1.3.2: printable ASCII except space, '"' and '%' go as is.
+_HEADER_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in ' "%')
+
 _REQUIRED = ("id", "source", "type")
+_OPTIONAL_STRINGS = (
+    "subject",
+    "dataschema",
+    "correlationid",
+    "causationid",
+    "traceparent",
+    "tracestate",
+)
 _KNOWN = frozenset(
     {
         "specversion",
@@ -32,19 +61,13 @@ _KNOWN = frozenset(
         "source",
         "type",
         "time",
-        "subject",
         "datacontenttype",
-        "dataschema",
         "data",
         "data_base64",
         "dataversion",
-        "correlationid",
-        "causationid",
-        "traceparent",
-        "tracestate",
+        *_OPTIONAL_STRINGS,
     }
 )
-_OPTIONAL_STRINGS = ("subject", "correlationid", "causationid", "traceparent", "tracestate")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +76,11 @@ class CloudEvent:
 
     ``data_json`` is the payload as JSON bytes, exactly as stored in the outbox, so
     encoding never re-serialises a payload; ``data`` is the parsed value on decode.
+    ``extensions`` holds any further extension attributes: lowercase alphanumeric
+    names, string, integer (32-bit) or boolean values.
+
+    Raises :class:`~tidings.errors.ContractError` when an attribute breaks the
+    CloudEvents 1.0 rules, so an invalid event can never be sent.
     """
 
     id: str
@@ -68,6 +96,35 @@ class CloudEvent:
     tracestate: str | None = None
     data_json: bytes = b"null"
     extensions: Mapping[str, str | int | bool] = field(default_factory=dict)
+    dataschema: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in _REQUIRED:
+            if not _is_text(getattr(self, name)):
+                _invalid(f"required attribute {name!r} must be a non-empty UTF-8 string")
+        for name in _OPTIONAL_STRINGS:
+            value = getattr(self, name)
+            if value is not None and not _is_text(value):
+                _invalid(f"attribute {name!r} must be absent or a non-empty UTF-8 string")
+        if not _is_text(self.datacontenttype) or not _is_json_media_type(self.datacontenttype):
+            _invalid(f"datacontenttype {_shown(self.datacontenttype)} is not a JSON media type")
+        if self.time is not None and not _is_rfc3339(self.time):
+            _invalid(f"time {_shown(self.time)} is not an RFC 3339 timestamp with an offset")
+        if not _is_int32(self.dataversion) or self.dataversion < 1:
+            version = _shown(self.dataversion)
+            _invalid(f"dataversion must be a positive 32-bit integer, got {version}")
+        if not isinstance(self.data_json, bytes) or not self.data_json or self.data_json.isspace():
+            _invalid("data_json must be JSON text as bytes (b'null' for no data)")
+        for name, value in self.extensions.items():
+            if not isinstance(name, str) or not _ATTRIBUTE_NAME.fullmatch(name):
+                _invalid(f"extension name {_shown(name)} is not lowercase ASCII letters and digits")
+            if name in _KNOWN:
+                _invalid(f"extension name {name!r} is reserved for a CloudEvents attribute")
+            if not (isinstance(value, bool) or _is_int32(value) or _is_utf8(value)):
+                _invalid(
+                    f"extension {name!r} must be a UTF-8 string, 32-bit integer or boolean, "
+                    f"got {type(value).__name__}"
+                )
 
     @property
     def data(self) -> Any:
@@ -95,8 +152,10 @@ class CloudEvent:
 
 
 def format_time(moment: datetime) -> str:
-    """RFC 3339 in UTC with a ``Z``, as CloudEvents producers conventionally write it."""
-    return moment.isoformat().replace("+00:00", "Z")
+    """RFC 3339 in UTC with a ``Z``; a naive datetime is taken as UTC (as stored)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def encode_structured(event: CloudEvent) -> bytes:
@@ -105,32 +164,44 @@ def encode_structured(event: CloudEvent) -> bytes:
     return b"".join((head[:-1].encode(), b',"data":', event.data_json, b"}"))
 
 
-def encode_binary(event: CloudEvent, prefix: str = "ce-") -> tuple[dict[str, str], bytes]:
-    """Binary mode: attributes as ``prefix``-named headers, the payload as the body."""
-    headers = {f"{prefix}{name}": _header_text(value) for name, value in event.attributes().items()}
-    content_type = headers.pop(f"{prefix}datacontenttype")
-    headers["content-type"] = content_type
+def encode_binary(
+    event: CloudEvent, prefix: str = "ce-", *, percent_encode: bool = False
+) -> tuple[dict[str, str], bytes]:
+    """Binary mode: attributes as ``prefix``-named headers, the payload as the body.
+
+    Header values are the attributes' canonical strings, UTF-8 as broker bindings
+    (Kafka, AMQP, NATS) carry them. Pass ``percent_encode=True`` for the HTTP binding,
+    which percent-encodes space, ``"``, ``%`` and anything outside printable ASCII.
+    """
+    headers: dict[str, str] = {}
+    for name, value in event.attributes().items():
+        if name == "datacontenttype":
+            continue
+        text = _header_text(value)
+        headers[f"{prefix}{name}"] = quote(text, safe=_HEADER_SAFE) if percent_encode else text
+    headers["content-type"] = event.datacontenttype
     return headers, event.data_json
 
 
 def decode_structured(body: bytes | str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> CloudEvent:
     """Read a structured-mode CloudEvent; raises :class:`DecodeError` on anything invalid."""
-    _check_size(body, max_bytes)
+    text = _utf8_text(body, max_bytes)
     try:
-        document = json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        raise DecodeError(f"not JSON: {_brief(exc)}") from exc
+        document = _loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise DecodeError(f"not JSON: {_brief(exc)}") from None
     if not isinstance(document, dict):
         raise DecodeError(
             f"a structured CloudEvent is a JSON object, got {type(document).__name__}"
         )
     if "data_base64" in document:
         raise DecodeError("binary data (data_base64) is not a tidings contract payload")
-    data = document.get("data")
     try:
-        data_json = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
-    except (ValueError, RecursionError) as exc:  # pragma: no cover - json.loads output
-        raise DecodeError(f"data cannot be re-encoded: {_brief(exc)}") from exc
+        data_json = json.dumps(
+            document.get("data"), separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        ).encode()
+    except (ValueError, RecursionError) as exc:
+        raise DecodeError(f"data cannot be re-encoded as UTF-8 JSON: {_brief(exc)}") from None
     return _from_attributes(document, data_json)
 
 
@@ -140,86 +211,158 @@ def decode_binary(
     *,
     prefix: str = "ce-",
     max_bytes: int = DEFAULT_MAX_BYTES,
+    percent_decode: bool = False,
 ) -> CloudEvent:
-    """Read a binary-mode CloudEvent from headers and body."""
-    _check_size(body, max_bytes)
+    """Read a binary-mode CloudEvent from headers and body.
+
+    Header values may be ``str``, UTF-8 ``bytes``, integers, booleans or datetimes (as
+    AMQP carries them); ``None`` counts as absent. An empty body means no data. Pass
+    ``percent_decode=True`` for the HTTP binding (see :func:`encode_binary`).
+    """
+    text = _utf8_text(body, max_bytes)
+    if not isinstance(headers, Mapping):
+        raise DecodeError(f"headers must be a mapping, got {type(headers).__name__}")
     attributes: dict[str, Any] = {}
     lowered = prefix.lower()
-    for name, value in headers.items():
-        key = str(name).lower()
+    for raw_name, value in headers.items():
+        if isinstance(raw_name, bytes | bytearray):
+            raw_name = bytes(raw_name).decode("utf-8", "replace")
+        if not isinstance(raw_name, str) or value is None:
+            continue
+        key = raw_name.lower()
         if key.startswith(lowered):
-            attributes[key[len(lowered) :]] = _text(value, key)
+            name = key[len(lowered) :]
+            value = _text(value, raw_name)
+            attributes[name] = _percent_decoded(value, raw_name) if percent_decode else value
         elif key == "content-type":
-            attributes["datacontenttype"] = _text(value, key)
+            attributes["datacontenttype"] = _text(value, raw_name)
+    if not text.strip():
+        return _from_attributes(attributes, b"null")
     try:
-        json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        raise DecodeError(f"body is not JSON: {_brief(exc)}") from exc
+        _loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise DecodeError(f"body is not JSON: {_brief(exc)}") from None
+    if isinstance(body, str):
+        try:
+            return _from_attributes(attributes, body.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise DecodeError("body is not UTF-8 text (lone surrogate)") from None
     return _from_attributes(attributes, bytes(body))
 
 
 def _from_attributes(attrs: Mapping[str, Any], data_json: bytes) -> CloudEvent:
     if attrs.get("specversion") != SPEC_VERSION:
-        raise DecodeError(f"specversion must be {SPEC_VERSION!r}, got {attrs.get('specversion')!r}")
-    for name in _REQUIRED:
-        value = attrs.get(name)
-        if not isinstance(value, str) or not value:
-            raise DecodeError(f"required attribute {name!r} is missing or not a non-empty string")
-    content_type = attrs.get("datacontenttype", JSON_CONTENT_TYPE)
-    if not isinstance(content_type, str) or not _is_json_media_type(content_type):
-        raise DecodeError(f"datacontenttype {content_type!r} is not JSON")
-    time = attrs.get("time")
-    if time is not None:
-        if not isinstance(time, str):
-            raise DecodeError("time must be an RFC 3339 string")
-        try:
-            datetime.fromisoformat(time)
-        except ValueError as exc:
-            raise DecodeError(f"time {time!r} is not RFC 3339") from exc
-    optional: dict[str, str | None] = {}
-    for name in _OPTIONAL_STRINGS:
-        value = attrs.get(name)
-        if value is not None and not isinstance(value, str):
-            raise DecodeError(f"attribute {name!r} must be a string")
-        optional[name] = value
+        raise DecodeError(
+            f"specversion must be {SPEC_VERSION!r}, got {_shown(attrs.get('specversion'))}"
+        )
+    content_type = attrs.get("datacontenttype")
+    dataversion = attrs.get("dataversion")
     extensions = {
-        key: value
-        for key, value in attrs.items()
-        if key not in _KNOWN and isinstance(value, str | int | bool)
+        name: value for name, value in attrs.items() if name not in _KNOWN and value is not None
     }
-    return CloudEvent(
-        id=attrs["id"],
-        source=attrs["source"],
-        type=attrs["type"],
-        dataversion=_version(attrs.get("dataversion", 1)),
-        time=time,
-        datacontenttype=content_type,
-        data_json=data_json,
-        extensions=extensions,
-        **optional,
-    )
+    try:
+        return CloudEvent(
+            id=attrs.get("id", ""),
+            source=attrs.get("source", ""),
+            type=attrs.get("type", ""),
+            dataversion=1 if dataversion is None else _version(dataversion),
+            time=attrs.get("time"),
+            datacontenttype=JSON_CONTENT_TYPE if content_type is None else content_type,
+            data_json=data_json,
+            extensions=extensions,
+            **{name: attrs.get(name) for name in _OPTIONAL_STRINGS},
+        )
+    except ContractError as exc:
+        raise DecodeError(str(exc)) from None
 
 
 def _version(value: Any) -> int:
-    if isinstance(value, bool):
-        raise DecodeError("dataversion must be a positive integer")
-    if isinstance(value, str) and value.isdigit() and value.isascii():
-        value = int(value)
-    if not isinstance(value, int) or value < 1:
-        raise DecodeError(f"dataversion must be a positive integer, got {value!r}")
+    """``dataversion`` as JSON carries it (integer) or as headers carry it (digits)."""
+    if isinstance(value, str) and 0 < len(value) <= 10 and value.isascii() and value.isdigit():
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise DecodeError(f"dataversion must be a positive integer, got {_shown(value)}")
+
+
+def _loads(text: str) -> Any:
+    """Strict JSON: no ``NaN``/``Infinity`` and no numbers too large for a float."""
+    return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+
+
+def _reject_constant(name: str) -> NoReturn:
+    raise DecodeError(f"{name} is not JSON")
+
+
+def _finite_float(literal: str) -> float:
+    value = float(literal)
+    if not math.isfinite(value):
+        raise DecodeError(f"number {literal[:40]!r} is out of range")
     return value
+
+
+def _utf8_text(body: object, max_bytes: int) -> str:
+    """The message as text, after the size limit; raises :class:`DecodeError`."""
+    if isinstance(body, str):
+        _check_size(len(body) if len(body) * 4 <= max_bytes else _utf8_length(body), max_bytes)
+        return body
+    if not isinstance(body, bytes | bytearray | memoryview):
+        raise DecodeError(f"a message body is bytes or str, got {type(body).__name__}")
+    raw = bytes(body)
+    _check_size(len(raw), max_bytes)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DecodeError(f"message is not UTF-8: {_brief(exc)}") from None
+
+
+def _check_size(size: int, max_bytes: int) -> None:
+    if size > max_bytes:
+        raise MessageTooLargeError(f"message of {size} bytes exceeds the {max_bytes}-byte limit")
+
+
+def _utf8_length(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def _is_text(value: object) -> bool:
+    return isinstance(value, str) and value != "" and _is_utf8(value)
+
+
+def _is_utf8(value: object) -> bool:
+    """A string that UTF-8 can carry (no lone surrogates, which JSON escapes allow)."""
+    if not isinstance(value, str):
+        return False
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _is_int32(value: object) -> bool:
+    return (
+        isinstance(value, int)
+        and not isinstance(value, bool)
+        and (_INT32_MIN <= value <= _INT32_MAX)
+    )
+
+
+def _is_rfc3339(value: object) -> bool:
+    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
+        return False
+    try:
+        datetime.fromisoformat(value.upper())
+    except ValueError:
+        return False
+    return True
 
 
 def _is_json_media_type(content_type: str) -> bool:
     media = content_type.split(";", 1)[0].strip().lower()
     return media == JSON_CONTENT_TYPE or media.endswith("+json")
-
-
-def _check_size(body: bytes | str, max_bytes: int) -> None:
-    if len(body) > max_bytes:
-        raise MessageTooLargeError(
-            f"message of {len(body)} bytes exceeds the {max_bytes}-byte limit"
-        )
 
 
 def _header_text(value: str | int | bool) -> str:
@@ -228,15 +371,37 @@ def _header_text(value: str | int | bool) -> str:
     return str(value)
 
 
-def _text(value: Any, name: str) -> str:
-    if isinstance(value, bytes):
+def _text(value: object, name: str) -> str:
+    if isinstance(value, bytes | bytearray | memoryview):
         try:
-            return value.decode()
-        except UnicodeDecodeError as exc:
-            raise DecodeError(f"header {name!r} is not UTF-8") from exc
-    if isinstance(value, str | int):
-        return str(value)
+            return bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            raise DecodeError(f"header {name!r} is not UTF-8") from None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool | int):
+        return _header_text(value)
+    if isinstance(value, datetime):
+        try:
+            return format_time(value)
+        except OverflowError:
+            raise DecodeError(f"header {name!r} is a time out of range in UTC") from None
     raise DecodeError(f"header {name!r} has an unsupported value type {type(value).__name__}")
+
+
+def _percent_decoded(value: str, name: str) -> str:
+    try:
+        return unquote(value, errors="strict")
+    except UnicodeDecodeError:
+        raise DecodeError(f"header {name!r} percent-encodes bytes that are not UTF-8") from None
+
+
+def _invalid(message: str) -> NoReturn:
+    raise ContractError(f"invalid CloudEvent: {message}")
+
+
+def _shown(value: object) -> str:
+    return repr(value)[:80]
 
 
 def _brief(exc: BaseException) -> str:

@@ -60,7 +60,7 @@ def cloud_event_from_row(row: Mapping[str, Any]) -> CloudEvent:
         causationid=row["causation_id"],
         traceparent=row["traceparent"],
         tracestate=row["tracestate"],
-        data_json=payload.encode() if isinstance(payload, str) else payload,
+        data_json=payload.encode() if isinstance(payload, str) else bytes(payload),
     )
 
 
@@ -76,8 +76,8 @@ def to_contract(
     contract = registry.resolve(event.type, event.dataversion)
     try:
         payload = json.loads(event.data_json)
-    except ValueError as exc:
-        raise DecodeError(f"data is not JSON: {str(exc)[:200]}") from exc
+    except (ValueError, RecursionError) as exc:
+        raise DecodeError(f"data is not JSON: {str(exc)[:200]}") from None
     if not isinstance(payload, dict):
         raise ContractValidationError(
             f"{contract.__name__} payload must be a JSON object, got {type(payload).__name__}"
@@ -87,6 +87,14 @@ def to_contract(
         payload["occurred_at"] = event.time
     try:
         return contract.model_validate(payload)
+    except RecursionError:
+        raise ContractValidationError(
+            f"{event.type} v{event.dataversion} payload is nested too deeply"
+        ) from None
+    except OverflowError as exc:  # a valid date that leaves datetime's range in UTC
+        raise ContractValidationError(
+            f"{event.type} v{event.dataversion} payload does not fit {contract.__name__}: {exc}"
+        ) from None
     except ValidationError as exc:
         raise ContractValidationError(
             f"{event.type} v{event.dataversion} payload does not fit {contract.__name__}: "

@@ -46,8 +46,11 @@ class DomainEvent(FrozenRecord):
 
     __tidings_kind__: ClassVar[str] = "domain"
 
-    event_id: UUID = dataclasses.field(default_factory=uuid7, kw_only=True)
-    occurred_at: datetime = dataclasses.field(default_factory=_utc_now, kw_only=True)
+    # KW_ONLY rather than field(kw_only=True): type checkers understand it on a
+    # dataclass_transform base, so subclass fields without defaults type-check too.
+    _: dataclasses.KW_ONLY
+    event_id: UUID = dataclasses.field(default_factory=uuid7)
+    occurred_at: datetime = dataclasses.field(default_factory=_utc_now)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         if cls.__name__.endswith(_INTEGRATION_SUFFIX):

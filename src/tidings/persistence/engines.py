@@ -19,6 +19,8 @@ _DRIVERS: dict[str, tuple[str, str, str]] = {
     "mysql": ("pymysql", "aiomysql", "mariadb"),
     "mariadb": ("pymysql", "aiomysql", "mariadb"),
 }
+# Execution option marking a connection that only reads (see ``_sqlite_tuning``).
+READ_ONLY_OPTION = "tidings_read_only"
 _ASYNC_ONLY = {"asyncpg", "aiosqlite", "aiomysql", "asyncmy", "psycopg_async"}
 _SYNC_ONLY = {"pysqlite", "psycopg2", "pymysql", "mysqldb", "pg8000"}
 
@@ -71,8 +73,13 @@ def _sqlite_tuning(sync_engine: Engine, *, memory: bool) -> None:
     def _on_begin(connection: Any) -> None:
         # IMMEDIATE takes the write lock up front: a deferred transaction that reads
         # then writes fails at once with "database is locked" under concurrency
-        # instead of waiting, because SQLite cannot upgrade it safely.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # instead of waiting, because SQLite cannot upgrade it safely. Connections
+        # marked read-only stay deferred: in WAL mode they never wait for a writer, so
+        # counting the outbox inside an open transaction cannot deadlock on its lock.
+        if connection.get_execution_options().get(READ_ONLY_OPTION):
+            connection.exec_driver_sql("BEGIN")
+        else:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _engine_options(url: URL) -> dict[str, Any]:

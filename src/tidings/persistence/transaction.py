@@ -158,7 +158,9 @@ class ContextRuntime:
                     await item.subscription.handle(item.event)
                 else:
                     await session.run_sync(lambda _s: item.subscription.handle(item.event))
-                await session.execute(self.log.complete, {"p_entry_id": item.entry_id, "p_now": _now()})
+                await session.execute(
+                    self.log.complete, {"p_entry_id": item.entry_id, "p_now": _now()}
+                )
             return True
         except Exception as error:
             await self._arecord_failure(item, error)

@@ -104,8 +104,10 @@ class Transport(abc.ABC):
         every matching event (fan-out); consumers of one group share the work.
         """
 
+    @abc.abstractmethod
     async def ack(self, delivery: Delivery) -> None:
         """Acknowledge ``delivery`` (called through :meth:`Delivery.ack`)."""
 
+    @abc.abstractmethod
     async def nack(self, delivery: Delivery, *, requeue: bool = True) -> None:
         """Reject ``delivery`` (called through :meth:`Delivery.nack`)."""
