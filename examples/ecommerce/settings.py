@@ -23,6 +23,11 @@ def database_url(context: str) -> str:
     )
 
 
+def consumer_group(context: str) -> str:
+    """The context's subscription name (the demo suffixes it per run on real brokers)."""
+    return context + os.environ.get("TIDINGS_DEMO_GROUP_SUFFIX", "")
+
+
 def broker_url() -> str:
     """``TIDINGS_DEMO_BROKER`` or the embedded SQLite-file broker in the demo folder."""
     return os.environ.get("TIDINGS_DEMO_BROKER") or f"sqlite:///{demo_dir() / 'broker.db'}"

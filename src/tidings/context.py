@@ -59,6 +59,8 @@ class BoundedContext:
     :param broker_url: where the relay sends integration events and the consumer reads
         them; defaults to the embedded SQLite-file broker ``./tidings-broker.db``, which
         every context started in the same directory shares.
+    :param consumer_group: the broker subscription this context's consumers share;
+        defaults to ``name``.
     :param max_cascade_depth: how deep handlers may publish events from handlers
         before the chain is taken for a cycle.
     :param after_commit_retry: backoff of failing after-commit handlers.
@@ -71,6 +73,7 @@ class BoundedContext:
         *,
         database_url: str | None = None,
         broker_url: str | None = None,
+        consumer_group: str | None = None,
         max_cascade_depth: int = 32,
         after_commit_retry: RetryPolicy | None = None,
         engine_options: dict[str, Any] | None = None,
@@ -85,6 +88,7 @@ class BoundedContext:
         self.name = name
         self.database_url = database_url or f"sqlite:///{name}.db"
         self.broker_url = broker_url or DEFAULT_BROKER_URL
+        self.consumer_group = consumer_group or name
         self._engine_options = dict(engine_options or {})
         self._engine: Engine | None = None
         self._async_engine: AsyncEngine | None = None
@@ -245,7 +249,7 @@ class BoundedContext:
     # -- durable after-commit work ----------------------------------------------------
     def complete_pending_handlers(self, limit: int = 100) -> int:
         """Run due after-commit work (left by failures or a crash); returns how many completed."""
-        with self._reading() as connection:
+        with self.read_connection() as connection:
             rows = connection.execute(self._log.due_query(limit)).all()
         return self._runtime.run_after_commit(self._log.to_work(rows))
 
@@ -263,17 +267,18 @@ class BoundedContext:
 
     def pending_handler_count(self) -> int:
         """How many after-commit entries are not completed yet."""
-        with self._reading() as connection:
+        with self.read_connection() as connection:
             return int(connection.execute(self._log.pending_count_query()).scalar_one())
 
     def outbox_count(self) -> int:
         """How many events the outbox holds that were not published yet."""
-        with self._reading() as connection:
+        with self.read_connection() as connection:
             query = select(func.count()).select_from(outbox).where(outbox.c.published_at.is_(None))
             return int(connection.execute(query).scalar_one())
 
-    def _reading(self) -> Connection:
-        """A connection for reads that must not wait for (or block) the context's writers."""
+    def read_connection(self) -> Connection:
+        """A connection for reads that must not wait for (or block) the context's writers
+        (on SQLite, plain BEGIN instead of BEGIN IMMEDIATE)."""
         return self.engine.connect().execution_options(**{READ_ONLY_OPTION: True})
 
 

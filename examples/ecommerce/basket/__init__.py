@@ -6,10 +6,15 @@ from examples.ecommerce.basket.application import (
     UpdateBasketPricesOnProductPriceChanged,
 )
 from examples.ecommerce.basket.persistence import BasketRepository, metadata
-from examples.ecommerce.settings import broker_url, database_url
+from examples.ecommerce.settings import broker_url, consumer_group, database_url
 from tidings import BoundedContext
 
-context = BoundedContext("basket", database_url=database_url("basket"), broker_url=broker_url())
+context = BoundedContext(
+    "basket",
+    database_url=database_url("basket"),
+    broker_url=broker_url(),
+    consumer_group=consumer_group("basket"),
+)
 
 
 def _repository() -> BasketRepository:

@@ -16,10 +16,15 @@ from examples.ecommerce.catalog.application import (
     RecalculateRecommendationsOnPutProductOnSale,
 )
 from examples.ecommerce.catalog.persistence import ProductRepository, metadata
-from examples.ecommerce.settings import broker_url, database_url
+from examples.ecommerce.settings import broker_url, consumer_group, database_url
 from tidings import BoundedContext
 
-context = BoundedContext("catalog", database_url=database_url("catalog"), broker_url=broker_url())
+context = BoundedContext(
+    "catalog",
+    database_url=database_url("catalog"),
+    broker_url=broker_url(),
+    consumer_group=consumer_group("catalog"),
+)
 
 
 def _repository() -> ProductRepository:

@@ -5,10 +5,15 @@ from examples.ecommerce.identity.application import (
     RegisterUser,
 )
 from examples.ecommerce.identity.persistence import UserRepository, metadata
-from examples.ecommerce.settings import broker_url, database_url
+from examples.ecommerce.settings import broker_url, consumer_group, database_url
 from tidings import BoundedContext
 
-context = BoundedContext("identity", database_url=database_url("identity"), broker_url=broker_url())
+context = BoundedContext(
+    "identity",
+    database_url=database_url("identity"),
+    broker_url=broker_url(),
+    consumer_group=consumer_group("identity"),
+)
 context.subscribe(PublishUserRegisteredIntegrationEventOnUserRegistered(context.integration_events))
 register_user = RegisterUser(lambda: UserRepository(context.session))
 business_metadata = metadata

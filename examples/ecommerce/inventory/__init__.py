@@ -6,11 +6,14 @@ from examples.ecommerce.inventory.application import (
     Restock,
 )
 from examples.ecommerce.inventory.persistence import StockRepository, metadata
-from examples.ecommerce.settings import broker_url, database_url
+from examples.ecommerce.settings import broker_url, consumer_group, database_url
 from tidings import BoundedContext
 
 context = BoundedContext(
-    "inventory", database_url=database_url("inventory"), broker_url=broker_url()
+    "inventory",
+    database_url=database_url("inventory"),
+    broker_url=broker_url(),
+    consumer_group=consumer_group("inventory"),
 )
 
 

@@ -9,10 +9,15 @@ from examples.ecommerce.ordering.application import (
     StartOrder,
 )
 from examples.ecommerce.ordering.persistence import OrderingRepository, metadata
-from examples.ecommerce.settings import broker_url, database_url
+from examples.ecommerce.settings import broker_url, consumer_group, database_url
 from tidings import BoundedContext
 
-context = BoundedContext("ordering", database_url=database_url("ordering"), broker_url=broker_url())
+context = BoundedContext(
+    "ordering",
+    database_url=database_url("ordering"),
+    broker_url=broker_url(),
+    consumer_group=consumer_group("ordering"),
+)
 
 
 def _repository() -> OrderingRepository:

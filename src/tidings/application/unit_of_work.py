@@ -25,6 +25,7 @@ class UnitOfWork:
 
     __slots__ = (
         "_aggregates",
+        "_recorded",
         "after_commit",
         "async_session",
         "causation_id",
@@ -52,7 +53,8 @@ class UnitOfWork:
         self.async_session = async_session
         self.outbox: list[dict[str, Any]] = []
         self.after_commit: list[tuple[DomainEvent, Subscription]] = []
-        self._aggregates: list[AggregateRoot] = []
+        self._aggregates: dict[int, AggregateRoot] = {}
+        self._recorded: dict[int, AggregateRoot] = {}
 
     def enter_handling(self, event: DomainEvent) -> tuple[int, str | None]:
         """Make ``event`` the cause of what its handlers publish; returns the state to restore."""
@@ -75,8 +77,16 @@ class UnitOfWork:
 
     def track(self, aggregate: AggregateRoot) -> None:
         """Dispatch ``aggregate``'s recorded events at commit even if no ORM session holds it."""
-        if not any(known is aggregate for known in self._aggregates):
-            self._aggregates.append(aggregate)
+        self._aggregates.setdefault(id(aggregate), aggregate)
+
+    def keep_alive(self, aggregate: AggregateRoot) -> None:
+        """Hold ``aggregate`` (it recorded an event) until commit.
+
+        An ORM identity map holds flushed, unchanged objects weakly; without this
+        reference an aggregate whose events are still pending could be collected before
+        commit, and its events lost.
+        """
+        self._recorded.setdefault(id(aggregate), aggregate)
 
     def pull_aggregate_events(self) -> list[DomainEvent]:
         """Events recorded on every aggregate this unit of work knows, oldest aggregate first."""
@@ -87,10 +97,12 @@ class UnitOfWork:
         return events
 
     def _known_aggregates(self) -> list[AggregateRoot]:
-        known = list(self._aggregates)
+        known = list(self._aggregates.values())
         session = self.session if self.async_session is None else self.async_session.sync_session
         if session is not None:
-            seen = {id(a) for a in known}
+            # Aggregates that recorded events before this transaction began and were then
+            # added to or loaded into its session.
+            seen = set(self._aggregates)
             for obj in (*session.new, *session.identity_map.values()):
                 if isinstance(obj, AggregateRoot) and id(obj) not in seen:
                     seen.add(id(obj))

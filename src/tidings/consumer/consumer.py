@@ -127,7 +127,7 @@ class Consumer:
     ) -> None:
         self.context = context
         self.transport = transport or open_transport(context.broker_url)
-        self.group = group or context.name
+        self.group = group or context.consumer_group
         self.registry = registry
         self.max_message_bytes = max_message_bytes
         self.immediate_retries = immediate_retries
@@ -150,6 +150,19 @@ class Consumer:
     async def stop(self) -> None:
         """Stop taking deliveries; unacknowledged ones come back to the next consumer."""
         self._stopping.set()
+
+    async def declare(self) -> None:
+        """Create the context's durable subscription without consuming.
+
+        A subscription receives the events published after it was declared; declare it
+        when deploying a context (``tidings consume`` does it on start), before the
+        producers it listens to go live.
+        """
+        await self.transport.connect()
+        try:
+            await self.transport.declare_subscription(self.group, self.subscriptions.event_types)
+        finally:
+            await self.transport.close()
 
     async def run(self) -> None:
         """Consume until :meth:`stop`."""

@@ -2,11 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextvars import ContextVar, Token
 from typing import Any
 
 from tidings.domain.events import DomainEvent
 
 _PENDING = "_tidings_pending_events"
+
+Recorder = Callable[["AggregateRoot"], None]
+# Who wants to hear about aggregates recording events: the open unit of work. It keeps a
+# strong reference to them, because an ORM's identity map may hold a flushed, unchanged
+# aggregate only weakly and let it (and its pending events) be garbage-collected.
+_recorder: ContextVar[Recorder | None] = ContextVar("tidings.aggregate_recorder", default=None)
+
+
+def listen_for_recorded_events(recorder: Recorder | None) -> Token[Recorder | None]:
+    """Have ``recorder`` called with every aggregate that records an event in this
+    context (thread or task); reset with :func:`stop_listening`."""
+    return _recorder.set(recorder)
+
+
+def stop_listening(token: Token[Recorder | None]) -> None:
+    _recorder.reset(token)
 
 
 class AggregateRoot:
@@ -26,6 +44,9 @@ class AggregateRoot:
             # bookkeeping, never a column.
             object.__setattr__(self, _PENDING, pending)
         pending.append(event)
+        recorder = _recorder.get()
+        if recorder is not None:
+            recorder(self)
 
     def pull_events(self) -> list[DomainEvent]:
         """Return the recorded events, oldest first, and forget them."""

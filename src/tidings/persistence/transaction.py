@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from tidings.application.producers import AsyncDomainEventProducer, DomainEventProducer
 from tidings.application.unit_of_work import UnitOfWork
+from tidings.domain.aggregate import Recorder, listen_for_recorded_events, stop_listening
 from tidings.domain.ids import uuid7
 from tidings.errors import ConfigurationError
 from tidings.persistence.publication_log import PendingWork, PublicationLog
@@ -210,7 +211,15 @@ class TransactionScope:
     everything: aggregate changes, outbox rows and after-commit work alike.
     """
 
-    __slots__ = ("_causation_id", "_correlation_id", "_joined", "_rt", "_token", "_uow")
+    __slots__ = (
+        "_causation_id",
+        "_correlation_id",
+        "_joined",
+        "_recording",
+        "_rt",
+        "_token",
+        "_uow",
+    )
 
     def __init__(
         self,
@@ -224,6 +233,7 @@ class TransactionScope:
         self._joined = False
         self._uow: UnitOfWork | None = None
         self._token: Token[UnitOfWork | None] | None = None
+        self._recording: Token[Recorder | None] | None = None
 
     def __enter__(self) -> Session:
         current = self._rt.current.get()
@@ -240,6 +250,7 @@ class TransactionScope:
             self._correlation_id, self._causation_id, session=session
         )
         self._token = self._rt.current.set(self._uow)
+        self._recording = listen_for_recorded_events(self._uow.keep_alive)
         return session
 
     def __exit__(
@@ -265,6 +276,8 @@ class TransactionScope:
                 session.rollback()
         finally:
             self._rt.current.reset(token)
+            if self._recording is not None:
+                stop_listening(self._recording)
             session.close()
         if work:
             self._rt.run_after_commit(work)
@@ -284,6 +297,7 @@ class TransactionScope:
             self._correlation_id, self._causation_id, async_session=session
         )
         self._token = self._rt.current.set(self._uow)
+        self._recording = listen_for_recorded_events(self._uow.keep_alive)
         return session
 
     async def __aexit__(
@@ -309,6 +323,8 @@ class TransactionScope:
                 await session.rollback()
         finally:
             self._rt.current.reset(token)
+            if self._recording is not None:
+                stop_listening(self._recording)
             await session.close()
         if work:
             await self._rt.arun_after_commit(work)

@@ -1,0 +1,1 @@
+"""``tidings demo``: the articles' e-commerce system, end to end, faults included."""
