@@ -1,0 +1,521 @@
+"""Kafka transport (aiokafka).
+
+URL: ``kafka://host:port[,host:port...]`` with optional query parameters:
+
+``topic`` (default ``tidings.events``)
+    The topic holding every context's integration events.
+``partitions`` (default 8), ``replication`` (default 1)
+    Used only when tidings creates the missing topic; an existing topic is left as it is.
+``idempotence`` (``auto`` by default, ``true`` or ``false``)
+    ``auto`` asks for the idempotent producer and, when the broker refuses to hand
+    out a producer id, falls back to a plain ``acks=all`` producer with a warning;
+    ``true`` makes that refusal an error.
+``request_timeout_ms`` (default 30000)
+    Upper bound on waiting for the broker, including a publish confirmation.
+``client_id`` (default ``tidings``)
+``session_timeout_ms`` (default 10000), ``heartbeat_interval_ms`` (default 3000)
+    Consumer group liveness: how soon a silent consumer's partitions move to another.
+``fetch_count`` (default 500)
+    Messages fetched per poll, which is also the commit cadence.
+
+Layout
+    One topic, each event keyed by its partition key (``CloudEvent.subject``); Kafka's
+    default partitioner (murmur2 of the key) puts all events of a key in one
+    partition. Messages use the CloudEvents Kafka binding in binary mode: attributes
+    in ``ce_``-prefixed headers (UTF-8 bytes), ``content-type`` header, the JSON
+    payload as the value. Each consuming context is a consumer group named after it.
+
+Confirmation
+    The producer runs with ``acks=all``: a message is confirmed once every in-sync
+    replica has it. ``publish_batch`` hands every message to the producer, then
+    waits for all their confirmations; any failure fails the batch, which the relay
+    retries whole. With the idempotent producer the broker discards the duplicates
+    its own retries would create.
+
+Ordering
+    Kafka orders a partition, so events of one key arrive in publication order, for
+    any number of consumers per group (a partition has one owner in the group).
+    aiokafka keeps at most one request in flight per broker, so a retried send never
+    overtakes a later one, with or without idempotence. Order per key breaks if the
+    partition count of the topic changes (keys move to other partitions), and around
+    a rebalance, where a partition's unacknowledged events go to its new owner while
+    the old one may still be handling them.
+
+Subscriptions
+    ``declare_subscription`` commits the current end offset of every partition for a
+    group that has none yet, so the group keeps everything published afterwards even
+    before its first consumer joins. Consumers commit manually: the offset after a
+    message is committed only once it and every earlier message of its partition are
+    acknowledged (events of unsubscribed types count as acknowledged). Commits are
+    sent after each fetched batch is handed out and when a subscription closes, so
+    a consumer killed outright redelivers at most the acknowledged part of one
+    batch. ``nack(requeue=True)`` seeks the partition back to that message: it and
+    every later message of the partition come again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncGenerator, Collection, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import (
+    CommitFailedError,
+    IllegalGenerationError,
+    KafkaError,
+    RebalanceInProgressError,
+    UnknownMemberIdError,
+)
+
+from tidings.contracts.cloudevents import CloudEvent, encode_binary
+from tidings.errors import ConfigurationError
+from tidings.transports.base import (
+    Delivery,
+    PublishNotConfirmedError,
+    Transport,
+    TransportError,
+)
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TOPIC = "tidings.events"
+HEADER_PREFIX = "ce_"
+_TOPIC_ALREADY_EXISTS = 36
+_GROUP_IS_LIVE = (
+    CommitFailedError,
+    IllegalGenerationError,
+    RebalanceInProgressError,
+    UnknownMemberIdError,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaOptions:
+    """The settings of a ``kafka://`` URL (see the module docs)."""
+
+    bootstrap_servers: str
+    topic: str = DEFAULT_TOPIC
+    partitions: int = 8
+    replication: int = 1
+    idempotence: str = "auto"
+    request_timeout_ms: int = 30_000
+    client_id: str = "tidings"
+    fetch_count: int = 500
+    session_timeout_ms: int = 10_000
+    heartbeat_interval_ms: int = 3_000
+
+    @classmethod
+    def from_url(cls, url: str) -> KafkaOptions:
+        """Parse ``url``; raises :class:`ConfigurationError` with what to fix."""
+        parts = urlsplit(url)
+        if not parts.netloc:
+            raise ConfigurationError(
+                f"{url!r} names no broker; write kafka://host:port[,host:port...]"
+            )
+        query = dict(parse_qsl(parts.query))
+        unknown = set(query) - _OPTION_NAMES
+        if unknown:
+            raise ConfigurationError(
+                f"unknown Kafka transport option(s) {sorted(unknown)} in {url!r}; "
+                f"known: {sorted(_OPTION_NAMES)}"
+            )
+        try:
+            options = cls(
+                bootstrap_servers=parts.netloc,
+                topic=query.get("topic", DEFAULT_TOPIC),
+                partitions=int(query.get("partitions", 8)),
+                replication=int(query.get("replication", 1)),
+                idempotence=query.get("idempotence", "auto").lower(),
+                request_timeout_ms=int(query.get("request_timeout_ms", 30_000)),
+                client_id=query.get("client_id", "tidings"),
+                fetch_count=int(query.get("fetch_count", 500)),
+                session_timeout_ms=int(query.get("session_timeout_ms", 10_000)),
+                heartbeat_interval_ms=int(query.get("heartbeat_interval_ms", 3_000)),
+            )
+        except ValueError as exc:
+            raise ConfigurationError(
+                f"invalid Kafka transport option in {url!r}: {exc}; every option but "
+                "topic, idempotence and client_id is an integer"
+            ) from exc
+        if options.idempotence not in ("auto", "true", "false"):
+            raise ConfigurationError(
+                f"idempotence={options.idempotence!r} in {url!r}; use auto, true or false"
+            )
+        if not options.topic or options.partitions < 1 or options.replication < 1:
+            raise ConfigurationError(
+                f"{url!r}: topic must be non-empty, partitions and replication at least 1"
+            )
+        return options
+
+
+_OPTION_NAMES = frozenset(
+    {
+        "topic",
+        "partitions",
+        "replication",
+        "idempotence",
+        "request_timeout_ms",
+        "client_id",
+        "fetch_count",
+        "session_timeout_ms",
+        "heartbeat_interval_ms",
+    }
+)
+
+
+@dataclass(slots=True)
+class _PartitionProgress:
+    """Offsets handed out on one partition, in order, and which are acknowledged."""
+
+    outstanding: dict[int, bool] = field(default_factory=dict)
+    commit_to: int | None = None
+    highest_delivered: int = -1
+    # After a nack, records at or past this offset still in the local batch are
+    # dropped: the seek makes the broker send them again.
+    skip_from: int | None = None
+
+    def delivered(self, offset: int) -> bool:
+        """Record ``offset`` as handed out; True if it was handed out before."""
+        self.outstanding[offset] = False
+        again = offset <= self.highest_delivered
+        self.highest_delivered = max(self.highest_delivered, offset)
+        return again
+
+    def acked(self, offset: int) -> None:
+        if offset not in self.outstanding:
+            return  # superseded by a nack or a revocation: it will come again
+        self.outstanding[offset] = True
+        for first, done in list(self.outstanding.items()):
+            if not done:
+                break
+            del self.outstanding[first]
+            self.commit_to = first + 1
+
+    def rewind(self, offset: int) -> None:
+        for pending in [o for o in self.outstanding if o >= offset]:
+            del self.outstanding[pending]
+        self.skip_from = offset
+
+
+class _Subscription(ConsumerRebalanceListener):  # type: ignore[misc]
+    """State of one running ``subscribe``: its consumer and per-partition progress."""
+
+    def __init__(self, consumer: AIOKafkaConsumer) -> None:
+        self.consumer = consumer
+        self.progress: dict[TopicPartition, _PartitionProgress] = {}
+
+    async def commit(self, partitions: Collection[TopicPartition] | None = None) -> None:
+        offsets: dict[TopicPartition, int] = {}
+        for tp, progress in self.progress.items():
+            if partitions is not None and tp not in partitions:
+                continue
+            if progress.commit_to is not None:
+                offsets[tp] = progress.commit_to
+                progress.commit_to = None
+        if not offsets:
+            return
+        try:
+            await self.consumer.commit(offsets)
+        except KafkaError as exc:
+            # The group moved on (rebalance): the partition's new owner starts from
+            # the last successful commit, so this only causes redeliveries.
+            logger.warning("Kafka offset commit failed, events will be redelivered: %s", exc)
+
+    async def on_partitions_revoked(self, revoked: Collection[TopicPartition]) -> None:
+        await self.commit(revoked)
+        for tp in revoked:
+            self.progress.pop(tp, None)
+
+    async def on_partitions_assigned(self, assigned: Collection[TopicPartition]) -> None:
+        for tp in assigned:
+            self.progress.setdefault(tp, _PartitionProgress())
+
+
+@dataclass(frozen=True, slots=True)
+class _Token:
+    subscription: _Subscription
+    partition: TopicPartition
+    offset: int
+
+
+class KafkaTransport(Transport):
+    """Integration events on one keyed Kafka topic, one consumer group per context."""
+
+    schemes = ("kafka",)
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.options = KafkaOptions.from_url(url)
+        self._producer: AIOKafkaProducer | None = None
+        #: Whether the running producer is idempotent (False after an ``auto`` fallback).
+        self.idempotent = False
+
+    @property
+    def producer(self) -> AIOKafkaProducer:
+        """The started aiokafka producer; raises if :meth:`connect` was not called."""
+        if self._producer is None:
+            raise TransportError(
+                "the Kafka transport is not connected; use 'async with open_transport(url)'"
+            )
+        return self._producer
+
+    async def connect(self) -> None:
+        await self._ensure_topic()
+        if self.options.idempotence != "false":
+            try:
+                self._producer = await self._start_producer(idempotent=True)
+                self.idempotent = True
+                return
+            except KafkaError as exc:
+                if self.options.idempotence == "true":
+                    raise TransportError(
+                        f"the Kafka broker at {self.options.bootstrap_servers} refused the "
+                        f"idempotent producer ({exc!r}); use a broker that supports it, "
+                        "or set idempotence=auto or false in the URL"
+                    ) from exc
+                logger.warning(
+                    "Kafka broker %s refused an idempotent producer id (%r); publishing "
+                    "with acks=all without idempotence: retries may duplicate events, "
+                    "which the consumers' inbox absorbs",
+                    self.options.bootstrap_servers,
+                    exc,
+                )
+        self._producer = await self._start_producer(idempotent=False)
+        self.idempotent = False
+
+    async def close(self) -> None:
+        if self._producer is not None:
+            producer, self._producer = self._producer, None
+            await producer.stop()  # flushes and waits for outstanding confirmations
+
+    async def publish_batch(self, source: str, events: Sequence[CloudEvent]) -> None:
+        if not events:
+            return
+        producer = self.producer
+        try:
+            async with asyncio.timeout(self.options.request_timeout_ms / 1000 * 2):
+                confirmations = [
+                    await producer.send(
+                        self.options.topic,
+                        body,
+                        key=event.subject.encode() if event.subject is not None else None,
+                        headers=[(name, value.encode()) for name, value in headers.items()],
+                    )
+                    for event in events
+                    for headers, body in (encode_binary(event, prefix=HEADER_PREFIX),)
+                ]
+                results = await asyncio.gather(*confirmations, return_exceptions=True)
+        except (KafkaError, TimeoutError) as exc:
+            raise PublishNotConfirmedError(
+                f"Kafka did not take a batch of {len(events)} events ({exc!r}); nothing is "
+                "lost: retry the whole batch once the broker is reachable"
+            ) from exc
+        failures = [result for result in results if isinstance(result, BaseException)]
+        if failures:
+            raise PublishNotConfirmedError(
+                f"Kafka did not confirm {len(failures)} of {len(events)} events "
+                f"(first error: {failures[0]!r}); retry the whole batch"
+            )
+
+    async def declare_subscription(self, group: str, event_types: Collection[str]) -> None:
+        # Kafka keeps offsets per group, not per type: a group without committed
+        # offsets gets the current ends, so it misses nothing published from now on.
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.options.bootstrap_servers,
+            group_id=group,
+            client_id=f"{self.options.client_id}-declare",
+            enable_auto_commit=False,
+            request_timeout_ms=self.options.request_timeout_ms,
+        )
+        try:
+            await consumer.start()
+            try:
+                if self.options.topic not in await consumer.topics():
+                    await self._ensure_topic()
+                    await consumer.topics()  # refreshes the metadata with the new topic
+                partitions = consumer.partitions_for_topic(self.options.topic) or set()
+                tps = [TopicPartition(self.options.topic, p) for p in sorted(partitions)]
+                consumer.assign(tps)
+                missing = [tp for tp in tps if await consumer.committed(tp) is None]
+                if missing:
+                    ends = await consumer.end_offsets(missing)
+                    try:
+                        await consumer.commit({tp: ends[tp] for tp in missing})
+                    except _GROUP_IS_LIVE as exc:
+                        # Kafka takes offsets from outside a group only while it is
+                        # empty. A live group's consumers read partitions without
+                        # offsets from the earliest one: nothing is missed either way.
+                        logger.debug("group %r is live, offsets left to it: %r", group, exc)
+            finally:
+                await consumer.stop()
+        except KafkaError as exc:
+            raise TransportError(
+                f"cannot declare Kafka consumer group {group!r} on topic "
+                f"{self.options.topic!r}: {exc!r}; check the broker is reachable and retry"
+            ) from exc
+
+    async def subscribe(
+        self, group: str, event_types: Collection[str]
+    ) -> AsyncGenerator[Delivery, None]:
+        wanted = frozenset(event_types)
+        await self.declare_subscription(group, wanted)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.options.bootstrap_servers,
+            group_id=group,
+            client_id=f"{self.options.client_id}-{uuid.uuid4().hex[:8]}",
+            enable_auto_commit=False,
+            # Only reached when the group's offsets are gone (retention): replaying
+            # is the safe side, the inbox drops what was already handled.
+            auto_offset_reset="earliest",
+            request_timeout_ms=self.options.request_timeout_ms,
+            session_timeout_ms=self.options.session_timeout_ms,
+            heartbeat_interval_ms=self.options.heartbeat_interval_ms,
+        )
+        subscription = _Subscription(consumer)
+        consumer.subscribe([self.options.topic], listener=subscription)
+        try:
+            await consumer.start()
+        except KafkaError as exc:
+            raise TransportError(
+                f"cannot join Kafka consumer group {group!r}: {exc!r}; retry later"
+            ) from exc
+        try:
+            while True:
+                await subscription.commit()
+                try:
+                    batch = await consumer.getmany(
+                        timeout_ms=1000, max_records=self.options.fetch_count
+                    )
+                except KafkaError as exc:
+                    raise TransportError(
+                        f"Kafka consumer of group {group!r} failed: {exc!r}; the consumer "
+                        "should reconnect, unacknowledged events will be redelivered"
+                    ) from exc
+                for progress in subscription.progress.values():
+                    progress.skip_from = None
+                for tp, records in batch.items():
+                    for record in records:
+                        progress = subscription.progress.setdefault(tp, _PartitionProgress())
+                        if progress.skip_from is not None and record.offset >= progress.skip_from:
+                            break
+                        if tp not in consumer.assignment():
+                            break  # revoked while the handler ran
+                        headers = {name: value for name, value in record.headers}
+                        again = progress.delivered(record.offset)
+                        event_type = headers.get(f"{HEADER_PREFIX}type", b"")
+                        if event_type.decode(errors="replace") not in wanted:
+                            progress.acked(record.offset)
+                            continue
+                        yield Delivery(
+                            body=record.value or b"",
+                            headers=headers,
+                            redelivered=again,
+                            _transport_token=_Token(subscription, tp, record.offset),
+                            _transport=self,
+                        )
+        finally:
+            await subscription.commit()
+            await consumer.stop()
+
+    async def ack(self, delivery: Delivery) -> None:
+        token = _token(delivery)
+        progress = token.subscription.progress.get(token.partition)
+        if progress is not None:
+            progress.acked(token.offset)
+
+    async def nack(self, delivery: Delivery, *, requeue: bool = True) -> None:
+        if not requeue:
+            await self.ack(delivery)
+            return
+        token = _token(delivery)
+        progress = token.subscription.progress.get(token.partition)
+        if progress is None or token.offset not in progress.outstanding:
+            return  # already coming again (an earlier nack or a revocation)
+        progress.rewind(token.offset)
+        try:
+            token.subscription.consumer.seek(token.partition, token.offset)
+        except (KafkaError, AssertionError, ValueError) as exc:
+            # Not ours any more: its new owner starts at or before this offset.
+            logger.debug("seek after nack skipped: %r", exc)
+
+    async def _start_producer(self, *, idempotent: bool) -> AIOKafkaProducer:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.options.bootstrap_servers,
+            client_id=self.options.client_id,
+            acks="all",
+            enable_idempotence=idempotent,
+            request_timeout_ms=self.options.request_timeout_ms,
+            max_batch_size=256 * 1024,
+            linger_ms=0,
+        )
+        try:
+            await producer.start()
+        except KafkaError as exc:
+            await producer.stop()
+            if idempotent and not _unreachable(exc):
+                raise
+            raise TransportError(
+                f"cannot reach Kafka at {self.options.bootstrap_servers}: {exc!r}; check "
+                "that the broker runs and that the URL's host and port are right"
+            ) from exc
+        return producer
+
+    async def _ensure_topic(self) -> None:
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=self.options.bootstrap_servers,
+            client_id=f"{self.options.client_id}-admin",
+            request_timeout_ms=self.options.request_timeout_ms,
+        )
+        try:
+            await admin.start()
+        except KafkaError as exc:
+            await admin.close()
+            raise TransportError(
+                f"cannot reach Kafka at {self.options.bootstrap_servers}: {exc!r}; check "
+                "that the broker runs and that the URL's host and port are right"
+            ) from exc
+        try:
+            if self.options.topic in await admin.list_topics():
+                return
+            response = await admin.create_topics(
+                [NewTopic(self.options.topic, self.options.partitions, self.options.replication)]
+            )
+            for _topic, code, message in _topic_errors(response):
+                if code not in (0, _TOPIC_ALREADY_EXISTS):
+                    raise TransportError(
+                        f"Kafka refused to create topic {self.options.topic!r} "
+                        f"(error {code}: {message}); create it yourself or fix ?partitions= "
+                        "and ?replication= in the URL"
+                    )
+        except KafkaError as exc:
+            raise TransportError(
+                f"cannot check or create Kafka topic {self.options.topic!r}: {exc!r}"
+            ) from exc
+        finally:
+            await admin.close()
+
+
+def _topic_errors(response: Any) -> list[tuple[str, int, str | None]]:
+    errors: list[tuple[str, int, str | None]] = []
+    for item in response.topic_errors:
+        topic, code = item[0], item[1]
+        message = item[2] if len(item) > 2 else None
+        errors.append((topic, code, message))
+    return errors
+
+
+def _unreachable(exc: KafkaError) -> bool:
+    return "connect" in type(exc).__name__.lower() or "bootstrap" in str(exc).lower()
+
+
+def _token(delivery: Delivery) -> _Token:
+    token = delivery._transport_token
+    if not isinstance(token, _Token):
+        raise TransportError("this delivery did not come from a Kafka subscription")
+    return token

@@ -1,0 +1,283 @@
+"""An in-process broker for tests and single-process applications (``memory://``).
+
+Brokers are shared by name within the process: every ``MemoryTransport`` opened on
+``memory://`` talks to the same default broker, and every one opened on
+``memory://orders`` to the broker named ``orders``, so a producer and a consumer
+wired separately still meet. Nothing survives the process.
+
+Topology
+    A consuming group (one per context) gets its own copy of every matching event
+    published after its subscription was declared: fan-out across groups. Within a
+    group the messages wait in one queue per partition key (``CloudEvent.subject``,
+    or the source for keyless events).
+
+Per-key order
+    A key is *held* by the consumer that has an unacknowledged delivery of it; no
+    other consumer of the group receives that key until every delivery of it is
+    acknowledged. The holder itself may take the key's next messages before
+    acknowledging (pipelining), always in publish order. So competing consumers
+    share the keys freely while each key is processed by one consumer at a time.
+
+Acknowledgement
+    ``ack`` forgets the message. ``nack(requeue=True)`` puts the message, and every
+    later delivery of the same key still unacknowledged, back at the head of the
+    key's queue, in order, marked ``redelivered``; acks of those later deliveries are
+    then ignored because they come again. ``nack(requeue=False)`` drops the message.
+    When a consumer stops (its ``subscribe`` iterator is closed or garbage
+    collected), its unacknowledged deliveries are requeued the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from collections import deque
+from collections.abc import AsyncIterator, Collection, Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar
+from urllib.parse import urlsplit
+
+from tidings.contracts.cloudevents import STRUCTURED_CONTENT_TYPE, CloudEvent, encode_structured
+from tidings.transports.base import Delivery, Transport, TransportError
+
+_HEADERS = {"content-type": STRUCTURED_CONTENT_TYPE}
+
+
+@dataclass(slots=True, eq=False)
+class _Message:
+    type: str
+    key: str
+    body: bytes
+    delivered: bool = False
+
+
+@dataclass(slots=True, eq=False)
+class _InFlight:
+    """The token of one delivery; ``live`` turns False once acked, nacked or requeued."""
+
+    group: _Group
+    consumer: int
+    message: _Message
+    live: bool = True
+
+
+@dataclass(slots=True, eq=False)
+class _KeyQueue:
+    pending: deque[_Message] = field(default_factory=deque)
+    in_flight: list[_InFlight] = field(default_factory=list)
+    holder: int | None = None
+
+
+class _Signal:
+    """Wakes every waiter, whatever event loop (or thread) it waits in.
+
+    ``asyncio.Event`` binds to one loop, but a named broker outlives loops (each
+    pytest test runs its own), so each wait gets a fresh future instead.
+    """
+
+    def __init__(self) -> None:
+        self._waiters: set[asyncio.Future[None]] = set()
+
+    async def wait(self) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.add(future)
+        try:
+            await future
+        finally:
+            self._waiters.discard(future)
+
+    def notify(self) -> None:
+        for future in list(self._waiters):
+            loop = future.get_loop()
+            with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits
+                loop.call_soon_threadsafe(_resolve, future)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+class _Group:
+    """One consuming context's subscription: its types and its per-key queues."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.types: set[str] = set()
+        self.keys: dict[str, _KeyQueue] = {}
+        # keys with pending messages, rotated so that consumers serve keys round-robin
+        self.ready: deque[str] = deque()
+        self.signal = _Signal()
+
+    def append(self, message: _Message) -> None:
+        queue = self.keys.get(message.key)
+        if queue is None:
+            queue = self.keys[message.key] = _KeyQueue()
+        if not queue.pending:
+            self.ready.append(message.key)
+        queue.pending.append(message)
+
+    def take(self, consumer: int, types: Collection[str]) -> _InFlight | None:
+        """The next message ``consumer`` may receive, or None if none is available now."""
+        rotations = 0  # keys passed over because another consumer holds them
+        while self.ready and rotations < len(self.ready):
+            key = self.ready[0]
+            queue = self.keys[key]
+            if queue.holder is not None and queue.holder != consumer:
+                self.ready.rotate(-1)
+                rotations += 1
+                continue
+            self.ready.popleft()
+            message = queue.pending.popleft()
+            if queue.pending:
+                self.ready.append(key)
+            if message.type not in types:
+                # the group declared more types than this consumer asked for: the group
+                # skips the message, as SqliteTransport does (consumers of a group
+                # should subscribe to the same types)
+                self._forget_if_idle(key, queue)
+                rotations = 0
+                continue
+            token = _InFlight(self, consumer, message)
+            queue.in_flight.append(token)
+            queue.holder = consumer
+            return token
+        return None
+
+    def settle(self, token: _InFlight, *, requeue: bool) -> None:
+        """Acknowledge (``requeue=False``) or requeue ``token`` and the later ones of its key."""
+        if not token.live:
+            return
+        queue = self.keys[token.message.key]
+        index = queue.in_flight.index(token)
+        if requeue:
+            returned = queue.in_flight[index:]
+            del queue.in_flight[index:]
+            for later in returned:
+                later.live = False
+            if not queue.pending:
+                self.ready.append(token.message.key)
+            queue.pending.extendleft(reversed([t.message for t in returned]))
+        else:
+            token.live = False
+            del queue.in_flight[index]
+        if not queue.in_flight:
+            queue.holder = None
+        self._forget_if_idle(token.message.key, queue)
+        self.signal.notify()
+
+    def requeue_all(self, consumer: int) -> None:
+        """Give back everything ``consumer`` holds, as if it had nacked its oldest deliveries."""
+        for queue in list(self.keys.values()):
+            if queue.holder == consumer and queue.in_flight:
+                self.settle(queue.in_flight[0], requeue=True)
+
+    def _forget_if_idle(self, key: str, queue: _KeyQueue) -> None:
+        if not queue.pending and not queue.in_flight:
+            del self.keys[key]
+
+
+class _Broker:
+    def __init__(self) -> None:
+        self.groups: dict[str, _Group] = {}
+
+    def group(self, name: str, event_types: Collection[str]) -> _Group:
+        group = self.groups.get(name)
+        if group is None:
+            group = self.groups[name] = _Group(name)
+        group.types.update(event_types)
+        return group
+
+
+class MemoryTransport(Transport):
+    """The in-process broker named by the URL (``memory://`` or ``memory://name``)."""
+
+    schemes = ("memory",)
+
+    _brokers: ClassVar[dict[str, _Broker]] = {}
+    _consumer_ids: ClassVar[itertools.count[int]] = itertools.count(1)
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        parts = urlsplit(url)
+        self.broker_name = (parts.netloc + parts.path).strip("/")
+        self._broker: _Broker | None = None
+
+    @classmethod
+    def discard_broker(cls, url: str) -> None:
+        """Forget the named broker and everything it holds (for test isolation)."""
+        parts = urlsplit(url)
+        cls._brokers.pop((parts.netloc + parts.path).strip("/"), None)
+
+    async def connect(self) -> None:
+        """Attach to the process-wide broker of this URL's name, creating it if needed."""
+        broker = self._brokers.get(self.broker_name)
+        if broker is None:
+            broker = self._brokers[self.broker_name] = _Broker()
+        self._broker = broker
+
+    async def close(self) -> None:
+        """Detach; the broker and its queued messages stay for other transports."""
+        self._broker = None
+
+    def _require_broker(self) -> _Broker:
+        if self._broker is None:
+            raise TransportError(
+                f"{self.url} is not connected; use 'async with open_transport(url)' "
+                "or await connect() first"
+            )
+        return self._broker
+
+    async def publish_batch(self, source: str, events: Sequence[CloudEvent]) -> None:
+        """Copy each event to every group subscribed to its type; confirmed on return."""
+        broker = self._require_broker()
+        touched: set[_Group] = set()
+        for event in events:
+            body = encode_structured(event)
+            key = event.subject if event.subject is not None else event.source
+            for group in broker.groups.values():
+                if event.type in group.types:
+                    group.append(_Message(event.type, key, body))
+                    touched.add(group)
+        for group in touched:
+            group.signal.notify()
+
+    async def declare_subscription(self, group: str, event_types: Collection[str]) -> None:
+        """Start keeping events of ``event_types`` for ``group`` from now on."""
+        self._require_broker().group(group, event_types)
+
+    async def subscribe(self, group: str, event_types: Collection[str]) -> AsyncIterator[Delivery]:
+        """Deliveries for ``group``, sharing keys with the group's other consumers."""
+        wanted = frozenset(event_types)
+        subscription = self._require_broker().group(group, wanted)
+        consumer = next(self._consumer_ids)
+        try:
+            while True:
+                token = subscription.take(consumer, wanted)
+                if token is None:
+                    await subscription.signal.wait()
+                    continue
+                redelivered = token.message.delivered
+                token.message.delivered = True
+                yield Delivery(
+                    body=token.message.body,
+                    headers=dict(_HEADERS),
+                    redelivered=redelivered,
+                    _transport_token=token,
+                    _transport=self,
+                )
+        finally:
+            subscription.requeue_all(consumer)
+
+    async def ack(self, delivery: Delivery) -> None:
+        """Forget the message for its group."""
+        token = delivery._transport_token
+        if isinstance(token, _InFlight):
+            token.group.settle(token, requeue=False)
+
+    async def nack(self, delivery: Delivery, *, requeue: bool = True) -> None:
+        """Requeue the message (and later ones of its key held by the same consumer) or drop it."""
+        token = delivery._transport_token
+        if isinstance(token, _InFlight):
+            token.group.settle(token, requeue=requeue)

@@ -1,0 +1,417 @@
+"""Redis Streams transport (redis-py's asyncio client).
+
+URL: ``redis://[user:password@]host:port/db`` (or ``rediss://`` for TLS) with optional
+query parameters, every other query parameter going to redis-py unchanged:
+
+``stream`` (default ``tidings:events``)
+    The stream key holding every context's integration events.
+``maxlen`` (default: no trimming)
+    Approximate ``MAXLEN ~`` cap applied on every ``XADD``. Trimming does not look at
+    consumer groups: an entry a slow group has not read yet is dropped all the same,
+    so set it well above the largest backlog a consumer may accumulate.
+``claim_idle_ms`` (default 30000)
+    A delivery neither acked nor nacked for this long is taken over by another
+    consumer of the group (``XAUTOCLAIM``): the crash-recovery delay.
+``block_ms`` (default 1000)
+    How long one ``XREADGROUP`` waits for new entries; also the cadence at which a
+    consumer looks for abandoned entries.
+``count`` (default 100)
+    Entries fetched per read.
+
+Layout
+    One stream holds all events; each entry has the fields ``type``, ``source``,
+    ``key`` (the partition key, ``CloudEvent.subject``), ``id`` and ``body`` (the
+    CloudEvent in structured JSON mode). Each consuming context is a consumer group
+    on that stream created at ``$`` with ``MKSTREAM``, so a group can be declared
+    before any producer ran and keeps every later entry until it acknowledges it
+    (fan-out). Events of types a group did not subscribe to are acknowledged at once
+    on read, without reaching the handler.
+
+Confirmation
+    ``publish_batch`` sends one pipeline of ``XADD`` (no ``MULTI``: atomicity would not
+    help, the relay retries the whole batch anyway); the pipeline's reply, one entry
+    id per event, is the confirmation. Redis acknowledges a write once it is in
+    memory: durability across a Redis crash depends on the server's AOF/replication
+    settings (``appendfsync always`` for no loss), not on tidings.
+
+Ordering
+    A stream is totally ordered and a pipeline keeps its commands' order, so one
+    consumer per group receives each key's events in publication order. Several
+    consumers of one group share the entries (competing consumers), which spreads
+    load but lets two entries of one key be handled concurrently: per-key order then
+    no longer holds. Run one consumer per context when order matters (guarantee 4);
+    sharding the stream by key, with each consumer owning shards, would lift that
+    limit and is not implemented. A nacked or abandoned entry comes back after
+    entries read since, as on every broker.
+
+Redelivery
+    Each ``subscribe`` is a fresh consumer name. ``nack(requeue=True)`` marks the
+    entry as long idle so the next ``XAUTOCLAIM`` of any consumer of the group takes
+    it at once; closing a subscription does the same for its unacknowledged entries;
+    a consumer killed outright loses its entries to ``XAUTOCLAIM`` after
+    ``claim_idle_ms``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from collections.abc import AsyncGenerator, Collection, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError, ResponseError
+
+from tidings.contracts.cloudevents import CloudEvent, encode_structured
+from tidings.errors import ConfigurationError
+from tidings.transports.base import (
+    Delivery,
+    PublishNotConfirmedError,
+    Transport,
+    TransportError,
+)
+
+DEFAULT_STREAM = "tidings:events"
+
+# An idle time larger than any sensible claim_idle_ms, yet smaller than the Unix time
+# in milliseconds: Redis computes "now - IDLE" and ignores values that go negative.
+_GIVE_BACK_IDLE_MS = 365 * 24 * 3600 * 1000
+
+# Removes consumers that own no pending entry and have been silent for ARGV[2] ms
+# (the leftovers of closed or killed subscriptions). Done server-side so that the
+# check and the delete are atomic: deleting a consumer drops its pending entries,
+# which must never happen to one that just read something.
+_SWEEP_CONSUMERS = """
+local removed = 0
+for _, info in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
+    local fields = {}
+    for i = 1, #info, 2 do fields[info[i]] = info[i + 1] end
+    local only = ARGV[3]
+    if fields['pending'] == 0 and (fields['name'] == only or
+            (only == '' and fields['idle'] > tonumber(ARGV[2]))) then
+        redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], fields['name'])
+        removed = removed + 1
+    end
+end
+return removed
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class RedisOptions:
+    """The tidings-specific settings of a ``redis://`` URL (see the module docs)."""
+
+    stream: str = DEFAULT_STREAM
+    maxlen: int | None = None
+    claim_idle_ms: int = 30_000
+    block_ms: int = 1_000
+    count: int = 100
+
+    @classmethod
+    def split_url(cls, url: str) -> tuple[RedisOptions, str]:
+        """The options found in ``url`` and the URL left for redis-py."""
+        parts = urlsplit(url)
+        ours: dict[str, str] = {}
+        theirs: list[tuple[str, str]] = []
+        for name, value in parse_qsl(parts.query, keep_blank_values=True):
+            if name in _OPTION_NAMES:
+                ours[name] = value
+            else:
+                theirs.append((name, value))
+        try:
+            options = cls(
+                stream=ours.get("stream", DEFAULT_STREAM),
+                maxlen=int(ours["maxlen"]) if ours.get("maxlen") else None,
+                claim_idle_ms=int(ours.get("claim_idle_ms", 30_000)),
+                block_ms=int(ours.get("block_ms", 1_000)),
+                count=int(ours.get("count", 100)),
+            )
+        except ValueError as exc:
+            raise ConfigurationError(
+                f"invalid Redis transport option in {_redact(url)!r}: {exc}; "
+                "maxlen, claim_idle_ms, block_ms and count are integers"
+            ) from exc
+        if not options.stream:
+            raise ConfigurationError("the Redis transport needs a non-empty ?stream= name")
+        return options, urlunsplit(parts._replace(query=urlencode(theirs)))
+
+
+_OPTION_NAMES = frozenset({"stream", "maxlen", "claim_idle_ms", "block_ms", "count"})
+
+
+@dataclass(slots=True)
+class _Subscription:
+    """State of one running ``subscribe``: its consumer name and when to claim next."""
+
+    group: str
+    consumer: str
+    claim_due: bool = True
+    claim_cursor: str = "0-0"
+    next_claim_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Token:
+    subscription: _Subscription
+    entry_id: bytes
+
+
+class RedisTransport(Transport):
+    """Integration events on one Redis stream, one consumer group per consuming context."""
+
+    schemes = ("redis", "rediss")
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.options, self._client_url = RedisOptions.split_url(url)
+        self._client: Redis | None = None
+
+    @property
+    def client(self) -> Redis:
+        """The connected redis-py client; raises if :meth:`connect` was not called."""
+        if self._client is None:
+            raise TransportError(
+                "the Redis transport is not connected; use 'async with open_transport(url)'"
+            )
+        return self._client
+
+    async def connect(self) -> None:
+        # A read timeout longer than the blocking read, so that XREADGROUP BLOCK never
+        # looks like a dead connection while a stopped server is still noticed.
+        socket_timeout = max(10.0, 2 * self.options.block_ms / 1000)
+        client = Redis.from_url(
+            self._client_url,
+            socket_connect_timeout=5.0,
+            socket_timeout=socket_timeout,
+            health_check_interval=30,
+        )
+        try:
+            await client.ping()
+        except (RedisError, OSError) as exc:
+            await client.aclose()
+            raise TransportError(
+                f"cannot reach Redis at {_redact(self.url)}: {exc}; check that the server "
+                "runs and that the URL's host, port and credentials are right"
+            ) from exc
+        self._client = client
+
+    async def close(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.aclose()
+
+    async def publish_batch(self, source: str, events: Sequence[CloudEvent]) -> None:
+        if not events:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for event in events:
+            pipe.xadd(
+                self.options.stream,
+                {
+                    "type": event.type,
+                    "source": source,
+                    "key": event.subject or "",
+                    "id": event.id,
+                    "body": encode_structured(event),
+                },
+                maxlen=self.options.maxlen,
+                approximate=True,
+            )
+        try:
+            replies = await pipe.execute(raise_on_error=False)
+        except (RedisError, OSError) as exc:
+            raise PublishNotConfirmedError(
+                f"Redis did not confirm a batch of {len(events)} events ({exc}); "
+                "nothing is lost: retry the whole batch once Redis is reachable"
+            ) from exc
+        failures = [reply for reply in replies if isinstance(reply, Exception)]
+        if failures or len(replies) != len(events):
+            raise PublishNotConfirmedError(
+                f"Redis refused {len(failures)} of {len(events)} XADD commands "
+                f"(first error: {failures[0] if failures else 'missing replies'}); "
+                "retry the whole batch, and check the stream key is a stream"
+            )
+
+    async def declare_subscription(self, group: str, event_types: Collection[str]) -> None:
+        # The group, not the types, is what Redis keeps: filtering happens on read.
+        try:
+            await self.client.xgroup_create(self.options.stream, group, id="$", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise TransportError(
+                    f"cannot create consumer group {group!r} on stream "
+                    f"{self.options.stream!r}: {exc}; the key must be a stream or absent"
+                ) from exc
+        except (RedisError, OSError) as exc:
+            raise TransportError(
+                f"cannot reach Redis to declare group {group!r}: {exc}; retry later"
+            ) from exc
+
+    async def subscribe(
+        self, group: str, event_types: Collection[str]
+    ) -> AsyncGenerator[Delivery, None]:
+        wanted = frozenset(event_types)
+        await self.declare_subscription(group, wanted)
+        state = _Subscription(group, f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        await self._sweep(group, only="")
+        try:
+            while True:
+                entries, redelivered = await self._next_entries(state)
+                skipped: list[bytes] = []
+                matching: list[tuple[bytes, dict[bytes, bytes]]] = []
+                for entry_id, fields in entries:
+                    if fields is None:
+                        continue  # trimmed away while pending; Redis drops it from the PEL
+                    if fields.get(b"type", b"").decode(errors="replace") in wanted:
+                        matching.append((entry_id, fields))
+                    else:
+                        skipped.append(entry_id)
+                if skipped:
+                    await self._call(self.client.xack(self.options.stream, group, *skipped))
+                for entry_id, fields in matching:
+                    yield Delivery(
+                        body=fields.get(b"body", b""),
+                        headers=_headers(entry_id, fields),
+                        redelivered=redelivered,
+                        _transport_token=_Token(state, entry_id),
+                        _transport=self,
+                    )
+        finally:
+            if self._client is not None:
+                await self._give_back(state)
+
+    async def ack(self, delivery: Delivery) -> None:
+        token = _token(delivery)
+        await self._call(
+            self.client.xack(self.options.stream, token.subscription.group, token.entry_id)
+        )
+
+    async def nack(self, delivery: Delivery, *, requeue: bool = True) -> None:
+        token = _token(delivery)
+        if not requeue:
+            await self.ack(delivery)
+            return
+        subscription = token.subscription
+        await self._call(
+            self.client.xclaim(
+                self.options.stream,
+                subscription.group,
+                subscription.consumer,
+                0,
+                [token.entry_id],
+                idle=_GIVE_BACK_IDLE_MS,
+                justid=True,
+            )
+        )
+        subscription.claim_due = True
+
+    async def _next_entries(
+        self, state: _Subscription
+    ) -> tuple[list[tuple[bytes, dict[bytes, bytes] | None]], bool]:
+        """Abandoned entries first (when a claim is due), else new ones."""
+        if state.claim_due or time.monotonic() >= state.next_claim_at:
+            reply = await self._call(
+                self.client.xautoclaim(
+                    self.options.stream,
+                    state.group,
+                    state.consumer,
+                    self.options.claim_idle_ms,
+                    start_id=state.claim_cursor,
+                    count=self.options.count,
+                )
+            )
+            cursor = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
+            claimed: list[tuple[bytes, dict[bytes, bytes] | None]] = list(reply[1])
+            # A scan ends when the cursor wraps to 0-0; until then keep claiming.
+            state.claim_cursor = cursor
+            if cursor == "0-0":
+                state.claim_due = False
+                state.next_claim_at = time.monotonic() + self.options.claim_idle_ms / 2000
+            if claimed:
+                return claimed, True
+        try:
+            reply = await self._call(
+                self.client.xreadgroup(
+                    state.group,
+                    state.consumer,
+                    {self.options.stream: ">"},
+                    count=self.options.count,
+                    block=self.options.block_ms,
+                )
+            )
+        except TransportError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            # The stream was deleted under us: recreate the group and carry on.
+            await self.declare_subscription(state.group, ())
+            return [], False
+        entries: list[tuple[bytes, dict[bytes, bytes] | None]] = []
+        for _stream, stream_entries in reply or []:
+            entries.extend(stream_entries)
+        return entries, False
+
+    async def _give_back(self, state: _Subscription) -> None:
+        """Make this consumer's unacknowledged entries claimable at once, then leave."""
+        try:
+            pending = await self.client.xpending_range(
+                self.options.stream, state.group, "-", "+", 10_000, consumername=state.consumer
+            )
+            ids: list[Any] = [item["message_id"] for item in pending]
+            if ids:
+                await self.client.xclaim(
+                    self.options.stream,
+                    state.group,
+                    state.consumer,
+                    0,
+                    ids,
+                    idle=_GIVE_BACK_IDLE_MS,
+                    justid=True,
+                )
+            await self._sweep(state.group, only=state.consumer)
+        except (RedisError, OSError):
+            # Best effort: entries left pending are claimed after claim_idle_ms anyway.
+            pass
+
+    async def _sweep(self, group: str, *, only: str) -> None:
+        stale_after = max(10 * self.options.claim_idle_ms, 300_000)
+        await self._call(
+            self.client.eval(_SWEEP_CONSUMERS, 1, self.options.stream, group, stale_after, only)
+        )
+
+    async def _call(self, awaitable: Any) -> Any:
+        try:
+            return await awaitable
+        except (RedisError, OSError) as exc:
+            raise TransportError(
+                f"Redis command failed on {_redact(self.url)}: {exc}; the consumer "
+                "should reconnect and resume, unacknowledged entries will be redelivered"
+            ) from exc
+
+
+def _headers(entry_id: bytes, fields: dict[bytes, bytes]) -> dict[str, Any]:
+    headers: dict[str, Any] = {
+        name.decode(errors="replace"): value.decode(errors="replace")
+        for name, value in fields.items()
+        if name != b"body"
+    }
+    headers["stream-id"] = entry_id.decode()
+    return headers
+
+
+def _token(delivery: Delivery) -> _Token:
+    token = delivery._transport_token
+    if not isinstance(token, _Token):
+        raise TransportError("this delivery did not come from a Redis subscription")
+    return token
+
+
+def _redact(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
