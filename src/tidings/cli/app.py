@@ -168,6 +168,9 @@ def demo(
     folder: Annotated[
         Path | None, typer.Option(help="Keep the SQLite files and logs here (default: temporary).")
     ] = None,
+    chaos_kills: Annotated[
+        int, typer.Option(help="With --chaos: keep killing until this many kills happened.")
+    ] = 8,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for convergence.")] = 180.0,
 ) -> None:
     """Run the articles' e-commerce system end to end and check that it converges.
@@ -187,6 +190,7 @@ def demo(
         broker=broker,
         database=database,
         chaos=chaos,
+        chaos_kills=chaos_kills,
         timeout=timeout,
     )
     where = f"{database or 'SQLite files'} + {broker or 'the embedded SQLite broker'}"
