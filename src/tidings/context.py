@@ -99,12 +99,8 @@ class BoundedContext:
         self.integration_handlers: list[Any] = []
         self.upcasters = Upcasters()
 
-        self.domain_events = DomainEventProducer(
-            self.subscriptions, self._current, max_cascade_depth
-        )
-        self.async_domain_events = AsyncDomainEventProducer(
-            self.subscriptions, self._current, max_cascade_depth
-        )
+        self.domain_events = DomainEventProducer(self.subscriptions, self._current)
+        self.async_domain_events = AsyncDomainEventProducer(self.subscriptions, self._current)
         self.integration_events = IntegrationEventProducer(name, self._current)
         self.async_integration_events = AsyncIntegrationEventProducer(name, self._current)
         self.query_bus = QueryBus(self._query_handlers)

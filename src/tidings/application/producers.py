@@ -2,39 +2,34 @@
 
 from __future__ import annotations
 
-from contextvars import ContextVar, Token
+from contextvars import ContextVar
 from typing import Any
 
 from tidings.application.subscriptions import DispatchPlan, DomainEventSubscriptions
-from tidings.application.unit_of_work import UnitOfWork, cascade_depth_exceeded
+from tidings.application.unit_of_work import (
+    UnitOfWork,
+    cascade_depth_exceeded,
+    cascade_depth_exceeded_unscoped,
+)
 from tidings.domain.events import DomainEvent
 from tidings.errors import ConfigurationError, NoActiveTransactionError
 
 # Nesting of dispatches outside any transaction, where no unit of work counts it: without
 # it a cycle of handlers would end in RecursionError instead of a clear error.
-_unscoped_depth: ContextVar[int] = ContextVar("tidings.unscoped_dispatch_depth", default=0)
 
 
 class _ProducerBase:
-    __slots__ = ("_current", "_max_depth", "_plans", "_subscriptions")
+    __slots__ = ("_current", "_plans", "_subscriptions")
 
     def __init__(
         self,
         subscriptions: DomainEventSubscriptions,
         current: ContextVar[UnitOfWork | None],
-        max_depth: int = 32,
     ) -> None:
         self._subscriptions = subscriptions
         # The registry's own cache dict: one lookup on the hot path, cleared on subscribe.
         self._plans = subscriptions.plans
         self._current = current
-        self._max_depth = max_depth
-
-    def _enter_unscoped(self, event: DomainEvent) -> Token[int]:
-        depth = _unscoped_depth.get()
-        if depth >= self._max_depth:
-            raise cascade_depth_exceeded(depth, event)
-        return _unscoped_depth.set(depth + 1)
 
     def _plan(self, event: DomainEvent) -> DispatchPlan:
         plan = self._plans.get(event.__class__)
@@ -62,26 +57,38 @@ class DomainEventProducer(_ProducerBase):
 
     def publish(self, event: DomainEvent) -> None:
         """Run the inline handlers of ``event`` now; defer its after-commit handlers."""
+        # The hot path of the library: kept to attribute reads and plain calls.
         plan = self._plans.get(event.__class__) or self._plan(event)
         uow = self._current.get()
-        if plan.has_async_inline:
-            _refuse_async(plan)
+        if not plan.simple:
+            _check_sync_dispatch(plan, event, uow)
         if uow is None:
-            if plan.after_commit:
-                _require_transaction_for_after_commit(event)
-            token = self._enter_unscoped(event)
             try:
+                single = plan.single
+                if single is not None:
+                    single(event)
+                else:
+                    for call in plan.inline_calls:
+                        call(event)
+            except RecursionError as error:
+                raise cascade_depth_exceeded_unscoped(event) from error
+            return
+        depth = uow.depth
+        if depth >= uow.max_depth:
+            raise cascade_depth_exceeded(depth, event)
+        cause = uow.cause
+        uow.depth = depth + 1
+        uow.cause = event
+        try:
+            single = plan.single
+            if single is not None:
+                single(event)
+            else:
                 for call in plan.inline_calls:
                     call(event)
-            finally:
-                _unscoped_depth.reset(token)
-            return
-        state = uow.enter_handling(event)
-        try:
-            for call in plan.inline_calls:
-                call(event)
         finally:
-            uow.leave_handling(state)
+            uow.depth = depth
+            uow.cause = cause
         if plan.after_commit:
             uow.defer(event, plan)
 
@@ -103,11 +110,10 @@ class AsyncDomainEventProducer(_ProducerBase):
         if uow is None:
             if plan.after_commit:
                 _require_transaction_for_after_commit(event)
-            token = self._enter_unscoped(event)
             try:
                 await _run_inline(plan, event, None)
-            finally:
-                _unscoped_depth.reset(token)
+            except RecursionError as error:
+                raise cascade_depth_exceeded_unscoped(event) from error
             return
         state = uow.enter_handling(event)
         try:
@@ -130,6 +136,13 @@ async def _run_inline(plan: DispatchPlan, event: DomainEvent, uow: UnitOfWork | 
 
 def _call_ignoring_session(_session: Any, call: Any, event: DomainEvent) -> None:
     call(event)
+
+
+def _check_sync_dispatch(plan: DispatchPlan, event: DomainEvent, uow: UnitOfWork | None) -> None:
+    if plan.has_async_inline:
+        _refuse_async(plan)
+    if uow is None and plan.after_commit:
+        _require_transaction_for_after_commit(event)
 
 
 def _refuse_async(plan: DispatchPlan) -> None:

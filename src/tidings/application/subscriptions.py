@@ -34,6 +34,10 @@ class DispatchPlan:
     inline_calls: tuple[Callable[[Any], Any], ...]
     after_commit: tuple[Subscription, ...]
     has_async_inline: bool
+    # Only synchronous inline handlers: the fast path needs no other check.
+    simple: bool
+    # The one inline handler's call when there is exactly one (no loop to set up).
+    single: Callable[[Any], Any] | None
 
 
 class DomainEventSubscriptions:
@@ -78,11 +82,14 @@ class DomainEventSubscriptions:
                 )
             matching = [s for s in self._subscriptions if issubclass(event_type, s.event_types)]
             inline = tuple(s for s in matching if not s.after_commit)
+            after_commit_subscriptions = tuple(s for s in matching if s.after_commit)
             plan = DispatchPlan(
                 inline=inline,
                 inline_calls=tuple(s.handle for s in inline),
-                after_commit=tuple(s for s in matching if s.after_commit),
+                after_commit=after_commit_subscriptions,
                 has_async_inline=any(s.is_async for s in inline),
+                simple=not after_commit_subscriptions and not any(s.is_async for s in inline),
+                single=inline[0].handle if len(inline) == 1 else None,
             )
             self.plans[event_type] = plan
         return plan

@@ -25,10 +25,11 @@ class UnitOfWork:
 
     __slots__ = (
         "_aggregates",
+        "_causation_id",
         "_recorded",
         "after_commit",
         "async_session",
-        "causation_id",
+        "cause",
         "correlation_id",
         "depth",
         "max_depth",
@@ -46,7 +47,10 @@ class UnitOfWork:
         async_session: Any = None,
     ) -> None:
         self.correlation_id = correlation_id
-        self.causation_id = causation_id
+        self._causation_id = causation_id
+        # The domain event whose handlers are running: the cause of what they publish.
+        # Kept as the event, not its id string, so dispatch pays no conversion.
+        self.cause: DomainEvent | None = None
         self.max_depth = max_depth
         self.depth = 0
         self.session = session
@@ -56,18 +60,29 @@ class UnitOfWork:
         self._aggregates: dict[int, AggregateRoot] = {}
         self._recorded: dict[int, AggregateRoot] = {}
 
-    def enter_handling(self, event: DomainEvent) -> tuple[int, str | None]:
+    @property
+    def causation_id(self) -> str | None:
+        """The id of what caused the current work: the domain event being handled, else
+        what the transaction was opened for (e.g. the integration event consumed)."""
+        cause = self.cause
+        return self._causation_id if cause is None else str(cause.event_id)
+
+    @causation_id.setter
+    def causation_id(self, value: str | None) -> None:
+        self._causation_id = value
+
+    def enter_handling(self, event: DomainEvent) -> tuple[int, DomainEvent | None]:
         """Make ``event`` the cause of what its handlers publish; returns the state to restore."""
         depth = self.depth
         if depth >= self.max_depth:
             raise cascade_depth_exceeded(depth, event)
-        previous = self.causation_id
+        previous = self.cause
         self.depth = depth + 1
-        self.causation_id = str(event.event_id)
+        self.cause = event
         return depth, previous
 
-    def leave_handling(self, state: tuple[int, str | None]) -> None:
-        self.depth, self.causation_id = state
+    def leave_handling(self, state: tuple[int, DomainEvent | None]) -> None:
+        self.depth, self.cause = state
 
     def defer(self, event: DomainEvent, plan: DispatchPlan) -> None:
         """Queue the after-commit work of ``plan`` for ``event``."""
@@ -117,6 +132,16 @@ def cascade_depth_exceeded(depth: int, event: DomainEvent) -> CascadeDepthExceed
         f"{type(event).__name__}: handlers publish events that lead back to "
         "themselves. Break the cycle, or raise max_cascade_depth on the context "
         "if the chain is legitimately this long."
+    )
+
+
+def cascade_depth_exceeded_unscoped(event: DomainEvent) -> CascadeDepthExceededError:
+    """Outside a transaction nothing counts the depth (keeping that path lean), so a
+    cycle shows up as Python's RecursionError, reported as what it almost surely is."""
+    return CascadeDepthExceededError(
+        f"domain event dispatch recursed too deep while publishing {type(event).__name__}: "
+        "handlers publish events that lead back to themselves. Break the cycle (inside a "
+        "transaction the limit is the context's max_cascade_depth)."
     )
 
 

@@ -1,0 +1,567 @@
+"""NATS JetStream transport (nats-py): one stream for all contexts, a durable consumer per group.
+
+Subjects
+    An event of context ``source`` and type ``type`` is published on
+    ``tidings.<source>.<type>``, e.g. ``tidings.catalog.catalog.product.updated``. The
+    source is one subject token (dots in a context name become ``_`` in the subject
+    only; the CloudEvents ``source`` is unchanged); the type may span several tokens.
+    Types and sources with whitespace or the wildcards ``*`` and ``>`` are refused.
+
+Stream
+    DESIGN.md describes "a stream per producing context". On JetStream that is the
+    subject namespace ``tidings.<source>.>`` inside **one stream** (``TIDINGS``,
+    ``?stream=`` in the URL) capturing ``tidings.>``, and not one JetStream stream per
+    context, because a consuming context must be able to declare its subscription
+    before any producer ran and without knowing who produces a type: its consumer
+    filters on ``tidings.*.<type>`` in the one stream, whoever publishes it later.
+    Producers and consumers both create the stream when it is missing. It uses
+    **interest retention**: a message is kept until every group whose filter matches
+    it has acknowledged it, so storage follows consumer lag, and an event no group
+    subscribed to is discarded at once (fan-out to zero groups is legal), just like an
+    unbound routing key on RabbitMQ.
+
+Messages
+    CloudEvents binary mode in NATS headers: ``ce-<attribute>``, ``content-type`` for
+    ``datacontenttype``, the JSON payload as body (the CloudEvents NATS binding).
+    ``Nats-Msg-Id`` is the event id: JetStream drops a second copy published within the
+    stream's duplicate window (``?duplicate_window=``, 120 s), so a relay retrying a
+    batch after a lost ack stores each event once.
+
+Publishing
+    The whole batch is sent with ``publish_async`` (no round trip per message), then all
+    acknowledgements are awaited together, each expecting the configured stream. Any
+    error, or ``?confirm_timeout=`` (30 s) elapsing, raises
+    :class:`PublishNotConfirmedError`; while the client is reconnecting
+    :class:`TransportError` is raised at once instead of buffering.
+
+Consumers
+    A durable pull consumer per group (named after the group, dots as ``_``),
+    explicit acks, ``deliver_policy=new``, ``ack_wait`` (``?ack_wait=``, 30 s: an
+    unacknowledged message is redelivered after it), unlimited ``max_deliver`` by
+    default (tidings' consumer dead-letters poison messages itself; a broker-side
+    limit would strand them), ``max_ack_pending`` (``?max_ack_pending=``, 1000).
+    Messages are fetched in batches of ``?prefetch=`` (256). ``nack(requeue=True)`` is a
+    ``nak`` (redelivered at once), ``nack(requeue=False)`` a ``term``. When a
+    subscription is closed, messages fetched but not handed out are ``nak``-ed so
+    another consumer gets them without waiting for ``ack_wait``.
+
+    NATS 2.10+ filters a consumer on several subjects. On NATS 2.9 a consumer has one
+    filter: a group subscribed to several types then gets an unfiltered consumer and
+    tidings acknowledges the other types itself (correct and ordered, but every
+    event of the stream crosses the wire to that group).
+
+Per-key order
+    The stream keeps publication order and one consumer process fetching in sequence
+    sees each key's events in that order. Several processes pulling from one durable
+    share its messages and may finish one key's events out of order; run one consumer
+    process per group where order matters (NATS 2.9 has no single-active-consumer
+    mode), or set ``?max_ack_pending=1`` for strict order at one message per round
+    trip. A ``nak`` or an ``ack_wait`` expiry redelivers a message after later ones.
+
+URL options (query string, stripped before connecting): ``stream``, ``subject_prefix``
+(``tidings``: the first subject token, so that several environments can share one
+NATS account with a stream each), ``replicas``,
+``duplicate_window``, ``prefetch``, ``ack_wait``, ``max_deliver``, ``max_ack_pending``,
+``connect_timeout``, ``confirm_timeout``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Collection, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+
+from tidings.contracts.cloudevents import CloudEvent, encode_binary
+from tidings.errors import ConfigurationError
+from tidings.transports.base import (
+    Delivery,
+    PublishNotConfirmedError,
+    Transport,
+    TransportError,
+)
+
+log = logging.getLogger(__name__)
+
+#: Header prefix of the CloudEvents NATS binding (binary mode).
+HEADER_PREFIX = "ce-"
+DEFAULT_SUBJECT_PREFIX = "tidings"
+DEFAULT_STREAM = "TIDINGS"
+MSG_ID_HEADER = "Nats-Msg-Id"
+
+_BROKER_ERRORS: tuple[type[BaseException], ...] = (OSError, TimeoutError, nats.errors.Error)
+# While closing, a cancelled flush is just as final as a broker error.
+_CLOSE_ERRORS: tuple[type[BaseException], ...] = (*_BROKER_ERRORS, asyncio.CancelledError)
+_FORBIDDEN = frozenset("*>")
+_CLOSE_TIMEOUT = 2.0
+# How long one fetch waits on the server for messages before asking again.
+_FETCH_WAIT = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class NatsOptions:
+    """The tidings-specific settings read from the URL query string."""
+
+    stream: str = DEFAULT_STREAM
+    subject_prefix: str = DEFAULT_SUBJECT_PREFIX
+    replicas: int = 1
+    duplicate_window: float = 120.0
+    prefetch: int = 256
+    ack_wait: float = 30.0
+    max_deliver: int = -1
+    max_ack_pending: int = 1000
+    connect_timeout: float = 5.0
+    confirm_timeout: float = 30.0
+
+
+@dataclass(slots=True)
+class _Token:
+    """What a Delivery needs to settle its message; ``settled`` lets close() nak the rest."""
+
+    msg: Msg
+    settled: bool = False
+
+
+@dataclass(slots=True)
+class _Fetched:
+    """Messages fetched but not yet handed out, nak-ed if the subscription closes early."""
+
+    tokens: list[_Token] = field(default_factory=list)
+
+
+class NatsTransport(Transport):
+    """Integration events over NATS JetStream: ``nats://[user:password@]host:port?options``."""
+
+    schemes = ("nats",)
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self._servers, self.options = _parse_url(url)
+        self._where = _describe(url)
+        self._client: NatsClient | None = None
+        self._js: JetStreamContext | None = None
+        self._stream_ready = False
+        self._last_error: Exception | None = None
+        self._connect_lock = asyncio.Lock()
+        # One batch at a time: batches from one relay stay in order on the wire.
+        self._publish_lock = asyncio.Lock()
+
+    async def connect(self) -> None:
+        """Connect and make sure the stream exists; raises :class:`TransportError` if not."""
+        await self._ensure_stream()
+
+    async def close(self) -> None:
+        """Close the connection after the batch being published (if any) is acknowledged."""
+        async with self._publish_lock:
+            client, self._client, self._js = self._client, None, None
+            self._stream_ready = False
+            if client is not None and not client.is_closed:
+                try:
+                    async with asyncio.timeout(_CLOSE_TIMEOUT):
+                        await client.close()
+                except _CLOSE_ERRORS:
+                    pass  # the server is gone; nothing of ours is left to flush
+
+    async def publish_batch(self, source: str, events: Sequence[CloudEvent]) -> None:
+        """Publish ``events`` in order, awaiting every JetStream acknowledgement together."""
+        if not events:
+            return
+        source_token = _source_token(source)
+        prefix = self.options.subject_prefix
+        subjects: dict[str, str] = {}  # a batch has few types: validate each once
+        messages = []
+        for event in events:
+            subject = subjects.get(event.type)
+            if subject is None:
+                subject = subjects[event.type] = _subject(prefix, source_token, event.type)
+            messages.append((subject, *_encode(event)))
+        async with self._publish_lock:
+            js = await self._ensure_stream()
+            client = self._client
+            if client is None or not client.is_connected:
+                raise TransportError(
+                    f"the connection to NATS at {self._where} is down (reconnecting); "
+                    "retry the batch later"
+                )
+            acks: list[asyncio.Future[Any]] = []
+            try:
+                async with asyncio.timeout(self.options.confirm_timeout):
+                    # Sent one after another (so in order) without waiting for acks.
+                    for subject, headers, body in messages:
+                        acks.append(
+                            await js.publish_async(
+                                subject, body, headers=headers, stream=self.options.stream
+                            )
+                        )
+                    results = await asyncio.gather(*acks, return_exceptions=True)
+            except TimeoutError:
+                for ack in acks:
+                    ack.cancel()  # frees nats-py's pending-ack slots
+                raise PublishNotConfirmedError(
+                    f"NATS at {self._where} did not acknowledge a batch of {len(events)} "
+                    f"events within {self.options.confirm_timeout:g} s; retry the batch "
+                    "(Nats-Msg-Id makes the retry store each event once)"
+                ) from None
+            except _BROKER_ERRORS as exc:
+                for ack in acks:
+                    ack.cancel()
+                self._stream_ready = False
+                raise PublishNotConfirmedError(
+                    f"publishing to NATS at {self._where} failed after {len(acks)} of "
+                    f"{len(events)} events: {exc!r}; retry the whole batch"
+                ) from exc
+            failures = [result for result in results if isinstance(result, BaseException)]
+            if failures:
+                # The stream may have been deleted or changed: check it again next time.
+                self._stream_ready = False
+                raise PublishNotConfirmedError(
+                    f"NATS at {self._where} did not acknowledge {len(failures)} of "
+                    f"{len(events)} events (first: {failures[0]!r}); retry the whole batch"
+                ) from failures[0]
+
+    async def declare_subscription(self, group: str, event_types: Collection[str]) -> None:
+        """Create or update the group's durable pull consumer filtered on its types."""
+        await self._declare_consumer(group, event_types)
+
+    async def subscribe(self, group: str, event_types: Collection[str]) -> AsyncIterator[Delivery]:
+        """Deliveries for the group, fetched in batches of ``?prefetch=``.
+
+        Raises :class:`TransportError` if the connection closes for good; subscribe again
+        and unacknowledged messages come back after ``ack_wait``.
+        """
+        durable, client_filter = await self._declare_consumer(group, event_types)
+        js = self._jetstream()
+        try:
+            async with asyncio.timeout(self.options.connect_timeout):
+                subscription = await js.pull_subscribe_bind(
+                    durable=durable, stream=self.options.stream
+                )
+        except _BROKER_ERRORS as exc:
+            raise TransportError(
+                f"cannot bind to consumer {durable!r} on NATS at {self._where}: {exc!r}; "
+                "subscribe again when the server is reachable"
+            ) from exc
+        prefix = self.options.subject_prefix
+        fetched = _Fetched()
+        try:
+            while True:
+                try:
+                    batch = await subscription.fetch(self.options.prefetch, timeout=_FETCH_WAIT)
+                except nats.errors.TimeoutError:
+                    continue  # nothing new: ask again
+                except _BROKER_ERRORS as exc:
+                    raise TransportError(
+                        f"fetching from consumer {durable!r} on NATS at {self._where} "
+                        f"failed: {exc!r}; subscribe again (unacknowledged messages are "
+                        "redelivered after ack_wait)"
+                    ) from exc
+                fetched.tokens = [_Token(msg) for msg in batch]
+                # Past half of ack_wait the server is about to redeliver what is still
+                # buffered; give it back and fetch afresh rather than handle it late.
+                stale_at = time.monotonic() + self.options.ack_wait / 2
+                while fetched.tokens:
+                    if time.monotonic() > stale_at:
+                        await self._give_back(fetched.tokens)
+                        break
+                    token = fetched.tokens[0]
+                    if (
+                        client_filter is not None
+                        and _type_of(token.msg, prefix) not in client_filter
+                    ):
+                        fetched.tokens.pop(0)
+                        await self._settle(token, "acknowledge", token.msg.ack)
+                        continue
+                    yield Delivery(
+                        body=token.msg.data,
+                        headers=dict(token.msg.headers or {}),
+                        redelivered=token.msg.metadata.num_delivered > 1,
+                        _transport_token=token,
+                        _transport=self,
+                    )
+                    # Popped only now: a delivery the caller left unsettled when it
+                    # stopped iterating is given back with the rest.
+                    fetched.tokens.pop(0)
+        finally:
+            await self._give_back(fetched.tokens)
+            try:
+                async with asyncio.timeout(_CLOSE_TIMEOUT):
+                    await subscription.unsubscribe()
+            except _CLOSE_ERRORS:
+                pass  # the connection is gone, and the subscription with it
+
+    async def ack(self, delivery: Delivery) -> None:
+        """Acknowledge the message: JetStream will not deliver it to this group again."""
+        token: _Token = delivery._transport_token
+        await self._settle(token, "acknowledge", token.msg.ack)
+
+    async def nack(self, delivery: Delivery, *, requeue: bool = True) -> None:
+        """``nak`` (redeliver now) or, without ``requeue``, ``term`` (never redeliver)."""
+        token: _Token = delivery._transport_token
+        await self._settle(token, "reject", token.msg.nak if requeue else token.msg.term)
+
+    async def _settle(self, token: _Token, verb: str, action: Any) -> None:
+        token.settled = True
+        try:
+            await action()
+        except _BROKER_ERRORS as exc:
+            raise TransportError(
+                f"could not {verb} a message on NATS at {self._where}: {exc!r}; it will "
+                "be delivered again after ack_wait, which the inbox makes harmless"
+            ) from exc
+
+    async def _give_back(self, tokens: list[_Token]) -> None:
+        for token in tokens:
+            if token.settled:
+                continue
+            token.settled = True
+            try:
+                await token.msg.nak()
+            except _CLOSE_ERRORS:
+                return  # the connection is gone: ack_wait will redeliver them
+
+    async def _declare_consumer(
+        self, group: str, event_types: Collection[str]
+    ) -> tuple[str, frozenset[str] | None]:
+        """The consumer's name, and the types to filter client-side (None: server filters)."""
+        durable = _durable_name(group)
+        types = frozenset(event_types)
+        prefix = self.options.subject_prefix
+        subjects = sorted(_subject(prefix, "*", event_type) for event_type in types)
+        if not subjects:
+            raise ConfigurationError(f"group {group!r} must subscribe to at least one type")
+        await self._ensure_stream()
+        client = self._client
+        assert client is not None
+        filters: dict[str, Any]
+        client_filter: frozenset[str] | None = None
+        if len(subjects) == 1:
+            filters = {"filter_subject": subjects[0]}
+        elif _supports_filter_subjects(client):
+            filters = {"filter_subjects": subjects}
+        else:
+            filters = {"filter_subject": f"{prefix}.>"}
+            client_filter = types
+        config = ConsumerConfig(
+            durable_name=durable,
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.NEW,
+            ack_wait=self.options.ack_wait,
+            max_deliver=self.options.max_deliver,
+            max_ack_pending=self.options.max_ack_pending,
+            **filters,
+        )
+        try:
+            async with asyncio.timeout(self.options.confirm_timeout):
+                await self._jetstream().add_consumer(self.options.stream, config)
+        except nats.js.errors.BadRequestError as exc:
+            raise ConfigurationError(
+                f"NATS refused consumer {durable!r} on stream {self.options.stream!r}: "
+                f"{exc.description}; it probably exists with other settings (event types, "
+                "ack_wait, ...) that this server cannot change in place: delete it "
+                f"(nats consumer rm {self.options.stream} {durable}) and subscribe again"
+            ) from exc
+        except _BROKER_ERRORS as exc:
+            raise TransportError(
+                f"cannot declare consumer {durable!r} on NATS at {self._where}: {exc!r}; "
+                "retry when the server is reachable"
+            ) from exc
+        return durable, client_filter
+
+    async def _ensure_stream(self) -> JetStreamContext:
+        js = await self._connect()
+        if self._stream_ready:
+            return js
+        name = self.options.stream
+        wanted = f"{self.options.subject_prefix}.>"
+        try:
+            async with asyncio.timeout(self.options.confirm_timeout):
+                try:
+                    info = await js.stream_info(name)
+                except nats.js.errors.NotFoundError:
+                    info = await js.add_stream(
+                        StreamConfig(
+                            name=name,
+                            subjects=[wanted],
+                            retention=RetentionPolicy.INTEREST,
+                            storage=StorageType.FILE,
+                            num_replicas=self.options.replicas,
+                            duplicate_window=self.options.duplicate_window,
+                        )
+                    )
+        except nats.js.errors.BadRequestError as exc:
+            raise ConfigurationError(
+                f"NATS refused to create stream {name!r}: {exc.description}; another "
+                f"stream may already capture {wanted!r}: delete it or point ?stream= at it"
+            ) from exc
+        except _BROKER_ERRORS as exc:
+            raise TransportError(
+                f"cannot create or inspect stream {name!r} on NATS at {self._where}: "
+                f"{exc!r}; check that JetStream is enabled, then retry"
+            ) from exc
+        if wanted not in (info.config.subjects or []):
+            raise ConfigurationError(
+                f"stream {name!r} on NATS at {self._where} exists but does not capture "
+                f"{wanted!r} (subjects: {info.config.subjects}); add that subject to it or "
+                "choose another stream with ?stream="
+            )
+        self._stream_ready = True
+        return js
+
+    async def _connect(self) -> JetStreamContext:
+        async with self._connect_lock:
+            if self._client is not None and not self._client.is_closed and self._js is not None:
+                return self._js
+            self._stream_ready = False
+            self._last_error = None
+            try:
+                async with asyncio.timeout(self.options.connect_timeout):
+                    client = await nats.connect(
+                        servers=self._servers,
+                        connect_timeout=max(1, round(self.options.connect_timeout)),
+                        # Fail a first connection at once; once connected, keep
+                        # reconnecting in the background (publish_batch refuses to
+                        # buffer while it does).
+                        max_reconnect_attempts=-1,
+                        allow_reconnect=True,
+                        error_cb=self._on_client_error,
+                    )
+            except _BROKER_ERRORS as exc:  # NoServersError is a nats.errors.Error
+                # nats-py keeps retrying a refused first connection until our timeout:
+                # the error it reported on the way says more than the timeout.
+                reason = self._last_error or exc
+                raise TransportError(
+                    f"cannot connect to NATS at {self._where}: {reason!r}; check that the "
+                    "server runs with JetStream enabled; the relay retries with backoff "
+                    "and nothing is lost meanwhile"
+                ) from exc
+            self._client = client
+            self._js = client.jetstream(timeout=self.options.confirm_timeout)
+            return self._js
+
+    async def _on_client_error(self, exc: Exception) -> None:
+        # nats-py reports connection attempts here; operations raise on their own.
+        self._last_error = exc
+        log.debug("NATS client error: %r", exc)
+
+    def _jetstream(self) -> JetStreamContext:
+        if self._js is None:
+            raise TransportError(f"not connected to NATS at {self._where}; connect first")
+        return self._js
+
+
+def _encode(event: CloudEvent) -> tuple[dict[str, str], bytes]:
+    headers, body = encode_binary(event, prefix=HEADER_PREFIX)
+    headers[MSG_ID_HEADER] = event.id
+    return headers, body
+
+
+def _type_of(msg: Msg, prefix: str) -> str:
+    # <prefix>.<source>.<type...>
+    return msg.subject[len(prefix) + 1 :].split(".", 1)[1]
+
+
+def _tokens_ok(text: str) -> bool:
+    return bool(text) and not (
+        _FORBIDDEN & set(text) or any(char.isspace() for char in text) or "" in text.split(".")
+    )
+
+
+def _subject(prefix: str, source_token: str, event_type: str) -> str:
+    if not _tokens_ok(event_type):
+        raise ConfigurationError(
+            f"event type {event_type!r} cannot be part of a NATS subject: use dot-separated "
+            "non-empty words without spaces, '*' or '>' (e.g. 'catalog.product.updated')"
+        )
+    return f"{prefix}.{source_token}.{event_type}"
+
+
+def _source_token(source: str) -> str:
+    token = source.replace(".", "_")
+    if not _tokens_ok(token):
+        raise ConfigurationError(
+            f"context name {source!r} cannot be a NATS subject token: use letters, digits, "
+            "'-', '_' or '.'"
+        )
+    return token
+
+
+def _durable_name(group: str) -> str:
+    name = group.replace(".", "_")
+    if not _tokens_ok(name) or "/" in name or "\\" in name:
+        raise ConfigurationError(
+            f"group {group!r} cannot name a NATS consumer: use letters, digits, '-', '_' or '.'"
+        )
+    return name
+
+
+def _supports_filter_subjects(client: NatsClient) -> bool:
+    version = client.connected_server_version
+    return (version.major, version.minor) >= (2, 10)
+
+
+def _parse_url(url: str) -> tuple[list[str], NatsOptions]:
+    """Split tidings' options off the URL (nats-py takes no query string)."""
+    parts = urlsplit(url)
+    ours = dict(parse_qsl(parts.query, keep_blank_values=True))
+    unknown = set(ours) - set(NatsOptions.__dataclass_fields__)
+    if unknown:
+        raise ConfigurationError(
+            f"unknown NATS URL option(s) {sorted(unknown)}; known: "
+            f"{sorted(NatsOptions.__dataclass_fields__)}"
+        )
+    defaults = NatsOptions()
+    try:
+        options = NatsOptions(
+            stream=ours.get("stream", defaults.stream),
+            subject_prefix=ours.get("subject_prefix", defaults.subject_prefix),
+            replicas=int(ours.get("replicas", defaults.replicas)),
+            duplicate_window=float(ours.get("duplicate_window", defaults.duplicate_window)),
+            prefetch=int(ours.get("prefetch", defaults.prefetch)),
+            ack_wait=float(ours.get("ack_wait", defaults.ack_wait)),
+            max_deliver=int(ours.get("max_deliver", defaults.max_deliver)),
+            max_ack_pending=int(ours.get("max_ack_pending", defaults.max_ack_pending)),
+            connect_timeout=float(ours.get("connect_timeout", defaults.connect_timeout)),
+            confirm_timeout=float(ours.get("confirm_timeout", defaults.confirm_timeout)),
+        )
+    except ValueError as exc:
+        raise ConfigurationError(f"invalid NATS URL option in {_describe(url)!r}: {exc}") from exc
+    if not _tokens_ok(options.stream) or "." in options.stream:
+        raise ConfigurationError(f"?stream={options.stream!r} is not a valid stream name")
+    if not _tokens_ok(options.subject_prefix) or "." in options.subject_prefix:
+        raise ConfigurationError(
+            f"?subject_prefix={options.subject_prefix!r} must be one subject token"
+        )
+    if (
+        min(options.prefetch, options.replicas) < 1
+        or min(options.ack_wait, options.connect_timeout, options.confirm_timeout) <= 0
+    ):
+        raise ConfigurationError(
+            "?prefetch= and ?replicas= must be at least 1; ?ack_wait=, ?connect_timeout= "
+            "and ?confirm_timeout= must be positive"
+        )
+    servers = [urlunsplit(parts._replace(query="", fragment=""))]
+    return servers, options
+
+
+def _describe(url: str) -> str:
+    """host:port for messages: never credentials."""
+    parts = urlsplit(url)
+    return f"{parts.hostname or 'localhost'}:{parts.port or 4222}"
