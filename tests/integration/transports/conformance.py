@@ -7,6 +7,7 @@ not know which broker is behind the interface.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections import defaultdict
@@ -36,7 +37,8 @@ def decode(delivery: Delivery) -> CloudEvent:
     """Decode a delivery in whichever CloudEvents mode the transport used."""
     if any(str(k).lower().startswith(("ce-", "ce_", "cloudevents")) for k in delivery.headers):
         prefix = next(
-            p for p in ("ce-", "ce_", "cloudEvents:", "cloudEvents_")
+            p
+            for p in ("ce-", "ce_", "cloudEvents:", "cloudEvents_")
             if any(str(k).startswith(p) for k in delivery.headers)
         )
         return decode_binary(delivery.headers, delivery.body, prefix=prefix)
@@ -58,20 +60,21 @@ async def collect(
     deadline = time.monotonic() + timeout
 
     async def run() -> None:
-        async for delivery in transport.subscribe(group, event_types):
-            event = decode(delivery)
-            received.append(event)
-            seen.add(event.id)
-            if on_event is not None:
-                on_event(event)
-            await delivery.ack()
-            if len(seen) >= expected:
-                return
+        # aclosing: the subscription is closed (and its consumer released) right here,
+        # not whenever the garbage collector finalises the generator.
+        async with contextlib.aclosing(transport.subscribe(group, event_types)) as deliveries:
+            async for delivery in deliveries:
+                event = decode(delivery)
+                received.append(event)
+                seen.add(event.id)
+                if on_event is not None:
+                    on_event(event)
+                await delivery.ack()
+                if len(seen) >= expected:
+                    return
 
-    try:
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(run(), timeout=max(deadline - time.monotonic(), 1.0))
-    except TimeoutError:
-        pass
     return received
 
 
@@ -124,7 +127,7 @@ async def check_type_filtering(transport: Transport) -> None:
 
 
 async def check_unacked_is_redelivered(transport: Transport) -> None:
-    """A delivery neither acked nor nacked comes back to the next consumer of the group."""
+    """A delivery nacked with requeue comes back to the next consumer of the group."""
     tag = uuid7().hex[:12]
     event_type = f"conformance.redelivery.{tag}"
     group = f"conf-r-{tag}"
@@ -133,9 +136,10 @@ async def check_unacked_is_redelivered(transport: Transport) -> None:
     await transport.publish_batch(f"src-{tag}", [event])
 
     async def first_without_ack() -> None:
-        async for delivery in transport.subscribe(group, {event_type}):
-            await delivery.nack(requeue=True)
-            return
+        async with contextlib.aclosing(transport.subscribe(group, {event_type})) as deliveries:
+            async for delivery in deliveries:
+                await delivery.nack(requeue=True)
+                return
 
     await asyncio.wait_for(first_without_ack(), timeout=30)
     again = await collect(transport, group, {event_type}, 1, timeout=30)
