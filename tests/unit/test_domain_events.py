@@ -132,3 +132,11 @@ def test_a_domain_event_named_like_an_integration_event_is_refused_with_the_rule
     assert "ProductUpdatedIntegrationEvent" in message
     assert "must not be named '...IntegrationEvent'" in message
     assert "tidings.IntegrationEvent" in message
+
+
+def test_a_moment_that_cannot_be_expressed_in_utc_is_a_value_error() -> None:
+    from tidings.domain.events import as_utc
+
+    edge = datetime(1, 1, 1, 0, 30, tzinfo=timezone(timedelta(hours=1)))
+    with pytest.raises(ValueError, match="cannot be expressed in UTC"):
+        as_utc(edge)

@@ -25,7 +25,10 @@ def as_utc(moment: datetime) -> datetime:
     """
     if moment.tzinfo is UTC:
         return moment
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError as error:  # e.g. year 1 at +01:00 falls before datetime.min
+        raise ValueError(f"{moment.isoformat()} cannot be expressed in UTC") from error
 
 
 @dataclass_transform(frozen_default=True)
