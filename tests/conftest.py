@@ -34,7 +34,11 @@ def sqlite_url(tmp_path: Path) -> str:
 def _postgres_database() -> Iterator[str]:
     base = make_url(require("postgres"))
     name = f"tidings_core_{os.getpid()}"
-    admin = create_engine(base.set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT")
+    admin = create_engine(
+        base.set(drivername="postgresql+psycopg"),
+        isolation_level="AUTOCOMMIT",
+        pool_pre_ping=True,  # survives the PostgreSQL restart of the relay outage test
+    )
     with admin.connect() as connection:
         connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         connection.execute(text(f'CREATE DATABASE "{name}"'))

@@ -117,6 +117,10 @@ def relay(
         str, typer.Option(help="What to do with confirmed rows: delete or archive.")
     ] = "delete",
     broker: BrokerOpt = None,
+    lease_ttl: Annotated[
+        float,
+        typer.Option(help="Seconds before a standby relay takes over from a silent one."),
+    ] = 10.0,
 ) -> None:
     """Forward the context's outbox to its broker until interrupted (SIGINT/SIGTERM).
 
@@ -127,7 +131,9 @@ def relay(
 
     context = load_context(target)
     transport = open_transport(broker) if broker else None
-    worker = Relay(context, transport, batch_size=batch_size, retention=retention)
+    worker = Relay(
+        context, transport, batch_size=batch_size, retention=retention, lease_ttl=lease_ttl
+    )
     console.print(
         f"relaying [bold]{context.name}[/] from {context.database_url} to "
         f"{worker.transport.url} (Ctrl-C to stop)"
@@ -417,7 +423,11 @@ def outbox_status(target: AppArg, as_json: JsonOpt = False) -> None:
 def outbox_replay(
     target: AppArg,
     since: Annotated[
-        datetime, typer.Option(help="Re-send archived events created at or after this time (UTC).")
+        str,
+        typer.Option(
+            help="Re-send archived events created at or after this ISO 8601 time "
+            "(UTC unless it has an offset), e.g. 2026-11-23T10:00:00.5+01:00."
+        ),
     ],
     broker: BrokerOpt = None,
     as_json: JsonOpt = False,
@@ -430,7 +440,13 @@ def outbox_replay(
     from tidings.transports.registry import open_transport
 
     context = load_context(target)
-    moment = since if since.tzinfo else since.replace(tzinfo=UTC)
+    try:
+        parsed = datetime.fromisoformat(since)
+    except ValueError as error:
+        raise typer.BadParameter(
+            f"{since!r} is not an ISO 8601 time", param_hint="--since"
+        ) from error
+    moment = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     transport = open_transport(broker or context.broker_url)
     count = asyncio.run(replay_archived(context, transport, moment, progress=not as_json))
     if as_json:
