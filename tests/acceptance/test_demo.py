@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import asyncio
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.services import require
+from tidings.domain.ids import uuid7
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "ecommerce"
 SMALL = ["--users", "8", "--products", "10", "--orders", "20", "--price-changes", "10"]
@@ -53,7 +55,24 @@ def test_the_demo_converges_on_postgresql_and_rabbitmq(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_the_demo_converges_on_nats(tmp_path: Path) -> None:
-    assert_converged(run_demo("--broker", require("nats"), folder=tmp_path))
+    # A stream of its own, so no other stream capturing the default subjects interferes.
+    tag = uuid7().hex[-10:]
+    stream, prefix = f"TIDINGS_DEMO_{tag}", f"tidings_demo_{tag}"
+    broker = f"{require('nats')}?stream={stream}&subject_prefix={prefix}"
+    try:
+        assert_converged(run_demo("--broker", broker, folder=tmp_path))
+    finally:
+        asyncio.run(_delete_nats_stream(require("nats"), stream))
+
+
+async def _delete_nats_stream(url: str, stream: str) -> None:
+    import nats
+
+    client = await nats.connect(url)
+    try:
+        await client.jetstream().delete_stream(stream)
+    finally:
+        await client.close()
 
 
 def _imported_modules(path: Path) -> set[str]:

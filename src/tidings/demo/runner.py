@@ -123,6 +123,8 @@ def run_demo(options: DemoOptions, console: Console) -> DemoResult:
                 chaos.stopping.set()
             for process in processes.values():
                 process.stop()
+            if options.broker:
+                shop.delete_subscriptions()
             shop.dispose()
         return DemoResult(
             checks=checks,

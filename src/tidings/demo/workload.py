@@ -67,6 +67,12 @@ class Shop:
             if module.context.integration_handlers:
                 asyncio.run(Consumer(module.context).declare())
 
+    def delete_subscriptions(self) -> None:
+        """Remove the run's subscriptions from a real broker, so none keeps filling up."""
+        for module in self.modules.values():
+            if module.context.integration_handlers:
+                asyncio.run(_delete_subscription(module.context))
+
     def count(self, context: str, table: Any, *where: Any) -> int:
         with self.modules[context].context.read_connection() as connection:
             query = select(func.count()).select_from(table)
@@ -77,6 +83,13 @@ class Shop:
     def dispose(self) -> None:
         for module in self.modules.values():
             module.context.dispose()
+
+
+async def _delete_subscription(context: Any) -> None:
+    from tidings.transports.registry import open_transport
+
+    async with open_transport(context.broker_url) as transport:
+        await transport.delete_subscription(context.consumer_group)
 
 
 class Workload:

@@ -97,6 +97,14 @@ class Transport(abc.ABC):
         """
 
     @abc.abstractmethod
+    async def delete_subscription(self, group: str) -> None:
+        """Remove the durable subscription of ``group`` and what it kept; idempotent.
+
+        For a context that is decommissioned (or a demo run that is over): a
+        subscription nobody consumes keeps accumulating events on most brokers.
+        """
+
+    @abc.abstractmethod
     def subscribe(self, group: str, event_types: Collection[str]) -> AsyncIterator[Delivery]:
         """Deliveries of ``event_types`` for consuming context ``group``.
 

@@ -360,6 +360,11 @@ class KafkaTransport(Transport):
                 f"{self.options.topic!r}: {exc!r}; check the broker is reachable and retry"
             ) from exc
 
+    async def delete_subscription(self, group: str) -> None:
+        """Nothing to delete: a Kafka group holds no messages, only offsets, which the
+        broker expires (``offsets.retention.minutes``) once the group has no members.
+        aiokafka's admin client cannot delete groups."""
+
     async def subscribe(
         self, group: str, event_types: Collection[str]
     ) -> AsyncGenerator[Delivery, None]:

@@ -247,6 +247,10 @@ class MemoryTransport(Transport):
         """Start keeping events of ``event_types`` for ``group`` from now on."""
         self._require_broker().group(group, event_types)
 
+    async def delete_subscription(self, group: str) -> None:
+        """Forget ``group`` and the events kept for it."""
+        self._require_broker().groups.pop(group, None)
+
     async def subscribe(self, group: str, event_types: Collection[str]) -> AsyncIterator[Delivery]:
         """Deliveries for ``group``, sharing keys with the group's other consumers."""
         wanted = frozenset(event_types)

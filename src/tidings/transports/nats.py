@@ -241,6 +241,17 @@ class NatsTransport(Transport):
         """Create or update the group's durable pull consumer filtered on its types."""
         await self._declare_consumer(group, event_types)
 
+    async def delete_subscription(self, group: str) -> None:
+        """Delete the group's durable consumer (interest retention then frees its events)."""
+        try:
+            await self._jetstream().delete_consumer(self.options.stream, _durable_name(group))
+        except nats.js.errors.NotFoundError:
+            return
+        except (nats.errors.Error, OSError, TimeoutError) as exc:
+            raise TransportError(
+                f"cannot delete consumer of {group!r} on NATS at {self._where}: {exc!r}"
+            ) from exc
+
     async def subscribe(self, group: str, event_types: Collection[str]) -> AsyncIterator[Delivery]:
         """Deliveries for the group, fetched in batches of ``?prefetch=``.
 

@@ -209,6 +209,22 @@ class RabbitMQTransport(Transport):
                 f"{self._where}: {exc!r}; retry when the broker is reachable"
             ) from exc
 
+    async def delete_subscription(self, group: str) -> None:
+        """Delete the group's queue ``tidings.<group>`` and the messages it holds."""
+        connection = await self._connect()
+        try:
+            async with asyncio.timeout(self.options.confirm_timeout):
+                channel = await connection.channel(publisher_confirms=False)
+                try:
+                    await channel.queue_delete(_queue_name(group))
+                finally:
+                    await _close_quietly(channel)
+        except _BROKER_ERRORS as exc:
+            raise TransportError(
+                f"cannot delete the subscription of {group!r} on RabbitMQ at "
+                f"{self._where}: {exc!r}; retry when the broker is reachable"
+            ) from exc
+
     async def subscribe(self, group: str, event_types: Collection[str]) -> AsyncIterator[Delivery]:
         """Deliveries from the group's queue, at most ``?prefetch=`` unacknowledged at once.
 

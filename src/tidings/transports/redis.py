@@ -251,6 +251,17 @@ class RedisTransport(Transport):
                 f"cannot reach Redis to declare group {group!r}: {exc}; retry later"
             ) from exc
 
+    async def delete_subscription(self, group: str) -> None:
+        """Destroy the group's consumer group, its pending entries with it."""
+        try:
+            await self.client.xgroup_destroy(self.options.stream, group)
+        except ResponseError:
+            return  # no such stream or group: nothing to delete
+        except (RedisError, OSError) as exc:
+            raise TransportError(
+                f"cannot reach Redis to delete group {group!r}: {exc}; retry later"
+            ) from exc
+
     async def subscribe(
         self, group: str, event_types: Collection[str]
     ) -> AsyncGenerator[Delivery, None]:

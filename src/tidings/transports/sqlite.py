@@ -572,6 +572,15 @@ class SqliteTransport(Transport):
                 [(group, number, end) for number in range(self.partitions)],
             )
 
+    async def delete_subscription(self, group: str) -> None:
+        """Forget ``group``: its types, offsets and leases (retention then frees its rows)."""
+        await self._call(self._forget, group)
+
+    def _forget(self, group: str) -> None:
+        with self._write() as db:
+            db.execute("DELETE FROM tidings_broker_groups WHERE group_name = ?", (group,))
+            db.execute("DELETE FROM tidings_broker_partitions WHERE group_name = ?", (group,))
+
     async def partition_status(self, group: str | None = None) -> list[PartitionStatus]:
         """Committed offset, end of log, holder and lease of each (group, partition)."""
         return await self._call(self._status, group)

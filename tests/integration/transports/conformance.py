@@ -144,3 +144,21 @@ async def check_unacked_is_redelivered(transport: Transport) -> None:
     await asyncio.wait_for(first_without_ack(), timeout=30)
     again = await collect(transport, group, {event_type}, 1, timeout=30)
     assert [e.id for e in again][:1] == [event.id]
+
+
+async def check_deleted_subscription_forgets_its_events(transport: Transport) -> None:
+    """Deleting a subscription drops what it kept; declaring it again starts afresh."""
+    tag = uuid7().hex[:12]
+    event_type = f"conformance.deleted.{tag}"
+    group = f"conf-d-{tag}"
+    source = f"src-{tag}"
+    await transport.declare_subscription(group, {event_type})
+    await transport.publish_batch(source, make_events(5, 1, event_type, source))
+    await transport.delete_subscription(group)
+    await transport.delete_subscription(group)  # idempotent
+    await transport.declare_subscription(group, {event_type})
+    fresh = make_events(3, 1, event_type, source)
+    await transport.publish_batch(source, fresh)
+    received = await collect(transport, group, {event_type}, 3, timeout=30)
+    assert {e.id for e in received} == {e.id for e in fresh}
+    await transport.delete_subscription(group)

@@ -33,6 +33,10 @@ async def test_an_unacknowledged_delivery_comes_back(transport: Transport) -> No
     await conformance.check_unacked_is_redelivered(transport)
 
 
+async def test_a_deleted_subscription_forgets_what_it_kept(transport: Transport) -> None:
+    await conformance.check_deleted_subscription_forgets_its_events(transport)
+
+
 async def test_transports_opened_on_the_same_name_share_one_broker() -> None:
     async with (
         open_transport("memory://shared") as producer,

@@ -76,6 +76,10 @@ async def test_a_delivery_given_back_is_delivered_again(transport: NatsTransport
     await conformance.check_unacked_is_redelivered(transport)
 
 
+async def test_a_deleted_subscription_forgets_what_it_kept(transport: NatsTransport) -> None:
+    await conformance.check_deleted_subscription_forgets_its_events(transport)
+
+
 async def test_a_group_of_several_types_gets_exactly_those_in_order_per_key(
     transport: NatsTransport,
 ) -> None:

@@ -90,6 +90,10 @@ async def test_a_delivery_given_back_is_delivered_again(transport: RabbitMQTrans
     await conformance.check_unacked_is_redelivered(transport)
 
 
+async def test_a_deleted_subscription_forgets_what_it_kept(transport: RabbitMQTransport) -> None:
+    await conformance.check_deleted_subscription_forgets_its_events(transport)
+
+
 async def test_an_event_no_group_subscribed_to_is_confirmed_not_refused(
     transport: RabbitMQTransport,
 ) -> None:

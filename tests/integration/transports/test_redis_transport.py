@@ -54,6 +54,10 @@ async def test_a_delivery_given_back_comes_to_the_next_consumer(
     await conformance.check_unacked_is_redelivered(transport)
 
 
+async def test_a_deleted_subscription_forgets_what_it_kept(transport: RedisTransport) -> None:
+    await conformance.check_deleted_subscription_forgets_its_events(transport)
+
+
 async def test_an_abandoned_delivery_comes_back_once_the_subscription_closes(
     transport: RedisTransport,
 ) -> None:

@@ -70,6 +70,10 @@ async def test_an_unacknowledged_delivery_comes_back(transport: Transport) -> No
     await conformance.check_unacked_is_redelivered(transport)
 
 
+async def test_a_deleted_subscription_forgets_what_it_kept(transport: Transport) -> None:
+    await conformance.check_deleted_subscription_forgets_its_events(transport)
+
+
 async def test_a_group_starts_at_the_end_of_the_log_when_declared(transport: Transport) -> None:
     await transport.publish_batch("s", make_events(5, 1, "t", "s"))
     await transport.declare_subscription("late", {"t"})
