@@ -49,7 +49,7 @@ def outbox_row(
 def cloud_event_from_row(row: Mapping[str, Any]) -> CloudEvent:
     """The CloudEvent a transport sends for one outbox row; the payload is not re-encoded."""
     payload = row["payload"]
-    return CloudEvent(
+    return CloudEvent.trusted(
         id=row["event_id"],
         source=row["source"],
         type=row["event_type"],

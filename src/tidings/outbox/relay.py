@@ -30,6 +30,7 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from tidings.application.retry import RetryPolicy
+from tidings.contracts.cloudevents import CloudEvent
 from tidings.contracts.envelope import cloud_event_from_row
 from tidings.outbox.lease import RelayLease, default_owner
 from tidings.outbox.store import OutboxStore, Retention
@@ -44,6 +45,13 @@ logger = logging.getLogger("tidings.relay")
 
 _Row = Mapping[str, Any]
 _RETRYABLE = (TransportError, OperationalError, DBAPIError, OSError, TimeoutError)
+# While batches are full the relay reads ahead past the batch in flight; at least this
+# often it reads from the start of the outbox again, to pick up rows whose transaction
+# took a position early but committed after later positions had been read.
+_RESCAN_INTERVAL = 1.0
+
+# Rows, and their CloudEvents grouped by consecutive source.
+_Batch = tuple[Sequence[RowMapping], list[tuple[str, list[CloudEvent]]]]
 
 
 @dataclass(slots=True)
@@ -116,6 +124,11 @@ class Relay:
         self._next_after_commit = 0.0
         self._stopping = asyncio.Event()
         self._unreported = 0
+        # The pipeline: rows after the batch being confirmed, read meanwhile, and the
+        # delete (or archive) of the previous confirmed batch, still running.
+        self._read_ahead: asyncio.Future[_Batch] | None = None
+        self._marking: asyncio.Future[None] | None = None
+        self._rescan_at = 0.0
         self.stats = RelayStats()
 
     # -- lifecycle --------------------------------------------------------------------
@@ -135,10 +148,13 @@ class Relay:
                 relayed = await self._relay_once()
                 if relayed is None:
                     continue  # failed: backed off already
-                if relayed == 0:
-                    await self._idle()
-                else:
+                if relayed:
                     self._wakeup.busy()
+                if relayed < self.batch_size:
+                    # Caught up as of that read: wait for the next commit's notification
+                    # (or the next poll) instead of reading an empty outbox first, which
+                    # would delay the events committed meanwhile by two round trips.
+                    await self._idle()
         finally:
             await self._shutdown()
 
@@ -160,31 +176,84 @@ class Relay:
 
     # -- one step -----------------------------------------------------------------------
     async def _relay_once(self) -> int | None:
-        """Publish one batch; its size, or None after a failure (already backed off)."""
+        """Publish one batch; its size, or None after a failure (already backed off).
+
+        Pipelined, because the database and the broker each wait for the other
+        otherwise: while the broker confirms this batch, the next rows are read, and
+        this batch's rows are deleted while the next batch is published. A batch is
+        marked only once confirmed; a read from the start of the outbox first waits for
+        the marks in flight, so that no confirmed row is read (and sent) again. After a
+        failure the pipeline is dropped and relaying resumes at the first row not
+        confirmed, as before.
+        """
         rows: Sequence[RowMapping] = ()
+        published = False
         try:
-            rows = await self.store.fetch_pending(self.batch_size)
+            rows, groups = await self._next_batch()
             if not rows:
                 return 0
-            await self._publish(rows)
+            if len(rows) == self.batch_size and time.monotonic() < self._rescan_at:
+                self._read_ahead = asyncio.ensure_future(self._read(after=rows[-1]["position"]))
+            for source, events in groups:
+                await self.transport.publish_batch(source, events)
+            published = True
+            await self._settle_marking()  # at most one mark in flight
             positions = [row["position"] for row in rows]
-            await self.store.mark_published(positions, self.retention)
+            self._marking = asyncio.ensure_future(
+                self.store.mark_published(positions, self.retention)
+            )
         except _RETRYABLE as error:
-            await self._failed(rows, error)
+            await self._drop_pipeline()
+            # Rows confirmed but not marked are sent again later: duplicates, not loss.
+            await self._failed(() if published else rows, error)
             return None
         self.stats.record(len(rows))
         self._unreported += len(rows)
         return len(rows)
 
-    async def _publish(self, rows: Sequence[RowMapping]) -> None:
+    async def _next_batch(self) -> _Batch:
+        if self._read_ahead is not None:
+            read_ahead, self._read_ahead = self._read_ahead, None
+            batch = await read_ahead
+            if batch[0]:
+                return batch
+        await self._settle_marking()
+        self._rescan_at = time.monotonic() + _RESCAN_INTERVAL
+        return await self._read(after=0)
+
+    async def _read(self, after: int) -> _Batch:
+        """Rows past ``after`` and their CloudEvents.
+
+        Read ahead, the events are built while the broker confirms the batch before,
+        when this process would otherwise wait.
+        """
+        rows = await self.store.fetch_pending(self.batch_size, after=after)
         # A batch normally holds one source (the context); split where it changes so
         # each transport call names the right producer.
-        start = 0
-        for index in range(1, len(rows) + 1):
-            if index == len(rows) or rows[index]["source"] != rows[start]["source"]:
-                events = [cloud_event_from_row(cast(_Row, row)) for row in rows[start:index]]
-                await self.transport.publish_batch(rows[start]["source"], events)
-                start = index
+        groups: list[tuple[str, list[CloudEvent]]] = []
+        for row in rows:
+            event = cloud_event_from_row(cast(_Row, row))
+            if not groups or groups[-1][0] != event.source:
+                groups.append((event.source, []))
+            groups[-1][1].append(event)
+        return rows, groups
+
+    async def _settle_marking(self) -> None:
+        """Wait for the mark in flight; raises its error."""
+        marking, self._marking = self._marking, None
+        if marking is not None:
+            await marking
+
+    async def _drop_pipeline(self) -> None:
+        """Forget the rows read ahead; let the mark in flight finish (its rows were sent)."""
+        read_ahead, self._read_ahead = self._read_ahead, None
+        if read_ahead is not None:
+            read_ahead.cancel()
+            await asyncio.wait({read_ahead})
+            if not read_ahead.cancelled():
+                read_ahead.exception()  # retrieved: asyncio would log it otherwise
+        with contextlib.suppress(*_RETRYABLE):
+            await self._settle_marking()
 
     async def _failed(self, rows: Sequence[RowMapping], error: BaseException) -> None:
         self.stats.failures += 1
@@ -206,8 +275,12 @@ class Relay:
             return True
         try:
             published, self._unreported = self._unreported, 0
-            return await self.lease.acquire(published=published, rate=self.stats.rate_per_s)
+            held = await self.lease.acquire(published=published, rate=self.stats.rate_per_s)
+            if not held:
+                await self._drop_pipeline()  # another relay owns the outbox now
+            return held
         except _RETRYABLE as error:
+            await self._drop_pipeline()
             await self._failed((), error)
             return False
 
@@ -245,8 +318,18 @@ class Relay:
                 attempt += 1
                 delay = self.retry.delay(attempt)
                 logger.warning("broker unreachable (%s); retrying in %.2fs", error, delay)
+                self.stats.failures += 1
                 self.stats.last_error = f"{type(error).__name__}: {error}"
+                await self._record_unreachable(error)
                 await self._sleep(delay)
+
+    async def _record_unreachable(self, error: BaseException) -> None:
+        """Count a failed attempt on the rows first in line, so ``outbox status`` shows
+        why they wait even when the broker was down before anything could be sent."""
+        with contextlib.suppress(*_RETRYABLE):
+            rows = await self.store.fetch_pending(self.batch_size)
+            if rows:
+                await self.store.record_failure([row["position"] for row in rows], error)
 
     async def _reconnect(self) -> None:
         with contextlib.suppress(Exception):
@@ -254,6 +337,10 @@ class Relay:
         await self._connect()
 
     async def _shutdown(self) -> None:
+        with contextlib.suppress(Exception):
+            await self._drop_pipeline()
+        with contextlib.suppress(Exception):
+            await self.store.close()
         await self._wakeup.stop()
         with contextlib.suppress(*_RETRYABLE):
             if self._unreported:

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy import BigInteger, any_, bindparam, delete, func, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import RowMapping
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql.elements import ColumnElement
 
 from tidings.persistence.tables import outbox, relay_lease
 
 _c = outbox.c
 _columns = [c for c in outbox.c if c.name not in ("attempts", "last_error", "available_at")]
+# What the relay needs to build CloudEvents: every column it reads is converted per row,
+# so created_at and published_at (two timestamp conversions each) stay in the table.
+_relay_columns = [c for c in _columns if c.name not in ("created_at", "published_at")]
 
 
 class Retention(StrEnum):
@@ -63,15 +69,20 @@ class OutboxStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self._postgres = engine.dialect.name == "postgresql"
+        self._held: dict[str, AsyncConnection] = {}
         pending = _c.published_at.is_(None)
         available = (_c.available_at.is_(None)) | (_c.available_at <= bindparam("now"))
         self._fetch = (
-            select(*_columns)
+            select(*_relay_columns)
             .where(pending, available, _c.position > bindparam("after"))
             .order_by(_c.position)
             .limit(bindparam("limit"))
         )
-        in_batch = _c.position.in_(bindparam("positions", expanding=True))
+        in_batch: ColumnElement[bool] = _c.position.in_(bindparam("positions", expanding=True))
+        if self._postgres:
+            # One array parameter: the statement text (and its cached plan) stays the same
+            # for every batch, where IN would render one placeholder per row.
+            in_batch = _c.position == any_(bindparam("positions", type_=ARRAY(BigInteger)))
         self._delete = delete(outbox).where(in_batch)
         self._archive = update(outbox).where(in_batch).values(published_at=bindparam("now"))
         self._failure = (
@@ -82,17 +93,19 @@ class OutboxStore:
 
     async def fetch_pending(self, limit: int, after: int = 0) -> Sequence[RowMapping]:
         """Up to ``limit`` unpublished rows past position ``after``, in position order."""
+        parameters = {"now": datetime.now(UTC), "after": after, "limit": limit}
+        if self._postgres:
+            async with self._single_statement("read") as connection:
+                return (await connection.execute(self._fetch, parameters)).mappings().all()
         async with self.engine.connect() as connection:
-            result = await connection.execute(
-                self._fetch, {"now": datetime.now(UTC), "after": after, "limit": limit}
-            )
+            result = await connection.execute(self._fetch, parameters)
             rows = result.mappings().all()
             await connection.rollback()
         return rows
 
     async def mark_published(self, positions: list[int], retention: Retention) -> None:
         """Delete or archive the rows the broker confirmed."""
-        async with self.engine.begin() as connection:
+        async with self._single_statement("write") as connection:
             if retention is Retention.DELETE:
                 await connection.execute(self._delete, {"positions": positions})
             else:
@@ -103,8 +116,45 @@ class OutboxStore:
     async def record_failure(self, positions: list[int], error: BaseException) -> None:
         """Count a failed attempt on rows, keeping the error for ``outbox status``."""
         message = f"{type(error).__name__}: {error}"[:2000]
-        async with self.engine.begin() as connection:
+        async with self._single_statement("write") as connection:
             await connection.execute(self._failure, {"positions": positions, "error": message})
+
+    async def close(self) -> None:
+        """Give back the connections kept between batches."""
+        held, self._held = self._held, {}
+        for connection in held.values():
+            with contextlib.suppress(Exception):
+                await connection.close()
+
+    @contextlib.asynccontextmanager
+    async def _single_statement(self, slot: str) -> AsyncIterator[AsyncConnection]:
+        """A connection to run one statement on, atomically.
+
+        On PostgreSQL the store keeps one autocommit connection per slot ("read",
+        "write") between batches: a statement then costs one round trip, where a pooled
+        transaction costs four (pre-ping, BEGIN, statement, COMMIT), and a single
+        statement is atomic on its own. A connection is taken out of ``_held`` while in
+        use (concurrent callers get their own) and dropped after any error, so the next
+        call starts on a fresh one. Elsewhere: a pooled transaction, as before.
+        """
+        if not self._postgres:
+            async with self.engine.begin() as pooled:
+                yield pooled
+            return
+        connection = self._held.pop(slot, None)
+        if connection is None or connection.closed or connection.invalidated:
+            connection = await self.engine.connect()
+            await connection.execution_options(isolation_level="AUTOCOMMIT")
+        try:
+            yield connection
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await connection.close()
+            raise
+        if slot in self._held:  # a concurrent caller put one back first
+            await connection.close()
+        else:
+            self._held[slot] = connection
 
     async def archived_since(self, since: datetime, limit: int, after: int) -> Sequence[RowMapping]:
         """Archived rows created at or after ``since``, past ``after``, in position order."""

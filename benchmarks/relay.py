@@ -1,0 +1,453 @@
+"""Relay throughput: a PostgreSQL outbox backlog relayed to each broker.
+
+For each broker, ``ratio_<broker>`` is the relay's events/s draining a backlog
+divided by the events/s of that broker's raw client publishing the same events, in
+the same run, rounds interleaved, best round of each side. The raw baseline is
+honest: the same CloudEvents encoded once beforehand exactly as the transport encodes
+them, the same confirmation mode and the same window of 500 messages:
+
+* RabbitMQ: aio-pika, publisher confirms, 500 publishes pipelined then awaited
+  together; persistent messages routed to one bound quorum queue.
+* NATS: JetStream ``publish_async`` x 500 (with ``Nats-Msg-Id``), acks awaited together.
+* Redis: one pipeline of 500 ``XADD`` (no MULTI) per window.
+* Kafka: aiokafka, acks=all, idempotent when the broker allows it (as the transport),
+  500 sends then the delivery futures awaited together.
+
+The relay's clock starts when its transport has connected (connecting is excluded on
+both sides) and stops when ``drain()`` returns, so it includes every database read
+and delete, the lease, CloudEvent construction and the transport's encoding.
+
+``backlog_ratio``: the relay's rate relaying the first events of a 1,000,000-row
+backlog divided by its rate on a 10,000-row backlog, each in a fresh subprocess that
+reports its peak RSS. The transport there confirms instantly, so the figure measures
+what a big backlog costs the relay itself (index scans over deleted rows, memory).
+
+    python benchmarks/relay.py                          # every reachable broker
+    python benchmarks/relay.py --brokers rabbitmq,nats --quick
+    python benchmarks/relay.py --brokers none           # backlog_ratio only
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import resource
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from sqlalchemy import text
+
+from _harness import emit, postgres_database, reset_tables
+from _relay_common import (
+    SOURCE,
+    NullTransport,
+    ThingUpdatedIntegrationEvent,
+    Timed,
+    clear_outbox,
+    fill_backlog,
+    make_context,
+    sync_engine,
+)
+from tidings.contracts.cloudevents import CloudEvent
+from tidings.contracts.envelope import cloud_event_from_row
+from tidings.outbox import Relay
+from tidings.transports import open_transport
+from tidings.transports.base import Transport
+
+WINDOW = 500
+GROUP = "bench-relay"
+BROKERS: dict[str, tuple[str, int]] = {
+    "rabbitmq": ("amqp://guest:guest@127.0.0.1:5672/?exchange=tidings.bench", 5672),
+    "nats": ("nats://127.0.0.1:4222?stream=TIDINGS_BENCH", 4222),
+    "redis": ("redis://127.0.0.1:6379/0?stream=tidings:bench", 6379),
+    "kafka": ("kafka://127.0.0.1:9092?topic=tidings.bench", 9092),
+}
+TARGETS = {"rabbitmq": 0.9, "nats": 0.8, "redis": 0.8, "kafka": 0.8}
+
+RawPublisher = Callable[[list[CloudEvent]], Awaitable[float]]
+
+
+def reachable(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+# -- raw clients ---------------------------------------------------------------------------
+async def raw_rabbitmq(url: str) -> tuple[RawPublisher, Callable[[], Awaitable[None]]]:
+    import aio_pika
+
+    from tidings.contracts.cloudevents import encode_binary
+    from tidings.transports.rabbitmq import HEADER_PREFIX, _parse_url, _routing_key
+
+    client_url, options = _parse_url(url)
+    connection = await aio_pika.connect(client_url)
+    channel = await connection.channel(publisher_confirms=True)
+    exchange = await channel.declare_exchange(
+        options.exchange, aio_pika.ExchangeType.TOPIC, durable=True
+    )
+
+    async def publish(events: list[CloudEvent]) -> float:
+        # Bodies and headers encoded beforehand; building the client's message object is
+        # part of publishing with aio-pika, so it is timed like the relay's.
+        encoded = [(*encode_binary(event, prefix=HEADER_PREFIX), event) for event in events]
+        keys = [_routing_key(event.type) for event in events]
+        start = time.perf_counter()
+        for first in range(0, len(encoded), WINDOW):
+            publishes = []
+            for (headers, body, event), key in zip(
+                encoded[first : first + WINDOW], keys[first : first + WINDOW], strict=True
+            ):
+                message = aio_pika.Message(
+                    body,
+                    headers={k: v for k, v in headers.items() if k != "content-type"},
+                    content_type=headers["content-type"],
+                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                    message_id=event.id,
+                    type=event.type,
+                    app_id=SOURCE,
+                )
+                publishes.append(
+                    asyncio.ensure_future(exchange.publish(message, key, mandatory=False))
+                )
+            await asyncio.gather(*publishes)
+        return time.perf_counter() - start
+
+    return publish, connection.close
+
+
+async def raw_nats(url: str) -> tuple[RawPublisher, Callable[[], Awaitable[None]]]:
+    import nats
+
+    from tidings.transports.nats import _encode, _parse_url, _source_token, _subject
+
+    servers, options = _parse_url(url)
+    client = await nats.connect(servers)
+    js = client.jetstream()
+    token = _source_token(SOURCE)
+
+    async def publish(events: list[CloudEvent]) -> float:
+        subject = _subject(options.subject_prefix, token, ThingUpdatedIntegrationEvent.event_type)
+        messages = [(subject, *_encode(event)) for event in events]
+        start = time.perf_counter()
+        for first in range(0, len(messages), WINDOW):
+            acks = [
+                await js.publish_async(subject, body, headers=headers, stream=options.stream)
+                for subject, headers, body in messages[first : first + WINDOW]
+            ]
+            await asyncio.gather(*acks)
+        return time.perf_counter() - start
+
+    return publish, client.close
+
+
+async def raw_redis(url: str) -> tuple[RawPublisher, Callable[[], Awaitable[None]]]:
+    from redis.asyncio import Redis
+
+    from tidings.contracts.cloudevents import encode_structured
+    from tidings.transports.redis import RedisOptions
+
+    options, client_url = RedisOptions.split_url(url)
+    client = Redis.from_url(client_url)
+
+    async def publish(events: list[CloudEvent]) -> float:
+        entries = [
+            {
+                "type": event.type,
+                "source": SOURCE,
+                "key": event.subject or "",
+                "id": event.id,
+                "body": encode_structured(event),
+            }
+            for event in events
+        ]
+        start = time.perf_counter()
+        for first in range(0, len(entries), WINDOW):
+            pipe = client.pipeline(transaction=False)
+            for fields in entries[first : first + WINDOW]:
+                pipe.xadd(options.stream, fields, maxlen=options.maxlen, approximate=True)  # type: ignore[arg-type]
+            await pipe.execute()
+        return time.perf_counter() - start
+
+    return publish, client.aclose
+
+
+async def raw_kafka(
+    url: str, idempotent: bool
+) -> tuple[RawPublisher, Callable[[], Awaitable[None]]]:
+    from aiokafka import AIOKafkaProducer
+
+    from tidings.contracts.cloudevents import encode_binary
+    from tidings.transports.kafka import HEADER_PREFIX, KafkaOptions
+
+    options = KafkaOptions.from_url(url)
+    # The transport's producer settings, so that only the relay around it differs.
+    producer = AIOKafkaProducer(
+        bootstrap_servers=options.bootstrap_servers,
+        client_id=options.client_id,
+        acks="all",
+        enable_idempotence=idempotent,
+        request_timeout_ms=options.request_timeout_ms,
+        max_batch_size=256 * 1024,
+        linger_ms=0,
+    )
+    await producer.start()
+
+    async def publish(events: list[CloudEvent]) -> float:
+        records = []
+        for event in events:
+            headers, body = encode_binary(event, prefix=HEADER_PREFIX)
+            key = event.subject.encode() if event.subject is not None else None
+            records.append((body, key, [(name, value.encode()) for name, value in headers.items()]))
+        start = time.perf_counter()
+        for first in range(0, len(records), WINDOW):
+            confirmations = [
+                await producer.send(options.topic, body, key=key, headers=headers)
+                for body, key, headers in records[first : first + WINDOW]
+            ]
+            await asyncio.gather(*confirmations)
+        return time.perf_counter() - start
+
+    return publish, producer.stop
+
+
+# -- the relay side ------------------------------------------------------------------------
+async def relay_seconds(context: Any, transport: Transport, batch_size: int = WINDOW) -> float:
+    """Drain the outbox through ``transport``; seconds from connected to drained."""
+    timed = Timed(transport)
+    relay = Relay(context, timed, batch_size=batch_size, complete_after_commit=False)
+    count = await relay.drain()
+    end = time.monotonic()
+    assert timed.connected_at is not None
+    if count != timed.confirmed:
+        raise RuntimeError(f"relay reported {count} events, transport confirmed {timed.confirmed}")
+    return end - timed.connected_at
+
+
+async def pending_events(context: Any, count: int) -> list[CloudEvent]:
+    """The CloudEvents of the first ``count`` pending rows, as the relay builds them."""
+    async with context.async_engine.connect() as connection:
+        rows = (
+            await connection.execute(
+                text("SELECT * FROM tidings_outbox ORDER BY position LIMIT :n"), {"n": count}
+            )
+        ).mappings()
+        return [cloud_event_from_row(row) for row in rows]
+
+
+async def prepare_broker(name: str, url: str) -> tuple[Callable[[], Transport], Any]:
+    """Declare what a real deployment has (a subscribed group) and clear old messages."""
+    transport = open_transport(url)
+    await transport.connect()
+    await transport.declare_subscription(GROUP, {ThingUpdatedIntegrationEvent.event_type})
+    idempotent = bool(getattr(transport, "idempotent", True))
+    await transport.close()
+    await purge(name, url)
+    return (lambda: open_transport(url)), idempotent
+
+
+async def purge(name: str, url: str) -> None:
+    """Empty what the rounds stored, so that broker state is the same for every round."""
+    if name == "rabbitmq":
+        import aio_pika
+
+        connection = await aio_pika.connect(url.split("?")[0])
+        channel = await connection.channel()
+        queue = await channel.get_queue(f"tidings.{GROUP}", ensure=False)
+        await queue.purge()
+        await connection.close()
+    elif name == "redis":
+        from redis.asyncio import Redis
+
+        client = Redis.from_url(url.split("?")[0])
+        await client.xtrim("tidings:bench", maxlen=0)
+        await client.aclose()
+    elif name == "nats":
+        import nats
+
+        client = await nats.connect("nats://127.0.0.1:4222")
+        with contextlib.suppress(Exception):
+            await client.jetstream().purge_stream("TIDINGS_BENCH")
+        await client.close()
+    # Kafka: appending to a longer log costs the same; nothing to clear.
+
+
+async def measure_broker(
+    name: str, url: str, context: Any, *, events: int, rounds: int
+) -> dict[str, float]:
+    engine = sync_engine(context.database_url)
+    new_transport, idempotent = await prepare_broker(name, url)
+    opener: dict[str, Callable[[str], Awaitable[Any]]] = {
+        "rabbitmq": raw_rabbitmq,
+        "nats": raw_nats,
+        "redis": raw_redis,
+        "kafka": lambda u: raw_kafka(u, idempotent),
+    }
+    publish, close = await opener[name](url)
+    try:
+        # Warm-up: connections, broker-side structures, caches on both sides.
+        clear_outbox(engine)
+        fill_backlog(engine, 2 * WINDOW)
+        await publish(await pending_events(context, 2 * WINDOW))
+        await relay_seconds(context, new_transport())
+        best = {"raw": 0.0, "relay": 0.0}
+        for round_number in range(rounds):
+            clear_outbox(engine)
+            fill_backlog(engine, events, start=round_number * events)
+            await purge(name, url)
+            raw_rate = events / await publish(await pending_events(context, events))
+            await purge(name, url)
+            relay_rate = events / await relay_seconds(context, new_transport())
+            best["raw"] = max(best["raw"], raw_rate)
+            best["relay"] = max(best["relay"], relay_rate)
+            print(
+                f"  {name} round {round_number + 1}: raw {raw_rate:,.0f}/s, "
+                f"relay {relay_rate:,.0f}/s ({relay_rate / raw_rate:.2f})",
+                flush=True,
+            )
+        await purge(name, url)
+    finally:
+        await close()
+        engine.dispose()
+    return best
+
+
+# -- backlog scaling (subprocesses) -------------------------------------------------------
+def child(url: str, count: int, batch_size: int) -> None:
+    """Relay ``count`` events of the existing backlog; print rate and peak RSS as JSON."""
+
+    async def main() -> None:
+        context = make_context_quiet(url)
+        relay: Relay | None = None
+
+        def confirmed(events: Sequence[CloudEvent], _at: float) -> None:
+            if timed.confirmed >= count and relay is not None:
+                relay._stopping.set()  # stop() is async; the same flag, set synchronously
+
+        timed = Timed(NullTransport("null://"), confirmed)
+        relay = Relay(context, timed, batch_size=batch_size, complete_after_commit=False)
+        await relay.run()
+        elapsed = timed.last_confirmed_at - (timed.connected_at or 0.0)
+        await context.adispose()
+        rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(json.dumps({"events": timed.confirmed, "seconds": elapsed, "rss_mb": rss_mb}))
+
+    asyncio.run(main())
+
+
+def make_context_quiet(url: str) -> Any:
+    from tidings import BoundedContext
+
+    return BoundedContext(SOURCE, database_url=url, broker_url="memory://bench")
+
+
+def run_child(url: str, count: int, batch_size: int) -> dict[str, float]:
+    output = subprocess.run(
+        [sys.executable, __file__, "--child", url, str(count), str(batch_size)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    result: dict[str, float] = json.loads(output.strip().splitlines()[-1])
+    return result
+
+
+def measure_backlog(*, small: int, big: int, count: int, rounds: int) -> dict[str, float]:
+    small_url = postgres_database("tidings_bench")
+    big_url = postgres_database("tidings_bench_backlog")
+    assert small_url is not None and big_url is not None
+    reset_tables(big_url)
+    make_context(big_url).dispose()
+    big_engine = sync_engine(big_url)
+    start = time.perf_counter()
+    for first in range(0, big, 100_000):
+        fill_backlog(big_engine, min(100_000, big - first), start=first)
+    with big_engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.execute(text("VACUUM ANALYZE tidings_outbox"))
+    print(f"  filled {big:,} rows in {time.perf_counter() - start:.0f} s", flush=True)
+    small_engine = sync_engine(small_url)
+    best = {"small": 0.0, "big": 0.0, "small_rss": 0.0, "big_rss": 0.0}
+    for round_number in range(rounds):
+        clear_outbox(small_engine)
+        fill_backlog(small_engine, small)
+        small_result = run_child(small_url, count, WINDOW)
+        big_result = run_child(big_url, count, WINDOW)
+        for side, result in (("small", small_result), ("big", big_result)):
+            best[side] = max(best[side], result["events"] / result["seconds"])
+            best[f"{side}_rss"] = max(best[f"{side}_rss"], result["rss_mb"])
+        print(
+            f"  backlog round {round_number + 1}: {small:,} rows "
+            f"{small_result['events'] / small_result['seconds']:,.0f}/s "
+            f"({small_result['rss_mb']:.0f} MB), {big:,} rows "
+            f"{big_result['events'] / big_result['seconds']:,.0f}/s "
+            f"({big_result['rss_mb']:.0f} MB)",
+            flush=True,
+        )
+    clear_outbox(small_engine)
+    small_engine.dispose()
+    big_engine.dispose()
+    reset_tables(big_url)
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--brokers", default="rabbitmq,nats,redis,kafka")
+    parser.add_argument("--quick", action="store_true", help="smaller backlogs, fewer rounds")
+    parser.add_argument("--no-backlog", action="store_true", help="skip backlog_ratio")
+    arguments = parser.parse_args()
+    events = 10_000 if arguments.quick else 50_000
+    rounds = 2 if arguments.quick else 3
+    url = postgres_database()
+    if url is None:
+        print("PostgreSQL is unreachable at 127.0.0.1:5432: nothing to measure")
+        emit({})
+        return
+    figures: dict[str, object] = {}
+    names = [name for name in arguments.brokers.split(",") if name and name != "none"]
+    for name in names:
+        if name not in BROKERS:
+            parser.error(f"unknown broker {name!r}; choose from {', '.join(BROKERS)}")
+        broker_url, port = BROKERS[name]
+        if not reachable(port):
+            print(f"{name}: unreachable at 127.0.0.1:{port}, skipped")
+            continue
+        reset_tables(url)
+        context = make_context(url)
+        print(f"{name}: {events:,} events x {rounds} rounds", flush=True)
+        best = asyncio.run(measure_broker(name, broker_url, context, events=events, rounds=rounds))
+        context.dispose()
+        ratio = best["relay"] / best["raw"]
+        figures[f"ratio_{name}"] = round(ratio, 3)
+        figures[f"{name}_raw_per_s"] = round(best["raw"])
+        figures[f"{name}_relay_per_s"] = round(best["relay"])
+        print(f"ratio_{name}: {ratio:.3f} (target >= {TARGETS[name]})", flush=True)
+    if not arguments.no_backlog:
+        small, big = 10_000, (200_000 if arguments.quick else 1_000_000)
+        print(f"backlog: {small:,} vs {big:,} pending rows", flush=True)
+        backlog = measure_backlog(
+            small=small, big=big, count=small, rounds=2 if arguments.quick else 3
+        )
+        figures["backlog_ratio"] = round(backlog["big"] / backlog["small"], 3)
+        figures["backlog_small_per_s"] = round(backlog["small"])
+        figures["backlog_big_per_s"] = round(backlog["big"])
+        figures["backlog_small_rss_mb"] = round(backlog["small_rss"], 1)
+        figures["backlog_big_rss_mb"] = round(backlog["big_rss"], 1)
+        figures["backlog_big_rows"] = big
+        print(f"backlog_ratio: {figures['backlog_ratio']} (target >= 0.85)")
+    emit(figures)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 5 and sys.argv[1] == "--child":
+        child(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+    else:
+        main()
