@@ -31,7 +31,7 @@ import json
 import logging
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -90,7 +90,7 @@ class _Item:
     contract: IntegrationEvent
     failures: int = 0
     first_failed_at: datetime | None = None
-    errors: list[str] = field(default_factory=list)
+    last_error: BaseException | None = None
 
     @property
     def key(self) -> str:
@@ -279,10 +279,19 @@ class Consumer:
         wanted = self.subscriptions.versions[event.type]
         upcasters = self.context.upcasters
         if event.dataversion not in wanted and upcasters:
-            payload = json.loads(event.data_json)
-            if isinstance(payload, dict):
-                version, payload = upcasters.upcast(event.type, event.dataversion, payload, wanted)
-                event = replace(event, dataversion=version, data_json=json.dumps(payload).encode())
+            try:
+                payload = json.loads(event.data_json)
+                if isinstance(payload, dict):
+                    version, payload = upcasters.upcast(
+                        event.type, event.dataversion, payload, wanted
+                    )
+                    data_json = json.dumps(payload).encode()
+                    event = replace(event, dataversion=version, data_json=data_json)
+            except Exception as error:
+                # An upcaster meets whatever a producer sent: its failure is bad input.
+                raise ContractValidationError(
+                    f"{event.type} v{event.dataversion} payload cannot be upcast: {error!r}"
+                ) from error
         if event.dataversion not in wanted:
             raise UnknownContractError(event.type, event.dataversion)
         return to_contract(event, self.registry)
@@ -302,9 +311,7 @@ class Consumer:
             )
             fresh: list[_Item] = []
             for item in items:
-                if item.event.id in seen:
-                    self.stats.duplicates += 1
-                else:
+                if item.event.id not in seen:
                     seen.add(item.event.id)
                     fresh.append(item)
             if fresh:
@@ -312,8 +319,14 @@ class Consumer:
                     inbox.insert(), [inbox_row(self.group, item.event.id) for item in fresh]
                 )
             for item in fresh:
-                await self._run_handlers(session, item)
+                try:
+                    await self._run_handlers(session, item)
+                except Exception as error:
+                    self._note_failure(item, error)  # its first attempt
+                    raise
+        # Counted once committed: a failed batch is handled again one by one.
         self.stats.handled += len(fresh)
+        self.stats.duplicates += len(items) - len(fresh)
 
     async def _handle_once(self, item: _Item) -> None:
         """One event in its own transaction, continuing its flow's correlation."""
@@ -342,17 +355,21 @@ class Consumer:
                 await session.run_sync(_call_sync, subscription.call, item.contract)
 
     async def _handle_alone(self, item: _Item) -> None:
-        """Retry at once a few times; then block the key and retry later with backoff."""
-        for _ in range(self.immediate_retries + 1):
+        """Retry at once a few times; then block the key and retry later with backoff.
+
+        Attempts made in a failed batch count (``item.failures``), so the handler runs
+        ``max_attempts`` times in all, ``immediate_retries + 1`` of them right away.
+        """
+        while item.failures <= self.immediate_retries and item.failures < self.max_attempts:
             try:
                 await self._handle_once(item)
             except Exception as error:
                 self._note_failure(item, error)
-                if item.failures >= self.max_attempts:
-                    await self._give_up(item, error)
-                    return
                 continue
             await item.delivery.ack()
+            return
+        if item.failures >= self.max_attempts:
+            await self._give_up(item)
             return
         queue: deque[_Item] = deque([item])
         self._blocked[item.key] = queue
@@ -376,7 +393,7 @@ class Consumer:
                 except Exception as error:
                     self._note_failure(item, error)
                     if item.failures >= self.max_attempts:
-                        await self._give_up(item, error)
+                        await self._give_up(item)
                         queue.popleft()
                     continue
                 await item.delivery.ack()
@@ -387,6 +404,7 @@ class Consumer:
     def _note_failure(self, item: _Item, error: BaseException) -> None:
         item.failures += 1
         item.first_failed_at = item.first_failed_at or datetime.now(UTC)
+        item.last_error = error
         logger.warning(
             "%s: handling %s %s failed (attempt %d of %d): %r",
             self.group,
@@ -397,11 +415,12 @@ class Consumer:
             error,
         )
 
-    async def _give_up(self, item: _Item, error: BaseException) -> None:
+    async def _give_up(self, item: _Item) -> None:
+        assert item.last_error is not None
         await self._dead_letter(
             item.delivery,
             DeadLetterReason.HANDLER_FAILED,
-            error,
+            item.last_error,
             item.event,
             attempts=item.failures,
             first_failed_at=item.first_failed_at,

@@ -120,7 +120,7 @@ class DeadLetterStore:
                     body=bytes(body),
                     headers=json.dumps(_text_headers(headers)),
                     error_type=None if error is None else type(error).__name__,
-                    error_message=None if error is None else str(error)[:8000],
+                    error_message=None if error is None else _clip(str(error), 8000),
                     attempts=attempts,
                     first_failed_at=first_failed_at or now,
                     last_failed_at=now,
@@ -180,14 +180,16 @@ class DeadLetterStore:
                 .values(
                     attempts=_c.attempts + 1,
                     error_type=type(error).__name__,
-                    error_message=str(error)[:8000],
+                    error_message=_clip(str(error), 8000),
                     last_failed_at=datetime.now(UTC),
                 )
             )
 
 
 def _clip(value: str | None, size: int) -> str | None:
-    return None if value is None else value[:size]
+    """At most ``size`` characters, NULs replaced: PostgreSQL text cannot hold them, and
+    a hostile message's id or key must not stop its own dead-lettering."""
+    return None if value is None else value[:size].replace("\x00", "\ufffd")
 
 
 def _letter(row: Mapping[str, Any] | RowMapping) -> DeadLetter:

@@ -1,0 +1,121 @@
+"""Bad input never crashes a consumer (DESIGN.md guarantee 6), message by message.
+
+Hypothesis-generated hostile deliveries (random bytes, truncated JSON, broken envelopes,
+payloads of the wrong types, oversized messages, unknown versions, binary-mode headers
+full of garbage) are handed straight to ``Consumer.process``, without a broker: each one
+is dead-lettered with the reason it deserves, and good deliveries around them are handled.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support import consumer_app
+from tests.support.consumer_hostile import MAX_BYTES, any_hostile, generate
+from tests.support.consumer_infra import (
+    dead_letter_reasons,
+    effect_counts,
+    price_changed,
+    structured,
+)
+from tidings import BoundedContext
+from tidings.consumer import Consumer, DeadLetterReason
+from tidings.transports.base import Delivery
+from tidings.transports.memory import MemoryTransport
+
+
+@pytest.fixture
+async def basket(tmp_path: Path) -> AsyncIterator[BoundedContext]:
+    context = consumer_app.build_basket(f"sqlite:///{tmp_path / 'basket.db'}", "memory://unused")
+    try:
+        yield context
+    finally:
+        await context.adispose()
+
+
+def _consumer(context: BoundedContext, **options: Any) -> Consumer:
+    return Consumer(
+        context, MemoryTransport("memory://unused"), max_message_bytes=MAX_BYTES, **options
+    )
+
+
+async def test_hostile_deliveries_are_dead_lettered_with_their_reason_and_good_ones_handled(
+    basket: BoundedContext,
+) -> None:
+    hostile = generate(any_hostile, 600, seed=1)
+    good = [price_changed(f"product-{i % 7}", i) for i in range(600)]
+    consumer = _consumer(basket)
+
+    for bad, event in zip(hostile, good, strict=True):
+        await consumer.process([Delivery(bad.body, dict(bad.headers)), Delivery(structured(event))])
+
+    expected = Counter(message.reason for message in hostile)
+    assert dead_letter_reasons(basket.engine) == expected
+    assert set(expected) == {reason.value for reason in DeadLetterReason} - {"handler_failed"}
+    assert consumer.stats.dead_lettered == 600
+    assert consumer.stats.handled == 600
+    assert effect_counts(basket.engine) == (600, 600)
+
+
+async def test_a_dead_letter_keeps_the_message_as_received_with_the_error(
+    basket: BoundedContext,
+) -> None:
+    consumer = _consumer(basket)
+    headers = {"cloudEvents:specversion": "1.0", "cloudEvents:id": b"\xff\xfe"}
+
+    await consumer.process([Delivery(b'{"price": 1}', headers)])
+
+    [letter] = await consumer.dead_letters.list()
+    assert letter.reason == "undecodable"
+    assert letter.body == b'{"price": 1}'
+    assert letter.headers["cloudEvents:specversion"] == "1.0"
+    assert letter.error_type == "DecodeError"
+    assert "not UTF-8" in (letter.error_message or "")
+    assert letter.attempts == 1
+
+
+async def test_a_failing_upcaster_dead_letters_the_message_instead_of_crashing(
+    basket: BoundedContext,
+) -> None:
+    basket.subscribe(consumer_app.RecordRename(basket))
+    basket.add_upcaster(consumer_app.PRODUCT_RENAMED, 1, consumer_app.rename_v1_to_v2)
+    consumer = _consumer(basket)
+    no_title = price_changed(
+        "product-1", 1, type=consumer_app.PRODUCT_RENAMED, data_json=b'{"product_id": "p"}'
+    )
+
+    await consumer.process([Delivery(structured(no_title))])
+
+    [letter] = await consumer.dead_letters.list()
+    assert letter.reason == "invalid_payload"
+    assert "cannot be upcast" in (letter.error_message or "")
+    assert "KeyError" in (letter.error_message or "")
+
+
+async def test_messages_of_types_the_group_does_not_handle_are_acknowledged_and_ignored(
+    basket: BoundedContext,
+) -> None:
+    consumer = _consumer(basket)
+    other = price_changed("product-1", 1, type="billing.invoice.sent")
+
+    await consumer.process([Delivery(structured(other))])
+
+    assert consumer.stats.ignored == 1
+    assert await consumer.dead_letters.count() == 0
+
+
+async def test_unknown_versions_can_be_ignored_instead_of_dead_lettered(
+    basket: BoundedContext,
+) -> None:
+    consumer = _consumer(basket, unknown_types="ignore")
+    future = price_changed("product-1", 1, dataversion=9)
+
+    await consumer.process([Delivery(structured(future))])
+
+    assert consumer.stats.ignored == 1
+    assert await consumer.dead_letters.count() == 0
