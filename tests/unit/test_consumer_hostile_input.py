@@ -119,3 +119,22 @@ async def test_unknown_versions_can_be_ignored_instead_of_dead_lettered(
 
     assert consumer.stats.ignored == 1
     assert await consumer.dead_letters.count() == 0
+
+
+async def test_ids_longer_than_the_columns_are_dead_lettered_not_crashing(
+    basket: BoundedContext,
+) -> None:
+    from tidings.contracts.cloudevents import CloudEvent, encode_structured
+
+    consumer = _consumer(basket)
+    body = encode_structured(
+        CloudEvent(
+            id="x" * 500,
+            source="elsewhere",
+            type=consumer_app.PRICE_CHANGED,
+            data_json=b'{"product_id": "p-1", "price": "1.00"}',
+        )
+    )
+    await consumer.process([Delivery(body)])
+    assert consumer.stats.dead_lettered == 1
+    assert dead_letter_reasons(basket.engine) == Counter({"undecodable": 1})

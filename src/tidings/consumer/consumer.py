@@ -252,6 +252,7 @@ class Consumer:
                     f"{self.max_message_bytes}-byte limit"
                 )
             event = decode_delivery(delivery.body, delivery.headers, self.max_message_bytes)
+            _check_lengths(event)
             if event.type not in self.subscriptions.versions:
                 self.stats.ignored += 1  # not ours: a shared stream carries other types
                 await delivery.ack()
@@ -488,3 +489,17 @@ class Consumer:
 
 def _call_sync(_session: Any, call: Any, event: IntegrationEvent) -> None:
     call(event)
+
+
+_MAX_ID_LENGTH = 200  # the width of the id columns of the inbox, outbox and dead letters
+
+
+def _check_lengths(event: CloudEvent) -> None:
+    """Ids from other systems may be any length; ours are 36 characters."""
+    for name in ("id", "correlationid", "causationid", "subject"):
+        value = getattr(event, name)
+        if value is not None and len(value) > _MAX_ID_LENGTH:
+            raise DecodeError(
+                f"attribute {name!r} is {len(value)} characters long; tidings stores at most "
+                f"{_MAX_ID_LENGTH}"
+            )

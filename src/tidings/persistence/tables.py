@@ -41,8 +41,8 @@ outbox = Table(
     Column("payload", Text, nullable=False),
     Column("occurred_at", UtcDateTime, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
-    Column("correlation_id", String(64)),
-    Column("causation_id", String(64)),
+    Column("correlation_id", String(200)),
+    Column("causation_id", String(200)),
     Column("traceparent", String(64)),
     Column("tracestate", String(512)),
     # Relay bookkeeping: retries, delayed availability, and archived (published) rows.
@@ -68,7 +68,7 @@ publication_log = Table(
     Column("event_type", String(300), nullable=False),
     Column("event_id", String(36), nullable=False),
     Column("payload", Text, nullable=False),
-    Column("correlation_id", String(64)),
+    Column("correlation_id", String(200)),
     Column("created_at", UtcDateTime, nullable=False),
     Column("attempts", Integer, nullable=False, server_default="0"),
     Column("last_error", Text),
@@ -85,7 +85,7 @@ inbox = Table(
     "tidings_inbox",
     metadata,
     Column("consumer", String(200), nullable=False),
-    Column("event_id", String(64), nullable=False),
+    Column("event_id", String(200), nullable=False),
     Column("processed_at", UtcDateTime, nullable=False),
     PrimaryKeyConstraint("consumer", "event_id", name="pk_tidings_inbox"),
 )
