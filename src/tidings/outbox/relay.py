@@ -128,6 +128,8 @@ class Relay:
         # delete (or archive) of the previous confirmed batch, still running.
         self._read_ahead: asyncio.Future[_Batch] | None = None
         self._marking: asyncio.Future[None] | None = None
+        # Positions confirmed by the broker whose delete (or archive) is in flight.
+        self._marking_positions: frozenset[int] = frozenset()
         self._rescan_at = 0.0
         self.stats = RelayStats()
 
@@ -199,6 +201,7 @@ class Relay:
             published = True
             await self._settle_marking()  # at most one mark in flight
             positions = [row["position"] for row in rows]
+            self._marking_positions = frozenset(positions)
             self._marking = asyncio.ensure_future(
                 self.store.mark_published(positions, self.retention)
             )
@@ -217,17 +220,25 @@ class Relay:
             batch = await read_ahead
             if batch[0]:
                 return batch
-        await self._settle_marking()
+        # Reading from the start does not wait for the mark in flight (a round trip on
+        # the latency path): rows it may still return are confirmed ones, left out.
         self._rescan_at = time.monotonic() + _RESCAN_INTERVAL
-        return await self._read(after=0)
+        batch = await self._read(after=0, confirmed=self._marking_positions)
+        if not batch[0] and self._marking is not None:
+            # Only confirmed rows came back: once they are gone, later ones may follow.
+            await self._settle_marking()
+            batch = await self._read(after=0)
+        return batch
 
-    async def _read(self, after: int) -> _Batch:
-        """Rows past ``after`` and their CloudEvents.
+    async def _read(self, after: int, confirmed: frozenset[int] = frozenset()) -> _Batch:
+        """Rows past ``after`` (except ``confirmed`` ones) and their CloudEvents.
 
         Read ahead, the events are built while the broker confirms the batch before,
         when this process would otherwise wait.
         """
         rows = await self.store.fetch_pending(self.batch_size, after=after)
+        if confirmed:
+            rows = [row for row in rows if row["position"] not in confirmed]
         # A batch normally holds one source (the context); split where it changes so
         # each transport call names the right producer.
         groups: list[tuple[str, list[CloudEvent]]] = []
@@ -242,7 +253,10 @@ class Relay:
         """Wait for the mark in flight; raises its error."""
         marking, self._marking = self._marking, None
         if marking is not None:
-            await marking
+            try:
+                await marking
+            finally:
+                self._marking_positions = frozenset()
 
     async def _drop_pipeline(self) -> None:
         """Forget the rows read ahead; let the mark in flight finish (its rows were sent)."""
