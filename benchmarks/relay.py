@@ -64,7 +64,9 @@ WINDOW = 500
 GROUP = "bench-relay"
 BROKERS: dict[str, tuple[str, int]] = {
     "rabbitmq": ("amqp://guest:guest@127.0.0.1:5672/?exchange=tidings.bench", 5672),
-    "nats": ("nats://127.0.0.1:4222?stream=TIDINGS_BENCH", 4222),
+    # A subject prefix of its own: a stream capturing the default `tidings.>` would keep
+    # every other stream (tests, applications) from using those subjects.
+    "nats": ("nats://127.0.0.1:4222?stream=TIDINGS_BENCH&subject_prefix=tidings_bench", 4222),
     "redis": ("redis://127.0.0.1:6379/0?stream=tidings:bench", 6379),
     "kafka": ("kafka://127.0.0.1:9092?topic=tidings.bench", 9092),
 }
@@ -280,6 +282,25 @@ async def purge(name: str, url: str) -> None:
     # Kafka: appending to a longer log costs the same; nothing to clear.
 
 
+async def remove_broker_state(name: str, url: str) -> None:
+    """Leave the broker as found: no subscription, stream or key of the benchmark."""
+    async with open_transport(url) as transport:
+        await transport.delete_subscription(GROUP)
+    if name == "nats":
+        import nats
+
+        client = await nats.connect("nats://127.0.0.1:4222")
+        with contextlib.suppress(Exception):
+            await client.jetstream().delete_stream("TIDINGS_BENCH")
+        await client.close()
+    elif name == "redis":
+        from redis.asyncio import Redis
+
+        client = Redis.from_url(url.split("?")[0])
+        await client.delete("tidings:bench")
+        await client.aclose()
+
+
 async def measure_broker(
     name: str, url: str, context: Any, *, events: int, rounds: int
 ) -> dict[str, float]:
@@ -423,7 +444,12 @@ def main() -> None:
         reset_tables(url)
         context = make_context(url)
         print(f"{name}: {events:,} events x {rounds} rounds", flush=True)
-        best = asyncio.run(measure_broker(name, broker_url, context, events=events, rounds=rounds))
+        try:
+            best = asyncio.run(
+                measure_broker(name, broker_url, context, events=events, rounds=rounds)
+            )
+        finally:
+            asyncio.run(remove_broker_state(name, broker_url))
         context.dispose()
         ratio = best["relay"] / best["raw"]
         figures[f"ratio_{name}"] = round(ratio, 3)
