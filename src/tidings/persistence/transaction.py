@@ -235,22 +235,32 @@ class TransactionScope:
         self._token: Token[UnitOfWork | None] | None = None
         self._recording: Token[Recorder | None] | None = None
 
+    def _join(self, session: Any, other_kind: str) -> Any:
+        if session is None:
+            raise ConfigurationError(
+                f"this transaction cannot join {other_kind} one open in the same context; "
+                "use `with ctx.transaction()` in synchronous code and `async with` in async code"
+            )
+        self._joined = True
+        return session
+
+    def _begin(self, **sessions: Any) -> None:
+        uow = self._rt.new_unit_of_work(self._correlation_id, self._causation_id, **sessions)
+        self._uow = uow
+        self._token = self._rt.current.set(uow)
+        self._recording = listen_for_recorded_events(uow.keep_alive)
+
+    def _leave(self) -> None:
+        assert self._token is not None and self._recording is not None
+        self._rt.current.reset(self._token)
+        stop_listening(self._recording)
+
     def __enter__(self) -> Session:
         current = self._rt.current.get()
         if current is not None:
-            if current.session is None:
-                raise ConfigurationError(
-                    "a synchronous transaction cannot join an async one; use "
-                    "`async with ctx.transaction()` inside async code"
-                )
-            self._joined = True
-            return current.session  # type: ignore[no-any-return]
+            return self._join(current.session, "an async")  # type: ignore[no-any-return]
         session = self._rt.open_session()
-        self._uow = self._rt.new_unit_of_work(
-            self._correlation_id, self._causation_id, session=session
-        )
-        self._token = self._rt.current.set(self._uow)
-        self._recording = listen_for_recorded_events(self._uow.keep_alive)
+        self._begin(session=session)
         return session
 
     def __exit__(
@@ -261,9 +271,8 @@ class TransactionScope:
     ) -> None:
         if self._joined:
             return
-        uow, token = self._uow, self._token
-        assert uow is not None and token is not None
-        session: Session = uow.session
+        assert self._uow is not None
+        uow, session = self._uow, self._uow.session
         work: list[PendingWork] = []
         try:
             if exc_type is None:
@@ -275,9 +284,7 @@ class TransactionScope:
             else:
                 session.rollback()
         finally:
-            self._rt.current.reset(token)
-            if self._recording is not None:
-                stop_listening(self._recording)
+            self._leave()
             session.close()
         if work:
             self._rt.run_after_commit(work)
@@ -285,19 +292,9 @@ class TransactionScope:
     async def __aenter__(self) -> AsyncSession:
         current = self._rt.current.get()
         if current is not None:
-            if current.async_session is None:
-                raise ConfigurationError(
-                    "an async transaction cannot join a synchronous one; use "
-                    "`with ctx.transaction()` inside synchronous code"
-                )
-            self._joined = True
-            return current.async_session  # type: ignore[no-any-return]
+            return self._join(current.async_session, "a synchronous")  # type: ignore[no-any-return]
         session = self._rt.open_async_session()
-        self._uow = self._rt.new_unit_of_work(
-            self._correlation_id, self._causation_id, async_session=session
-        )
-        self._token = self._rt.current.set(self._uow)
-        self._recording = listen_for_recorded_events(self._uow.keep_alive)
+        self._begin(async_session=session)
         return session
 
     async def __aexit__(
@@ -308,9 +305,8 @@ class TransactionScope:
     ) -> None:
         if self._joined:
             return
-        uow, token = self._uow, self._token
-        assert uow is not None and token is not None
-        session: AsyncSession = uow.async_session
+        assert self._uow is not None
+        uow, session = self._uow, self._uow.async_session
         work: list[PendingWork] = []
         try:
             if exc_type is None:
@@ -322,9 +318,7 @@ class TransactionScope:
             else:
                 await session.rollback()
         finally:
-            self._rt.current.reset(token)
-            if self._recording is not None:
-                stop_listening(self._recording)
+            self._leave()
             await session.close()
         if work:
             await self._rt.arun_after_commit(work)
