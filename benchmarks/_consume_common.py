@@ -43,19 +43,30 @@ effects = Table(
     Column("thing_id", String(64), nullable=False),
     Column("seq", BigInteger, nullable=False),
 )
+
 _insert_effect = insert(effects)
 
 
 class RecordEffect(IntegrationEventHandler):
-    """The tidings side's handler: one effect row per event, in the consumer's transaction."""
+    """The tidings side's handler: one effect row per event, in the consumer's transaction.
+
+    ``handle_batch`` writes a micro-batch's rows with one statement, as the raw
+    consumer does; ``handle`` is what retries and dead-letter replays use.
+    """
 
     def __init__(self, context: BoundedContext) -> None:
         self._context = context
 
     async def handle(self, event: ThingUpdatedIntegrationEvent) -> None:
+        await self.handle_batch([event])
+
+    async def handle_batch(self, events: Sequence[ThingUpdatedIntegrationEvent]) -> None:
         await self._context.async_session.execute(
             _insert_effect,
-            {"event_id": str(event.event_id), "thing_id": event.thing_id, "seq": event.seq},
+            [
+                {"event_id": str(event.event_id), "thing_id": event.thing_id, "seq": event.seq}
+                for event in events
+            ],
         )
 
 
@@ -279,12 +290,19 @@ class AckCounter(Transport):
     async def delete_subscription(self, group: str) -> None:
         await self.inner.delete_subscription(group)
 
-    def subscribe(self, group: str, event_types: Collection[str]) -> Any:
-        return self.inner.subscribe(group, event_types)
+    async def subscribe(self, group: str, event_types: Collection[str]) -> Any:
+        async for delivery in self.inner.subscribe(group, event_types):
+            # Acks come back through this wrapper, which hands them on.
+            delivery._transport = self
+            yield delivery
 
     async def ack(self, delivery: Delivery) -> None:
         await self.inner.ack(delivery)
         self._acked([delivery])
+
+    async def ack_many(self, deliveries: Sequence[Delivery]) -> None:
+        await self.inner.ack_many(deliveries)
+        self._acked(deliveries)
 
     async def nack(self, delivery: Delivery, *, requeue: bool = True) -> None:
         await self.inner.nack(delivery, requeue=requeue)

@@ -55,6 +55,7 @@ async def tidings_seconds(context: BoundedContext, count: int) -> float:
     """Run a Consumer until ``count`` acks; seconds from transport connected to last ack."""
     counter = AckCounter(open_transport(BROKER_URL), count)
     consumer = Consumer(context, counter, group=GROUP)
+    globals()["LAST"] = consumer
     running = asyncio.ensure_future(consumer.run())
     done = asyncio.ensure_future(counter.done.wait())
     await asyncio.wait({running, done}, return_when=asyncio.FIRST_COMPLETED)
@@ -110,7 +111,9 @@ async def measure(url: str, context: BoundedContext, events: int, rounds: int) -
     await prepare()
     # Warm-up: connections, prepared statements, broker and database caches.
     await fill_queues(BROKER_URL, [TIDINGS_QUEUE, RAW_QUEUE], make_events(1000))
+    empty_tables(url)
     await raw_seconds(url, 1000)
+    empty_tables(url)
     await tidings_seconds(context, 1000)
     best = {"raw": 0.0, "tidings": 0.0}
     for round_number in range(rounds):

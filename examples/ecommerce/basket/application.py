@@ -22,7 +22,7 @@ class AddItemToBasket(UseCase):
     def execute(self, customer_id: str, product_id: str, quantity: int) -> bool:
         """Add the item at the current local price; False if the product is unknown yet."""
         repository = self._repository()
-        price = repository.price_of(product_id)
+        price = repository.price_of(product_id, lock=True)
         if price is None:
             return False
         item = repository.item(customer_id, product_id)
@@ -54,7 +54,7 @@ class UpdateBasketPricesOnProductPriceChanged(IntegrationEventHandler):
 
     def handle(self, event: ProductPriceChangedIntegrationEvent) -> None:
         repository = self._repository()
-        copy = repository.price_of(event.product_id)
+        copy = repository.price_of(event.product_id, lock=True)
         if copy is None:
             repository.save_price(ProductPrice(event.product_id, event.product_id, event.price))
         else:

@@ -32,8 +32,14 @@ class BasketRepository:
     def __init__(self, session: Session) -> None:
         self._session = session
 
-    def price_of(self, product_id: str) -> ProductPrice | None:
-        return self._session.get(ProductPrice, product_id)
+    def price_of(self, product_id: str, *, lock: bool = False) -> ProductPrice | None:
+        """The local copy of a product's price; ``lock`` holds its row until commit.
+
+        Adding an item and repricing items after a price change both lock the copy
+        first: otherwise, under READ COMMITTED, an item added while a price change is
+        being applied keeps the old price (SQLite serializes writers anyway).
+        """
+        return self._session.get(ProductPrice, product_id, with_for_update=lock)
 
     def save_price(self, price: ProductPrice) -> None:
         self._session.add(price)

@@ -35,6 +35,13 @@ class IntegrationEventHandler:
     """Reacts to another context's integration event: ``handle(self, event: SomeIntegrationEvent)``.
 
     Runs in the consuming context's own transaction, guarded by its inbox.
+
+    For throughput a handler may also define ``handle_batch(self, events)``: the
+    consumer then passes it each run of consecutive events of the handled type from
+    one micro-batch, in order, in one transaction, so it can write them with one
+    statement. It must have the effect of calling ``handle`` for each event in turn;
+    ``handle`` remains the path for retries, dead-letter replays and events published
+    from a handler (``handle_batch`` publishes without a single causing event).
     """
 
 

@@ -30,19 +30,17 @@ import contextlib
 import json
 import logging
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
-
 from tidings.application.retry import RetryPolicy
 from tidings.consumer.dead_letters import DeadLetterReason, DeadLetterStore
 from tidings.consumer.decoding import decode_delivery
-from tidings.consumer.inbox import inbox_row, insert_unless_present, purge_statement
-from tidings.consumer.subscriptions import IntegrationSubscriptions
+from tidings.consumer.inbox import claim, inbox_row, insert_unless_present, purge_statement
+from tidings.consumer.subscriptions import IntegrationSubscription, IntegrationSubscriptions
 from tidings.contracts.cloudevents import DEFAULT_MAX_BYTES, CloudEvent
 from tidings.contracts.envelope import to_contract
 from tidings.contracts.integration_event import IntegrationEvent
@@ -54,7 +52,6 @@ from tidings.errors import (
     MessageTooLargeError,
     UnknownContractError,
 )
-from tidings.persistence.tables import inbox
 from tidings.transports.base import Delivery, Transport
 from tidings.transports.registry import open_transport
 
@@ -174,44 +171,46 @@ class Consumer:
         await self.transport.connect()
         try:
             await self.transport.declare_subscription(self.group, self.subscriptions.event_types)
-            deliveries = self.transport.subscribe(self.group, self.subscriptions.event_types)
-            await self._consume(deliveries.__aiter__())
+            await self._consume(
+                self.transport.subscribe(self.group, self.subscriptions.event_types)
+            )
         finally:
             for lane in list(self._lanes):
                 lane.cancel()
             with contextlib.suppress(Exception):
                 await self.transport.close()
 
-    async def _consume(self, deliveries: Any) -> None:
-        batch: list[Delivery] = []
-        pending: asyncio.Task[Delivery] | None = None
+    async def _consume(self, deliveries: AsyncIterator[Delivery]) -> None:
+        # A reader task keeps taking deliveries while a batch is being handled, so the
+        # next batch is everything that arrived meanwhile (up to ``batch_size``).
+        arrivals: asyncio.Queue[Delivery | Exception | None] = asyncio.Queue(self.batch_size)
+        reader = asyncio.create_task(_read(deliveries, arrivals))
         stop = asyncio.ensure_future(self._stopping.wait())
         try:
             while not self._stopping.is_set():
-                if pending is None:
-                    pending = asyncio.ensure_future(deliveries.__anext__())
-                # Wait for one delivery, then take whatever else is ready at once.
-                timeout = 0 if batch else None
-                done, _ = await asyncio.wait(
-                    {pending, stop}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-                )
-                if pending in done:
-                    try:
-                        batch.append(pending.result())
-                    except StopAsyncIteration:
+                first = asyncio.ensure_future(arrivals.get())
+                await asyncio.wait({first, stop}, return_when=asyncio.FIRST_COMPLETED)
+                if not first.done():
+                    first.cancel()
+                    return
+                batch: list[Delivery] = []
+                arrival = first.result()
+                while isinstance(arrival, Delivery):
+                    batch.append(arrival)
+                    if len(batch) == self.batch_size or arrivals.empty():
                         break
-                    pending = None
-                    if len(batch) < self.batch_size:
-                        continue
+                    arrival = arrivals.get_nowait()
                 if batch:
                     await self.process(batch)
-                    batch = []
-            if batch:
-                await self.process(batch)
+                if arrival is None:
+                    return  # the transport's subscription ended
+                if isinstance(arrival, Exception):
+                    raise arrival
         finally:
             stop.cancel()
-            if pending is not None:
-                pending.cancel()
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
 
     # -- processing -------------------------------------------------------------------
     async def process(self, deliveries: Sequence[Delivery]) -> None:
@@ -239,8 +238,7 @@ class Consumer:
                     continue
                 await self._handle_alone(item)
             return
-        for item in items:
-            await item.delivery.ack()
+        await self.transport.ack_many([item.delivery for item in items])
 
     async def _admit(self, delivery: Delivery) -> _Item | None:
         """Decode and validate; dead-letter (or ignore) and ack what cannot be handled."""
@@ -300,31 +298,24 @@ class Consumer:
     async def _handle_together(self, items: Sequence[_Item]) -> None:
         """All items in one transaction; duplicates (inbox) skipped. Raises on any failure."""
         async with self.context.transaction() as session:
-            ids = [item.event.id for item in items]
-            seen = set(
-                (
-                    await session.execute(
-                        select(inbox.c.event_id).where(
-                            inbox.c.consumer == self.group, inbox.c.event_id.in_(ids)
-                        )
-                    )
-                ).scalars()
-            )
-            fresh: list[_Item] = []
+            first_of_id: dict[str, _Item] = {}
             for item in items:
-                if item.event.id not in seen:
-                    seen.add(item.event.id)
-                    fresh.append(item)
-            if fresh:
-                await session.execute(
-                    inbox.insert(), [inbox_row(self.group, item.event.id) for item in fresh]
-                )
-            for item in fresh:
-                try:
-                    await self._run_handlers(session, item)
-                except Exception as error:
-                    self._note_failure(item, error)  # its first attempt
-                    raise
+                first_of_id.setdefault(item.event.id, item)
+            claimed = await claim(session, self.group, list(first_of_id))
+            fresh = [item for event_id, item in first_of_id.items() if event_id in claimed]
+            for run in _runs_of_one_contract(fresh):
+                subscriptions = self.subscriptions.by_contract[type(run[0].contract)]
+                if any(subscription.call_batch for subscription in subscriptions):
+                    # A failure here is charged to no event: the one-by-one retry
+                    # that follows finds the event it belongs to.
+                    await self._run_batch(session, subscriptions, run)
+                    continue
+                for item in run:
+                    try:
+                        await self._run_handlers(session, item)
+                    except Exception as error:
+                        self._note_failure(item, error)  # its first attempt
+                        raise
         # Counted once committed: a failed batch is handled again one by one.
         self.stats.handled += len(fresh)
         self.stats.duplicates += len(items) - len(fresh)
@@ -344,16 +335,32 @@ class Consumer:
         self.stats.handled += 1
 
     async def _run_handlers(self, session: Any, item: _Item) -> None:
+        self._continue_flow(item)
+        for subscription in self.subscriptions.by_contract[type(item.contract)]:
+            await _call(session, subscription.call, subscription.is_async, item.contract)
+
+    async def _run_batch(
+        self, session: Any, subscriptions: Sequence[IntegrationSubscription], run: list[_Item]
+    ) -> None:
+        """Each handler once for the run (``handle_batch``) or once per event (``handle``)."""
+        for subscription in subscriptions:
+            if subscription.call_batch is not None:
+                self._continue_flow(run[0], causation=False)
+                contracts = [item.contract for item in run]
+                await _call(
+                    session, subscription.call_batch, subscription.batch_is_async, contracts
+                )
+                continue
+            for item in run:
+                self._continue_flow(item)
+                await _call(session, subscription.call, subscription.is_async, item.contract)
+
+    def _continue_flow(self, item: _Item, *, causation: bool = True) -> None:
+        """Events a handler publishes continue the flow of the event it handles."""
         uow = self.context._current.get()
         if uow is not None:
-            # Publishing from a handler continues the producer's flow.
             uow.correlation_id = item.event.correlationid or uow.correlation_id
-            uow.causation_id = item.event.id
-        for subscription in self.subscriptions.by_contract[type(item.contract)]:
-            if subscription.is_async:
-                await subscription.call(item.contract)
-            else:
-                await session.run_sync(_call_sync, subscription.call, item.contract)
+            uow.causation_id = item.event.id if causation else None
 
     async def _handle_alone(self, item: _Item) -> None:
         """Retry at once a few times; then block the key and retry later with backoff.
@@ -487,8 +494,46 @@ class Consumer:
         return succeeded, failed
 
 
-def _call_sync(_session: Any, call: Any, event: IntegrationEvent) -> None:
-    call(event)
+async def _read(
+    deliveries: AsyncIterator[Delivery], arrivals: asyncio.Queue[Delivery | Exception | None]
+) -> None:
+    """Move deliveries to ``arrivals``; then None when they end, or what stopped them."""
+    try:
+        async for delivery in deliveries:
+            await arrivals.put(delivery)
+    except Exception as error:  # e.g. TransportError: the caller decides
+        await arrivals.put(error)
+        return
+    finally:
+        # Cancelled while waiting for room, the subscription still ends now (a RabbitMQ
+        # channel closes and hands its unacknowledged messages back), not at GC.
+        close = getattr(deliveries, "aclose", None)
+        if close is not None:
+            await close()
+    await arrivals.put(None)
+
+
+def _runs_of_one_contract(items: list[_Item]) -> list[list[_Item]]:
+    """Split ``items`` into consecutive runs of the same contract class, order kept."""
+    runs: list[list[_Item]] = []
+    for item in items:
+        if runs and type(runs[-1][0].contract) is type(item.contract):
+            runs[-1].append(item)
+        else:
+            runs.append([item])
+    return runs
+
+
+async def _call(session: Any, call: Any, is_async: bool, argument: Any) -> None:
+    if is_async:
+        await call(argument)
+    else:
+        # Synchronous handlers use the synchronous face of the same session.
+        await session.run_sync(_call_sync, call, argument)
+
+
+def _call_sync(_session: Any, call: Any, argument: Any) -> None:
+    call(argument)
 
 
 _MAX_ID_LENGTH = 200  # the width of the id columns of the inbox, outbox and dead letters

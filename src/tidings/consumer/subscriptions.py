@@ -17,6 +17,9 @@ class IntegrationSubscription:
     handler_id: str
     call: Callable[[Any], Any]
     is_async: bool
+    #: ``handle_batch`` if the handler has one (see IntegrationEventHandler).
+    call_batch: Callable[[Any], Any] | None = None
+    batch_is_async: bool = False
 
 
 class IntegrationSubscriptions:
@@ -29,8 +32,13 @@ class IntegrationSubscriptions:
         self.versions: dict[str, set[int]] = defaultdict(set)
         for handler in handlers:
             method = handler.handle  # type: ignore[attr-defined]
+            batch = getattr(handler, "handle_batch", None)
             subscription = IntegrationSubscription(
-                handler_id(handler), method, inspect.iscoroutinefunction(method)
+                handler_id(handler),
+                method,
+                inspect.iscoroutinefunction(method),
+                batch,
+                inspect.iscoroutinefunction(batch),
             )
             for contract in handled_types(handler, IntegrationEvent, "IntegrationEventHandler"):
                 self.by_contract[contract].append(subscription)

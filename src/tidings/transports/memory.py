@@ -18,6 +18,10 @@ Per-key order
     acknowledging (pipelining), always in publish order. So competing consumers
     share the keys freely while each key is processed by one consumer at a time.
 
+Prefetch
+    A consumer holds at most ``?prefetch=`` (64) unacknowledged deliveries; it waits for
+    acknowledgements before taking more, so competing consumers share the work.
+
 Acknowledgement
     ``ack`` forgets the message. ``nack(requeue=True)`` puts the message, and every
     later delivery of the same key still unacknowledged, back at the head of the
@@ -32,16 +36,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections import deque
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from tidings.contracts.cloudevents import STRUCTURED_CONTENT_TYPE, CloudEvent, encode_structured
+from tidings.errors import ConfigurationError
 from tidings.transports.base import Delivery, Transport, TransportError
 
 _HEADERS = {"content-type": STRUCTURED_CONTENT_TYPE}
+DEFAULT_PREFETCH = 64
 
 
 @dataclass(slots=True, eq=False)
@@ -109,6 +115,7 @@ class _Group:
         # keys with pending messages, rotated so that consumers serve keys round-robin
         self.ready: deque[str] = deque()
         self.signal = _Signal()
+        self.unacked: Counter[int] = Counter()  # live deliveries per consumer
 
     def append(self, message: _Message) -> None:
         queue = self.keys.get(message.key)
@@ -118,8 +125,10 @@ class _Group:
             self.ready.append(message.key)
         queue.pending.append(message)
 
-    def take(self, consumer: int, types: Collection[str]) -> _InFlight | None:
+    def take(self, consumer: int, types: Collection[str], prefetch: int) -> _InFlight | None:
         """The next message ``consumer`` may receive, or None if none is available now."""
+        if self.unacked[consumer] >= prefetch:
+            return None
         rotations = 0  # keys passed over because another consumer holds them
         while self.ready and rotations < len(self.ready):
             key = self.ready[0]
@@ -140,6 +149,7 @@ class _Group:
                 rotations = 0
                 continue
             token = _InFlight(self, consumer, message)
+            self.unacked[consumer] += 1
             queue.in_flight.append(token)
             queue.holder = consumer
             return token
@@ -156,11 +166,13 @@ class _Group:
             del queue.in_flight[index:]
             for later in returned:
                 later.live = False
+                self.unacked[later.consumer] -= 1
             if not queue.pending:
                 self.ready.append(token.message.key)
             queue.pending.extendleft(reversed([t.message for t in returned]))
         else:
             token.live = False
+            self.unacked[token.consumer] -= 1
             del queue.in_flight[index]
         if not queue.in_flight:
             queue.holder = None
@@ -202,6 +214,7 @@ class MemoryTransport(Transport):
         super().__init__(url)
         parts = urlsplit(url)
         self.broker_name = (parts.netloc + parts.path).strip("/")
+        self.prefetch = _prefetch(parts.query, url)
         self._broker: _Broker | None = None
 
     @classmethod
@@ -258,7 +271,7 @@ class MemoryTransport(Transport):
         consumer = next(self._consumer_ids)
         try:
             while True:
-                token = subscription.take(consumer, wanted)
+                token = subscription.take(consumer, wanted, self.prefetch)
                 if token is None:
                     await subscription.signal.wait()
                     continue
@@ -273,6 +286,7 @@ class MemoryTransport(Transport):
                 )
         finally:
             subscription.requeue_all(consumer)
+            del subscription.unacked[consumer]
 
     async def ack(self, delivery: Delivery) -> None:
         """Forget the message for its group."""
@@ -285,3 +299,10 @@ class MemoryTransport(Transport):
         token = delivery._transport_token
         if isinstance(token, _InFlight):
             token.group.settle(token, requeue=requeue)
+
+
+def _prefetch(query: str, url: str) -> int:
+    value = dict(parse_qsl(query)).get("prefetch", str(DEFAULT_PREFETCH))
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigurationError(f"prefetch in {url!r} must be a positive integer, got {value!r}")
+    return int(value)

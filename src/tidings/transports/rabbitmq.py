@@ -61,7 +61,7 @@ URL options (query string, removed before the URL reaches aio-pika): ``exchange`
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Awaitable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -241,6 +241,9 @@ class RabbitMQTransport(Transport):
         def on_close(_sender: object, _exc: BaseException | None) -> None:
             arrivals.put_nowait(None)  # wakes the generator so it can report the loss
 
+        # Unacknowledged messages of this channel by delivery tag, in arrival (= tag)
+        # order: ack_many can then acknowledge a leading run with one frame.
+        unacked: dict[int, AbstractIncomingMessage] = {}
         channel = connection.channel(publisher_confirms=False)
         try:
             async with asyncio.timeout(self.options.connect_timeout):
@@ -257,11 +260,12 @@ class RabbitMQTransport(Transport):
             ) from exc
         try:
             while (message := await arrivals.get()) is not None:
+                unacked[_tag(message)] = message
                 yield Delivery(
                     body=message.body,
                     headers=_delivery_headers(message),
                     redelivered=bool(message.redelivered),
-                    _transport_token=message,
+                    _transport_token=_Received(message, unacked),
                     _transport=self,
                 )
             raise TransportError(
@@ -275,25 +279,39 @@ class RabbitMQTransport(Transport):
 
     async def ack(self, delivery: Delivery) -> None:
         """Acknowledge on the channel the message arrived on."""
-        message: AbstractIncomingMessage = delivery._transport_token
-        try:
-            await message.ack()
-        except _BROKER_ERRORS as exc:
-            raise TransportError(
-                f"could not acknowledge message {message.message_id!r}: {exc!r}; the "
-                "broker will deliver it again, which the inbox makes harmless"
-            ) from exc
+        received: _Received = delivery._transport_token
+        received.unacked.pop(_tag(received.message), None)
+        await _settle(received.message.ack(), received.message, "acknowledge")
+
+    async def ack_many(self, deliveries: Sequence[Delivery]) -> None:
+        """One ``multiple`` ack for the leading run of the channel's unacknowledged
+        messages that are all in ``deliveries``; single acks for the rest."""
+        received: list[_Received] = [delivery._transport_token for delivery in deliveries]
+        if not received:
+            return
+        unacked = received[0].unacked
+        wanted = {_tag(item.message) for item in received if item.unacked is unacked}
+        run: list[int] = []
+        for tag in unacked:
+            if tag not in wanted:
+                break
+            run.append(tag)
+        if len(run) > 1:
+            last = unacked[run[-1]]
+            for tag in run:
+                del unacked[tag]
+            await _settle(last.ack(multiple=True), last, "acknowledge")
+        settled = set(run) if len(run) > 1 else set()
+        for item in received:
+            if item.unacked is not unacked or _tag(item.message) not in settled:
+                item.unacked.pop(_tag(item.message), None)
+                await _settle(item.message.ack(), item.message, "acknowledge")
 
     async def nack(self, delivery: Delivery, *, requeue: bool = True) -> None:
         """Return the message to the queue, or drop it when ``requeue`` is False."""
-        message: AbstractIncomingMessage = delivery._transport_token
-        try:
-            await message.nack(requeue=requeue)
-        except _BROKER_ERRORS as exc:
-            raise TransportError(
-                f"could not reject message {message.message_id!r}: {exc!r}; the broker "
-                "will deliver it again when the channel closes"
-            ) from exc
+        received: _Received = delivery._transport_token
+        received.unacked.pop(_tag(received.message), None)
+        await _settle(received.message.nack(requeue=requeue), received.message, "reject")
 
     async def _connect(self) -> AbstractConnection:
         async with self._connect_lock:
@@ -369,6 +387,26 @@ def _message(source: str, event: CloudEvent) -> aio_pika.Message:
         type=event.type,
         app_id=source,
     )
+
+
+@dataclass(slots=True)
+class _Received:
+    message: AbstractIncomingMessage
+    unacked: dict[int, AbstractIncomingMessage]
+
+
+def _tag(message: AbstractIncomingMessage) -> int:
+    return message.delivery_tag or 0
+
+
+async def _settle(action: Awaitable[None], message: AbstractIncomingMessage, verb: str) -> None:
+    try:
+        await action
+    except _BROKER_ERRORS as exc:
+        raise TransportError(
+            f"could not {verb} message {message.message_id!r}: {exc!r}; the broker will "
+            "deliver it again when the channel closes, which the inbox makes harmless"
+        ) from exc
 
 
 def _delivery_headers(message: AbstractIncomingMessage) -> dict[str, Any]:

@@ -301,6 +301,15 @@ class RedisTransport(Transport):
             self.client.xack(self.options.stream, token.subscription.group, token.entry_id)
         )
 
+    async def ack_many(self, deliveries: Sequence[Delivery]) -> None:
+        """One ``XACK`` per group for all the deliveries."""
+        by_group: dict[str, list[bytes]] = {}
+        for delivery in deliveries:
+            token = _token(delivery)
+            by_group.setdefault(token.subscription.group, []).append(token.entry_id)
+        for group, entry_ids in by_group.items():
+            await self._call(self.client.xack(self.options.stream, group, *entry_ids))
+
     async def nack(self, delivery: Delivery, *, requeue: bool = True) -> None:
         token = _token(delivery)
         if not requeue:

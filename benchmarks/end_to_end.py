@@ -1,0 +1,334 @@
+"""The whole path: PostgreSQL outbox -> relay -> RabbitMQ -> consumer with inbox in PostgreSQL.
+
+Throughput. A backlog of events waits in the producing context's outbox (rows shaped
+as tidings writes them). tidings' :class:`~tidings.outbox.Relay` and
+:class:`~tidings.consumer.Consumer` run together in this process until the consumer
+has acknowledged the last event; each event becomes one inbox row and one effect row
+in the consuming context's database. The baseline is a hand-written asyncpg +
+aio-pika pipeline doing the same work in the same run: a loop that reads 500 outbox
+rows, publishes them with pipelined confirms and deletes them, running beside
+``_consume_common.RawConsumer`` (batched inbox and effect inserts, one multiple ack
+per batch). ``ratio`` = tidings' events/s / the baseline's; rounds alternate sides.
+
+Latency. A producer process commits one event per transaction at a steady 250/s;
+relay (woken by LISTEN/NOTIFY) and consumer run here. Latency per event = moment the
+consumer acknowledged it (after its transaction committed) - moment its producer's
+commit returned, both ``time.monotonic()``. The first second is warm-up.
+
+    python benchmarks/end_to_end.py            # 50,000 events, 2 rounds; 15 s paced
+    python benchmarks/end_to_end.py --quick    # 5,000 events, 2 rounds; 5 s paced
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import aio_pika
+import asyncpg
+from sqlalchemy import text
+
+import relay_latency
+from _consume_common import (
+    EVENT_TYPE,
+    PREFETCH,
+    AckCounter,
+    RawConsumer,
+    asyncpg_dsn,
+    consuming_context,
+    declare_queue,
+    purge_queues,
+)
+from _harness import emit, postgres_database, reset_tables
+from _relay_common import SOURCE, clear_outbox, fill_backlog, make_context, sync_engine
+from relay import reachable
+from relay_latency import RATE
+from tidings import BoundedContext
+from tidings.consumer import Consumer
+from tidings.outbox import Relay
+from tidings.transports import open_transport
+from tidings.transports.base import Delivery
+from tidings.transports.rabbitmq import HEADER_PREFIX
+
+AMQP = "amqp://guest:guest@127.0.0.1:5672/"
+BROKER_URL = f"{AMQP}?exchange=tidings.bench-e2e&prefetch={PREFETCH}"
+GROUP = "bench-e2e"
+QUEUE = f"tidings.{GROUP}"
+RAW_QUEUE = "bench.e2e-raw"
+RAW_GROUP = "bench-e2e-raw"
+WINDOW = 500
+TARGET_RATIO = 1.0
+TARGET_P99_MS = 10.0
+
+
+# -- tidings ------------------------------------------------------------------------------
+async def tidings_pipeline(
+    producer: BoundedContext, consumer_context: BoundedContext, count: int, on_acked: Any = None
+) -> tuple[AckCounter, Any]:
+    """Start relay and consumer; return the ack counter and a coroutine that stops both."""
+    counter = AckCounter(open_transport(BROKER_URL), count)
+    counter.on_acked = on_acked
+    consumer = Consumer(consumer_context, counter, group=GROUP)
+    relay = Relay(producer, open_transport(BROKER_URL))
+    tasks = [asyncio.ensure_future(consumer.run()), asyncio.ensure_future(relay.run())]
+
+    async def stop() -> None:
+        await consumer.stop()
+        await relay.stop()
+        await asyncio.gather(*tasks)
+
+    return counter, stop
+
+
+async def tidings_seconds(producer: BoundedContext, consumer: BoundedContext, count: int) -> float:
+    start = time.perf_counter()
+    counter, stop = await tidings_pipeline(producer, consumer, count)
+    await counter.done.wait()
+    seconds = time.perf_counter() - start
+    await stop()
+    return seconds
+
+
+# -- the hand-written baseline ------------------------------------------------------------
+_READ = (
+    "SELECT position, event_id, event_type, event_version, partition_key, payload, "
+    "occurred_at, correlation_id FROM tidings_outbox ORDER BY position LIMIT $1"
+)
+
+
+def _raw_message(row: Any) -> aio_pika.Message:
+    headers = {
+        HEADER_PREFIX + "specversion": "1.0",
+        HEADER_PREFIX + "id": row["event_id"],
+        HEADER_PREFIX + "source": SOURCE,
+        HEADER_PREFIX + "type": row["event_type"],
+        HEADER_PREFIX + "dataversion": str(row["event_version"]),
+        HEADER_PREFIX + "time": row["occurred_at"].isoformat(),
+        HEADER_PREFIX + "subject": row["partition_key"],
+        HEADER_PREFIX + "correlationid": row["correlation_id"],
+    }
+    return aio_pika.Message(
+        row["payload"].encode(),
+        headers=headers,
+        content_type="application/json",
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        message_id=row["event_id"],
+        type=row["event_type"],
+        app_id=SOURCE,
+    )
+
+
+async def raw_relay(url: str, count: int) -> None:
+    """Read, publish with pipelined confirms, delete; until ``count`` were sent."""
+    database = await asyncpg.connect(asyncpg_dsn(url))
+    connection = await aio_pika.connect(AMQP)
+    try:
+        channel = await connection.channel(publisher_confirms=True)
+        sent = 0
+        while sent < count:
+            rows = await database.fetch(_READ, WINDOW)
+            if not rows:
+                await asyncio.sleep(0.005)
+                continue
+            await asyncio.gather(
+                *(
+                    channel.default_exchange.publish(_raw_message(row), routing_key=RAW_QUEUE)
+                    for row in rows
+                )
+            )
+            await database.execute(
+                "DELETE FROM tidings_outbox WHERE position = ANY($1::bigint[])",
+                [row["position"] for row in rows],
+            )
+            sent += len(rows)
+    finally:
+        await connection.close()
+        await database.close()
+
+
+async def raw_seconds(out_url: str, in_url: str, count: int) -> float:
+    consumer = RawConsumer(in_url, BROKER_URL, RAW_QUEUE, RAW_GROUP)
+    start = time.perf_counter()
+    await asyncio.gather(raw_relay(out_url, count), consumer.run(count))
+    seconds = time.perf_counter() - start
+    if consumer.handled != count:
+        raise RuntimeError(f"the raw pipeline handled {consumer.handled} of {count} events")
+    return seconds
+
+
+# -- throughput rounds --------------------------------------------------------------------
+def empty_consumer_tables(url: str) -> None:
+    engine = sync_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text("TRUNCATE tidings_inbox, bench_effects"))
+    engine.dispose()
+
+
+def effect_rows(url: str) -> int:
+    engine = sync_engine(url)
+    with engine.connect() as connection:
+        count = int(connection.execute(text("SELECT count(*) FROM bench_effects")).scalar_one())
+    engine.dispose()
+    return count
+
+
+async def prepare_broker() -> None:
+    """The consuming group's queue as the transport declares it, the raw one alike; empty."""
+    transport = open_transport(BROKER_URL)
+    await transport.connect()
+    await transport.declare_subscription(GROUP, {EVENT_TYPE})
+    await transport.close()
+    connection = await aio_pika.connect(AMQP)
+    await declare_queue(await connection.channel(), RAW_QUEUE)
+    await connection.close()
+    await purge_queues(BROKER_URL, [QUEUE, RAW_QUEUE])
+
+
+async def remove_broker_state() -> None:
+    transport = open_transport(BROKER_URL)
+    await transport.connect()
+    await transport.delete_subscription(GROUP)
+    await transport.close()
+    connection = await aio_pika.connect(AMQP)
+    channel = await connection.channel()
+    await channel.queue_delete(RAW_QUEUE)
+    await channel.exchange_delete("tidings.bench-e2e")
+    await connection.close()
+
+
+async def throughput(
+    out_url: str, in_url: str, producer: BoundedContext, consumer: BoundedContext, **sizes: int
+) -> dict[str, float]:
+    events, rounds = sizes["events"], sizes["rounds"]
+    out_engine = sync_engine(out_url)
+    best = {"raw": 0.0, "tidings": 0.0}
+    for round_number in range(-1, rounds):  # round -1: warm-up, 1,000 events, not counted
+        size = 1000 if round_number < 0 else events
+        rates: dict[str, float] = {}
+        order = ("raw", "tidings") if round_number % 2 == 0 else ("tidings", "raw")
+        for side in order:
+            clear_outbox(out_engine)
+            fill_backlog(out_engine, size, start=max(round_number, 0) * events)
+            empty_consumer_tables(in_url)
+            if side == "raw":
+                seconds = await raw_seconds(out_url, in_url, size)
+            else:
+                seconds = await tidings_seconds(producer, consumer, size)
+            if effect_rows(in_url) != size:
+                raise RuntimeError(f"{side}: expected {size} effect rows")
+            rates[side] = size / seconds
+        if round_number < 0:
+            continue
+        for side, rate in rates.items():
+            best[side] = max(best[side], rate)
+        print(
+            f"  round {round_number + 1}: raw {rates['raw']:,.0f}/s, tidings "
+            f"{rates['tidings']:,.0f}/s ({rates['tidings'] / rates['raw']:.2f})",
+            flush=True,
+        )
+    clear_outbox(out_engine)
+    out_engine.dispose()
+    return best
+
+
+# -- latency ------------------------------------------------------------------------------
+async def latency(
+    out_url: str, producer: BoundedContext, consumer: BoundedContext, seconds: float
+) -> dict[str, float]:
+    count = int(seconds * RATE)
+    handled: dict[str, float] = {}
+
+    def on_acked(deliveries: Sequence[Delivery], at: float) -> None:
+        for delivery in deliveries:
+            handled[str(delivery.headers[HEADER_PREFIX + "id"])] = at
+
+    counter, stop = await tidings_pipeline(producer, consumer, count, on_acked)
+    await asyncio.sleep(1.0)  # connected, listening and consuming before the first commit
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        relay_latency.__file__,
+        "--produce",
+        out_url,
+        str(count),
+        str(RATE),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    output, _ = await process.communicate()
+    committed: dict[str, float] = json.loads(output)
+    try:
+        await asyncio.wait_for(counter.done.wait(), 30)
+    finally:
+        await stop()
+    first_counted = min(committed.values()) + 1.0
+    latencies = sorted(
+        (handled[event_id] - at) * 1000 for event_id, at in committed.items() if at >= first_counted
+    )
+    return {
+        "p50_ms": round(statistics.median(latencies), 2),
+        "p99_ms": round(latencies[int(len(latencies) * 0.99) - 1], 2),
+        "max_ms": round(latencies[-1], 2),
+        "paced_events": len(latencies),
+    }
+
+
+async def measure(out_url: str, in_url: str, *, events: int, rounds: int, seconds: float) -> Any:
+    await prepare_broker()
+    producer = make_context(out_url, broker_url=BROKER_URL)
+    consumer = consuming_context(in_url, BROKER_URL, GROUP)
+    try:
+        best = await throughput(out_url, in_url, producer, consumer, events=events, rounds=rounds)
+        empty_consumer_tables(in_url)
+        paced = await latency(out_url, producer, consumer, seconds)
+    finally:
+        await producer.adispose()
+        await consumer.adispose()
+        await remove_broker_state()
+    return best, paced
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="5,000 events; 5 s paced")
+    parser.add_argument("--events", type=int, help="backlog per round (default 50,000)")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--seconds", type=float, help="paced latency run (default 15)")
+    arguments = parser.parse_args()
+    events = arguments.events or (5_000 if arguments.quick else 50_000)
+    seconds = arguments.seconds or (5.0 if arguments.quick else 15.0)
+    out_url, in_url = postgres_database(), postgres_database("tidings_bench_in")
+    if out_url is None or in_url is None or not reachable(5672):
+        print("PostgreSQL or RabbitMQ unreachable on 127.0.0.1: nothing to measure")
+        emit({})
+        return
+    reset_tables(out_url)
+    reset_tables(in_url, "bench_effects")
+    print(f"{events:,} events x {arguments.rounds} rounds; {seconds:.0f} s at {RATE}/s")
+    best, paced = asyncio.run(
+        measure(out_url, in_url, events=events, rounds=arguments.rounds, seconds=seconds)
+    )
+    ratio = best["tidings"] / best["raw"]
+    print(
+        f"events/s {best['tidings']:,.0f} (raw {best['raw']:,.0f}): ratio {ratio:.3f} "
+        f"(target >= {TARGET_RATIO}); p50 {paced['p50_ms']} ms, p99 {paced['p99_ms']} ms "
+        f"(target <= {TARGET_P99_MS})"
+    )
+    emit(
+        {
+            "events_per_s": round(best["tidings"]),
+            "raw_per_s": round(best["raw"]),
+            "ratio": round(ratio, 3),
+            "events": events,
+            "rounds": arguments.rounds,
+            **paced,
+        }
+    )
+
+
+if __name__ == "__main__":
+    main()
