@@ -55,7 +55,6 @@ async def tidings_seconds(context: BoundedContext, count: int) -> float:
     """Run a Consumer until ``count`` acks; seconds from transport connected to last ack."""
     counter = AckCounter(open_transport(BROKER_URL), count)
     consumer = Consumer(context, counter, group=GROUP)
-    globals()["LAST"] = consumer
     running = asyncio.ensure_future(consumer.run())
     done = asyncio.ensure_future(counter.done.wait())
     await asyncio.wait({running, done}, return_when=asyncio.FIRST_COMPLETED)
