@@ -296,6 +296,14 @@ class AckCounter(Transport):
             delivery._transport = self
             yield delivery
 
+    async def subscribe_batches(
+        self, group: str, event_types: Collection[str], max_batch: int
+    ) -> Any:
+        async for batch in self.inner.subscribe_batches(group, event_types, max_batch):
+            for delivery in batch:
+                delivery._transport = self
+            yield batch
+
     async def ack(self, delivery: Delivery) -> None:
         await self.inner.ack(delivery)
         self._acked([delivery])

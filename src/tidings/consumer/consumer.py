@@ -172,7 +172,9 @@ class Consumer:
         try:
             await self.transport.declare_subscription(self.group, self.subscriptions.event_types)
             await self._consume(
-                self.transport.subscribe(self.group, self.subscriptions.event_types)
+                self.transport.subscribe_batches(
+                    self.group, self.subscriptions.event_types, self.batch_size
+                )
             )
         finally:
             for lane in list(self._lanes):
@@ -180,37 +182,27 @@ class Consumer:
             with contextlib.suppress(Exception):
                 await self.transport.close()
 
-    async def _consume(self, deliveries: AsyncIterator[Delivery]) -> None:
-        # A reader task keeps taking deliveries while a batch is being handled, so the
-        # next batch is everything that arrived meanwhile (up to ``batch_size``).
-        arrivals: asyncio.Queue[Delivery | Exception | None] = asyncio.Queue(self.batch_size)
-        reader = asyncio.create_task(_read(deliveries, arrivals))
+    async def _consume(self, batches: AsyncIterator[list[Delivery]]) -> None:
         stop = asyncio.ensure_future(self._stopping.wait())
         try:
             while not self._stopping.is_set():
-                first = asyncio.ensure_future(arrivals.get())
-                await asyncio.wait({first, stop}, return_when=asyncio.FIRST_COMPLETED)
-                if not first.done():
-                    first.cancel()
+                arrived = asyncio.ensure_future(anext(batches))
+                await asyncio.wait({arrived, stop}, return_when=asyncio.FIRST_COMPLETED)
+                if not arrived.done():
+                    arrived.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                        await arrived
                     return
-                batch: list[Delivery] = []
-                arrival = first.result()
-                while isinstance(arrival, Delivery):
-                    batch.append(arrival)
-                    if len(batch) == self.batch_size or arrivals.empty():
-                        break
-                    arrival = arrivals.get_nowait()
-                if batch:
-                    await self.process(batch)
-                if arrival is None:
+                try:
+                    batch = arrived.result()
+                except StopAsyncIteration:
                     return  # the transport's subscription ended
-                if isinstance(arrival, Exception):
-                    raise arrival
+                await self.process(batch)
         finally:
             stop.cancel()
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
+            close = getattr(batches, "aclose", None)
+            if close is not None:
+                await close()
 
     # -- processing -------------------------------------------------------------------
     async def process(self, deliveries: Sequence[Delivery]) -> None:
@@ -492,25 +484,6 @@ class Consumer:
             succeeded += 1
             await self.dead_letters.remove([letter.letter_id])
         return succeeded, failed
-
-
-async def _read(
-    deliveries: AsyncIterator[Delivery], arrivals: asyncio.Queue[Delivery | Exception | None]
-) -> None:
-    """Move deliveries to ``arrivals``; then None when they end, or what stopped them."""
-    try:
-        async for delivery in deliveries:
-            await arrivals.put(delivery)
-    except Exception as error:  # e.g. TransportError: the caller decides
-        await arrivals.put(error)
-        return
-    finally:
-        # Cancelled while waiting for room, the subscription still ends now (a RabbitMQ
-        # channel closes and hands its unacknowledged messages back), not at GC.
-        close = getattr(deliveries, "aclose", None)
-        if close is not None:
-            await close()
-    await arrivals.put(None)
 
 
 def _runs_of_one_contract(items: list[_Item]) -> list[list[_Item]]:

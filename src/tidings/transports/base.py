@@ -2,8 +2,9 @@
 
 A transport moves CloudEvents between contexts. The relay calls
 :meth:`Transport.publish_batch`, which returns only once the broker has confirmed
-every message (or raises); the consumer iterates :meth:`Transport.subscribe` and
-acknowledges each delivery after handling it.
+every message (or raises); the consumer iterates :meth:`Transport.subscribe_batches`
+(what arrived together, for one transaction) and acknowledges the deliveries after
+handling them.
 
 Topology is the transport's business: every implementation documents how it keeps
 per-partition-key order (``CloudEvent.subject`` carries the key) and how one
@@ -14,6 +15,8 @@ consumers within one).
 from __future__ import annotations
 
 import abc
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -112,6 +115,39 @@ class Transport(abc.ABC):
         every matching event (fan-out); consumers of one group share the work.
         """
 
+    async def subscribe_batches(
+        self, group: str, event_types: Collection[str], max_batch: int
+    ) -> AsyncIterator[list[Delivery]]:
+        """Like :meth:`subscribe`, but each item is every delivery ready at that moment
+        (at least one, at most ``max_batch``), so a consumer can handle them together.
+
+        The default takes deliveries from :meth:`subscribe` in a background task
+        while the caller handles the previous batch; transports that receive in
+        batches anyway override it to hand theirs over directly.
+        """
+        deliveries = self.subscribe(group, event_types)
+        ready: asyncio.Queue[Delivery | Exception | None] = asyncio.Queue(max_batch)
+        reader = asyncio.create_task(_read_into(deliveries, ready))
+        try:
+            while True:
+                arrival = await ready.get()
+                batch: list[Delivery] = []
+                while isinstance(arrival, Delivery):
+                    batch.append(arrival)
+                    if len(batch) == max_batch or ready.empty():
+                        break
+                    arrival = ready.get_nowait()
+                if batch:
+                    yield batch
+                if arrival is None:
+                    return
+                if isinstance(arrival, Exception):
+                    raise arrival
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+
     @abc.abstractmethod
     async def ack(self, delivery: Delivery) -> None:
         """Acknowledge ``delivery`` (called through :meth:`Delivery.ack`)."""
@@ -129,3 +165,22 @@ class Transport(abc.ABC):
     @abc.abstractmethod
     async def nack(self, delivery: Delivery, *, requeue: bool = True) -> None:
         """Reject ``delivery`` (called through :meth:`Delivery.nack`)."""
+
+
+async def _read_into(
+    deliveries: AsyncIterator[Delivery], ready: asyncio.Queue[Delivery | Exception | None]
+) -> None:
+    """Move deliveries to ``ready``; then None when they end, or what stopped them."""
+    try:
+        async for delivery in deliveries:
+            await ready.put(delivery)
+    except Exception as error:  # e.g. TransportError: the reader of ``ready`` raises it
+        await ready.put(error)
+        return
+    finally:
+        # Cancelled while waiting for room, the subscription still ends now (a broker
+        # channel closes and hands its unacknowledged messages back), not at GC.
+        close = getattr(deliveries, "aclose", None)
+        if close is not None:
+            await close()
+    await ready.put(None)

@@ -61,19 +61,15 @@ URL options (query string, removed before the URL reaches aio-pika): ``exchange`
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import aio_pika
 import aiormq.exceptions
-from aio_pika.abc import (
-    AbstractChannel,
-    AbstractConnection,
-    AbstractExchange,
-    AbstractIncomingMessage,
-)
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
+from aiormq.abc import DeliveredMessage
 
 from tidings.contracts.cloudevents import CloudEvent, encode_binary
 from tidings.errors import ConfigurationError
@@ -231,11 +227,23 @@ class RabbitMQTransport(Transport):
         Raises :class:`TransportError` when the connection is lost; subscribe again and
         every message not acknowledged is delivered again.
         """
+        async for batch in self.subscribe_batches(group, event_types, self.options.prefetch):
+            for delivery in batch:
+                yield delivery
+
+    async def subscribe_batches(
+        self, group: str, event_types: Collection[str], max_batch: int
+    ) -> AsyncIterator[list[Delivery]]:
+        """Every message received while the previous batch was handled, as one batch.
+
+        Consumes through aio-pika's underlying aiormq channel: the deliveries go
+        straight to the consumer, without building an aio-pika message object for each.
+        """
         await self.declare_subscription(group, event_types)
         connection = await self._connect()
-        arrivals: asyncio.Queue[AbstractIncomingMessage | None] = asyncio.Queue()
+        arrivals: asyncio.Queue[DeliveredMessage | None] = asyncio.Queue()
 
-        async def on_message(message: AbstractIncomingMessage) -> None:
+        async def on_message(message: DeliveredMessage) -> None:
             arrivals.put_nowait(message)
 
         def on_close(_sender: object, _exc: BaseException | None) -> None:
@@ -243,15 +251,15 @@ class RabbitMQTransport(Transport):
 
         # Unacknowledged messages of this channel by delivery tag, in arrival (= tag)
         # order: ack_many can then acknowledge a leading run with one frame.
-        unacked: dict[int, AbstractIncomingMessage] = {}
+        unacked: dict[int, DeliveredMessage] = {}
         channel = connection.channel(publisher_confirms=False)
         try:
             async with asyncio.timeout(self.options.connect_timeout):
                 await channel
                 channel.close_callbacks.add(on_close)
-                await channel.set_qos(prefetch_count=self.options.prefetch)
-                queue = await channel.get_queue(_queue_name(group), ensure=False)
-                await queue.consume(on_message)
+                underlay = await channel.get_underlay_channel()
+                await underlay.basic_qos(prefetch_count=self.options.prefetch)
+                await underlay.basic_consume(_queue_name(group), on_message, no_ack=False)
         except _BROKER_ERRORS as exc:
             await _close_quietly(channel)
             raise TransportError(
@@ -259,29 +267,46 @@ class RabbitMQTransport(Transport):
                 f"{self._where}: {exc!r}; subscribe again when the broker is reachable"
             ) from exc
         try:
-            while (message := await arrivals.get()) is not None:
-                unacked[_tag(message)] = message
-                yield Delivery(
-                    body=message.body,
-                    headers=_delivery_headers(message),
-                    redelivered=bool(message.redelivered),
-                    _transport_token=_Received(message, unacked),
-                    _transport=self,
-                )
-            raise TransportError(
-                f"lost the RabbitMQ channel consuming {_queue_name(group)!r} at "
-                f"{self._where}; subscribe again (unacknowledged messages are redelivered)"
-            )
+            while True:
+                message = await arrivals.get()
+                batch: list[Delivery] = []
+                while message is not None:
+                    unacked[_tag(message)] = message
+                    batch.append(self._delivery(message, unacked))
+                    if len(batch) == max_batch or arrivals.empty():
+                        break
+                    message = arrivals.get_nowait()
+                if batch:
+                    yield batch
+                if message is None:
+                    raise TransportError(
+                        f"lost the RabbitMQ channel consuming {_queue_name(group)!r} at "
+                        f"{self._where}; subscribe again (unacknowledged messages are "
+                        "redelivered)"
+                    )
         finally:
             # Closing the channel hands every unacknowledged message back to the queue.
             channel.close_callbacks.discard(on_close)
             await _close_quietly(channel)
 
+    def _delivery(
+        self, message: DeliveredMessage, unacked: dict[int, DeliveredMessage]
+    ) -> Delivery:
+        properties = message.header.properties
+        headers: dict[str, Any] = dict(properties.headers or {})
+        if properties.content_type:
+            headers["content-type"] = properties.content_type
+        return Delivery(
+            body=message.body,
+            headers=headers,
+            redelivered=bool(getattr(message.delivery, "redelivered", False)),
+            _transport_token=_Received(message, unacked),
+            _transport=self,
+        )
+
     async def ack(self, delivery: Delivery) -> None:
         """Acknowledge on the channel the message arrived on."""
-        received: _Received = delivery._transport_token
-        received.unacked.pop(_tag(received.message), None)
-        await _settle(received.message.ack(), received.message, "acknowledge")
+        await self._acknowledge(delivery._transport_token, multiple=False)
 
     async def ack_many(self, deliveries: Sequence[Delivery]) -> None:
         """One ``multiple`` ack for the leading run of the channel's unacknowledged
@@ -296,22 +321,38 @@ class RabbitMQTransport(Transport):
             if tag not in wanted:
                 break
             run.append(tag)
+        settled: set[int] = set()
         if len(run) > 1:
-            last = unacked[run[-1]]
-            for tag in run:
+            last = _Received(unacked[run[-1]], unacked)
+            for tag in run[:-1]:
                 del unacked[tag]
-            await _settle(last.ack(multiple=True), last, "acknowledge")
-        settled = set(run) if len(run) > 1 else set()
+            await self._acknowledge(last, multiple=True)
+            settled.update(run)
         for item in received:
             if item.unacked is not unacked or _tag(item.message) not in settled:
-                item.unacked.pop(_tag(item.message), None)
-                await _settle(item.message.ack(), item.message, "acknowledge")
+                await self._acknowledge(item, multiple=False)
 
     async def nack(self, delivery: Delivery, *, requeue: bool = True) -> None:
         """Return the message to the queue, or drop it when ``requeue`` is False."""
         received: _Received = delivery._transport_token
         received.unacked.pop(_tag(received.message), None)
-        await _settle(received.message.nack(requeue=requeue), received.message, "reject")
+        try:
+            await received.message.channel.basic_nack(_tag(received.message), requeue=requeue)
+        except _BROKER_ERRORS as exc:
+            raise TransportError(
+                f"could not reject message {_message_id(received.message)!r}: {exc!r}; "
+                "the broker will deliver it again when the channel closes"
+            ) from exc
+
+    async def _acknowledge(self, received: _Received, *, multiple: bool) -> None:
+        received.unacked.pop(_tag(received.message), None)
+        try:
+            await received.message.channel.basic_ack(_tag(received.message), multiple=multiple)
+        except _BROKER_ERRORS as exc:
+            raise TransportError(
+                f"could not acknowledge message {_message_id(received.message)!r}: {exc!r}; "
+                "the broker will deliver it again, which the inbox makes harmless"
+            ) from exc
 
     async def _connect(self) -> AbstractConnection:
         async with self._connect_lock:
@@ -391,29 +432,16 @@ def _message(source: str, event: CloudEvent) -> aio_pika.Message:
 
 @dataclass(slots=True)
 class _Received:
-    message: AbstractIncomingMessage
-    unacked: dict[int, AbstractIncomingMessage]
+    message: DeliveredMessage
+    unacked: dict[int, DeliveredMessage]
 
 
-def _tag(message: AbstractIncomingMessage) -> int:
-    return message.delivery_tag or 0
+def _tag(message: DeliveredMessage) -> int:
+    return int(getattr(message.delivery, "delivery_tag", 0) or 0)
 
 
-async def _settle(action: Awaitable[None], message: AbstractIncomingMessage, verb: str) -> None:
-    try:
-        await action
-    except _BROKER_ERRORS as exc:
-        raise TransportError(
-            f"could not {verb} message {message.message_id!r}: {exc!r}; the broker will "
-            "deliver it again when the channel closes, which the inbox makes harmless"
-        ) from exc
-
-
-def _delivery_headers(message: AbstractIncomingMessage) -> dict[str, Any]:
-    headers: dict[str, Any] = dict(message.headers or {})
-    if message.content_type:
-        headers["content-type"] = message.content_type
-    return headers
+def _message_id(message: DeliveredMessage) -> str | None:
+    return message.header.properties.message_id
 
 
 def _routing_key(event_type: str) -> str:
