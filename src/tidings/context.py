@@ -6,7 +6,7 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, func, select
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session
 
 from tidings.application.integration_producers import (
@@ -158,7 +158,11 @@ class BoundedContext:
 
     # -- transactions ---------------------------------------------------------------
     def transaction(
-        self, *, correlation_id: str | None = None, causation_id: str | None = None
+        self,
+        *,
+        correlation_id: str | None = None,
+        causation_id: str | None = None,
+        connection: AsyncConnection | None = None,
     ) -> TransactionScope:
         """A unit of work: ``with ctx.transaction() as session`` (or ``async with``).
 
@@ -166,8 +170,13 @@ class BoundedContext:
         the session's changes. ``correlation_id`` continues a flow started elsewhere
         (a consumer passes the incoming event's); by default a new one is made.
         Nested scopes join the outer one.
+
+        ``connection`` (async only): run on this connection of the context's async
+        engine instead of one from the pool. A loop running many transactions back to
+        back keeps one, saving the checkout and its liveness ping each time; after a
+        failure it should close it and open another.
         """
-        return TransactionScope(self._runtime, correlation_id, causation_id)
+        return TransactionScope(self._runtime, correlation_id, causation_id, connection)
 
     def _unit_of_work(self) -> UnitOfWork:
         uow = self._current.get()

@@ -36,6 +36,8 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from tidings.application.retry import RetryPolicy
 from tidings.consumer.dead_letters import DeadLetterReason, DeadLetterStore
 from tidings.consumer.decoding import decode_delivery
@@ -142,6 +144,11 @@ class Consumer:
         self._blocked: dict[str, deque[_Item]] = {}
         self._lanes: set[asyncio.Task[None]] = set()
         self._inbox_insert = insert_unless_present(context.async_engine.dialect)
+        # While run() runs, batches go back to back on one connection: no pool checkout
+        # (and liveness ping) per batch. Dropped after a failed batch, which may have
+        # broken it, and when run() ends.
+        self._running = False
+        self._connection: AsyncConnection | None = None
 
     # -- lifecycle --------------------------------------------------------------------
     async def stop(self) -> None:
@@ -169,6 +176,7 @@ class Consumer:
                 "ctx.subscribe(handler) with handle(self, event: SomeIntegrationEvent)"
             )
         await self.transport.connect()
+        self._running = True
         try:
             await self.transport.declare_subscription(self.group, self.subscriptions.event_types)
             await self._consume(
@@ -179,6 +187,8 @@ class Consumer:
         finally:
             for lane in list(self._lanes):
                 lane.cancel()
+            self._running = False
+            await self._drop_connection()
             with contextlib.suppress(Exception):
                 await self.transport.close()
 
@@ -223,6 +233,7 @@ class Consumer:
         try:
             await self._handle_together(items)
         except Exception:
+            await self._drop_connection()
             for item in items:
                 blocked = self._blocked.get(item.key)
                 if blocked is not None:
@@ -289,7 +300,9 @@ class Consumer:
 
     async def _handle_together(self, items: Sequence[_Item]) -> None:
         """All items in one transaction; duplicates (inbox) skipped. Raises on any failure."""
-        async with self.context.transaction() as session:
+        if self._connection is None and self._running:
+            self._connection = await self.context.async_engine.connect()
+        async with self.context.transaction(connection=self._connection) as session:
             first_of_id: dict[str, _Item] = {}
             for item in items:
                 first_of_id.setdefault(item.event.id, item)
@@ -400,6 +413,12 @@ class Consumer:
                 queue.popleft()
         finally:
             self._blocked.pop(key, None)
+
+    async def _drop_connection(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                await connection.close()
 
     def _note_failure(self, item: _Item, error: BaseException) -> None:
         item.failures += 1

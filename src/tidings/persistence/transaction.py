@@ -18,7 +18,7 @@ from types import TracebackType
 from typing import Any
 
 from sqlalchemy import Engine, insert, select
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session
 
 from tidings.application.producers import AsyncDomainEventProducer, DomainEventProducer
@@ -70,8 +70,8 @@ class ContextRuntime:
     def open_session(self) -> Session:
         return Session(self._engine(), expire_on_commit=False)
 
-    def open_async_session(self) -> AsyncSession:
-        return AsyncSession(self._async_engine(), expire_on_commit=False)
+    def open_async_session(self, connection: AsyncConnection | None = None) -> AsyncSession:
+        return AsyncSession(connection or self._async_engine(), expire_on_commit=False)
 
     # -- sync ---------------------------------------------------------------------
     def commit(self, uow: UnitOfWork) -> list[PendingWork]:
@@ -227,6 +227,7 @@ class TransactionScope:
 
     __slots__ = (
         "_causation_id",
+        "_connection",
         "_correlation_id",
         "_joined",
         "_recording",
@@ -240,10 +241,12 @@ class TransactionScope:
         runtime: ContextRuntime,
         correlation_id: str | None = None,
         causation_id: str | None = None,
+        connection: AsyncConnection | None = None,
     ) -> None:
         self._rt = runtime
         self._correlation_id = correlation_id
         self._causation_id = causation_id
+        self._connection = connection
         self._joined = False
         self._uow: UnitOfWork | None = None
         self._token: Token[UnitOfWork | None] | None = None
@@ -270,6 +273,11 @@ class TransactionScope:
         stop_listening(self._recording)
 
     def __enter__(self) -> Session:
+        if self._connection is not None:
+            raise ConfigurationError(
+                "a connection is given to async transactions only: `async with "
+                "ctx.transaction(connection=...)`"
+            )
         current = self._rt.current.get()
         if current is not None:
             return self._join(current.session, "an async")  # type: ignore[no-any-return]
@@ -307,7 +315,7 @@ class TransactionScope:
         current = self._rt.current.get()
         if current is not None:
             return self._join(current.async_session, "a synchronous")  # type: ignore[no-any-return]
-        session = self._rt.open_async_session()
+        session = self._rt.open_async_session(self._connection)
         self._begin(async_session=session)
         return session
 
