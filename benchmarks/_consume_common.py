@@ -27,7 +27,7 @@ from _relay_common import KEYS, SOURCE, ThingUpdatedIntegrationEvent
 from tidings import BoundedContext, IntegrationEventHandler
 from tidings.contracts.cloudevents import CloudEvent, format_time
 from tidings.transports.base import Delivery, Transport
-from tidings.transports.rabbitmq import HEADER_PREFIX, _message, _parse_url
+from tidings.transports.rabbitmq import HEADER_PREFIX, _encode, _parse_url
 
 PREFETCH = 256
 BATCH = 200
@@ -111,20 +111,21 @@ async def declare_queue(channel: Any, name: str) -> None:
 async def fill_queues(amqp_url: str, queues: Sequence[str], events: Sequence[CloudEvent]) -> None:
     """Publish ``events`` straight to each queue (default exchange), confirmed, windowed.
 
-    The messages are the transport's own (``_message``): same body, headers and
-    properties as a relay would send.
+    The messages are the transport's own (``_encode``): same body, headers and
+    properties as a relay sends.
     """
     client_url, _ = _parse_url(amqp_url)
     connection = await aio_pika.connect(client_url)
     try:
         channel = await connection.channel(publisher_confirms=True)
-        messages = [_message(SOURCE, event) for event in events]
+        underlay = await channel.get_underlay_channel()
+        messages = [_encode(SOURCE, event) for event in events]
         window = 1000
         for first in range(0, len(messages), window):
             await asyncio.gather(
                 *(
-                    channel.default_exchange.publish(message, routing_key=queue)
-                    for message in messages[first : first + window]
+                    underlay.basic_publish(body, routing_key=queue, properties=properties)
+                    for body, properties in messages[first : first + window]
                     for queue in queues
                 )
             )

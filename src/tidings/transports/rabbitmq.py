@@ -61,15 +61,18 @@ URL options (query string, removed before the URL reaches aio-pika): ``exchange`
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import aio_pika
 import aiormq.exceptions
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 from aiormq.abc import DeliveredMessage
+from pamqp.commands import Basic
+from pamqp.common import FieldTable
 
 from tidings.contracts.cloudevents import CloudEvent, encode_binary
 from tidings.errors import ConfigurationError
@@ -119,7 +122,9 @@ class RabbitMQTransport(Transport):
         self._where = _describe(url)
         self._connection: AbstractConnection | None = None
         self._channel: AbstractChannel | None = None
-        self._exchange: AbstractExchange | None = None
+        # The publishing channel's aiormq channel: publishing goes straight to it, with
+        # no aio-pika message object per event.
+        self._publishing: aiormq.Channel | None = None
         self._connect_lock = asyncio.Lock()
         # One batch at a time: batches from one relay stay in order on the wire.
         self._publish_lock = asyncio.Lock()
@@ -132,7 +137,7 @@ class RabbitMQTransport(Transport):
         """Close the connection after the batch being published (if any) is confirmed."""
         async with self._publish_lock:
             connection, self._connection = self._connection, None
-            self._channel = self._exchange = None
+            self._channel = self._publishing = None
             if connection is not None:
                 await _close_quietly(connection)
 
@@ -141,14 +146,20 @@ class RabbitMQTransport(Transport):
         if not events:
             return
         # Build every message first: an invalid type fails before anything is sent.
-        messages = [(_message(source, event), _routing_key(event.type)) for event in events]
+        messages = [(*_encode(source, event), _routing_key(event.type)) for event in events]
         async with self._publish_lock:
-            exchange = await self._publisher()
+            channel = await self._publisher()
+            exchange = self.options.exchange
             # Tasks start in creation order and aiormq writes frames under a FIFO lock,
             # so the broker receives the batch in order while confirms are outstanding.
+            # Confirms are awaited; waiting for each frame to be written would add nothing.
             publishes = [
-                asyncio.ensure_future(exchange.publish(message, key, mandatory=False))
-                for message, key in messages
+                asyncio.ensure_future(
+                    channel.basic_publish(
+                        body, exchange=exchange, routing_key=key, properties=properties, wait=False
+                    )
+                )
+                for body, properties, key in messages
             ]
             try:
                 async with asyncio.timeout(self.options.confirm_timeout):
@@ -160,13 +171,13 @@ class RabbitMQTransport(Transport):
                     f"events within {self.options.confirm_timeout:g} s; retry the batch "
                     "(raise ?confirm_timeout= if the broker is just slow)"
                 ) from None
-            failures = [result for result in results if isinstance(result, BaseException)]
+            failures = [result for result in results if not isinstance(result, Basic.Ack)]
             if failures:
                 await self._drop_publisher()
                 raise PublishNotConfirmedError(
                     f"RabbitMQ at {self._where} did not confirm {len(failures)} of "
                     f"{len(events)} events (first: {failures[0]!r}); retry the whole batch"
-                ) from failures[0]
+                ) from (failures[0] if isinstance(failures[0], BaseException) else None)
 
     async def declare_subscription(self, group: str, event_types: Collection[str]) -> None:
         """Declare the group's quorum queue ``tidings.<group>`` bound to each event type."""
@@ -358,7 +369,7 @@ class RabbitMQTransport(Transport):
         async with self._connect_lock:
             if self._connection is not None and not self._connection.is_closed:
                 return self._connection
-            self._channel = self._exchange = None
+            self._channel = self._publishing = None
             timeout = self.options.connect_timeout
             try:
                 async with asyncio.timeout(timeout):
@@ -372,21 +383,22 @@ class RabbitMQTransport(Transport):
             self._connection = connection
             return connection
 
-    async def _publisher(self) -> AbstractExchange:
-        """The exchange on an open confirm-mode channel, (re)connecting if needed."""
+    async def _publisher(self) -> aiormq.Channel:
+        """An open confirm-mode channel with the exchange declared, (re)connecting if needed."""
         if (
-            self._exchange is not None
+            self._publishing is not None
             and self._channel is not None
             and not self._channel.is_closed
             and self._connection is not None
             and not self._connection.is_closed
         ):
-            return self._exchange
+            return self._publishing
         connection = await self._connect()
         try:
             async with asyncio.timeout(self.options.connect_timeout):
                 channel = await connection.channel(publisher_confirms=True)
-                exchange = await self._declare_exchange(channel)
+                await self._declare_exchange(channel)
+                publishing = cast(aiormq.Channel, await channel.get_underlay_channel())
         except aiormq.exceptions.ChannelPreconditionFailed as exc:
             raise ConfigurationError(
                 f"exchange {self.options.exchange!r} exists on RabbitMQ at {self._where} "
@@ -398,8 +410,8 @@ class RabbitMQTransport(Transport):
                 f"cannot open a publishing channel on RabbitMQ at {self._where}: {exc!r}; "
                 "retry when the broker is reachable"
             ) from exc
-        self._channel, self._exchange = channel, exchange
-        return exchange
+        self._channel, self._publishing = channel, publishing
+        return publishing
 
     async def _declare_exchange(self, channel: AbstractChannel) -> AbstractExchange:
         return await channel.declare_exchange(
@@ -408,7 +420,7 @@ class RabbitMQTransport(Transport):
 
     async def _drop_publisher(self) -> None:
         """Forget the publishing channel after a failure, so the next batch starts clean."""
-        channel, self._channel, self._exchange = self._channel, None, None
+        channel, self._channel, self._publishing = self._channel, None, None
         if channel is not None and not await _close_quietly(channel):
             # The broker did not answer a channel close: treat the connection as dead.
             connection, self._connection = self._connection, None
@@ -416,18 +428,19 @@ class RabbitMQTransport(Transport):
                 await _close_quietly(connection)
 
 
-def _message(source: str, event: CloudEvent) -> aio_pika.Message:
+def _encode(source: str, event: CloudEvent) -> tuple[bytes, Basic.Properties]:
+    """The AMQP body and properties of ``event`` (CloudEvents binary mode)."""
     headers, body = encode_binary(event, prefix=HEADER_PREFIX)
     content_type = headers.pop("content-type")
-    return aio_pika.Message(
-        body,
-        headers=dict(headers),
+    properties = Basic.Properties(
         content_type=content_type,
-        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        headers=cast(FieldTable, headers),
+        delivery_mode=2,  # persistent
         message_id=event.id,
-        type=event.type,
+        message_type=event.type,
         app_id=source,
     )
+    return body, properties
 
 
 @dataclass(slots=True)
@@ -444,6 +457,7 @@ def _message_id(message: DeliveredMessage) -> str | None:
     return message.header.properties.message_id
 
 
+@functools.lru_cache(maxsize=1024)
 def _routing_key(event_type: str) -> str:
     """The event type as routing key; wildcards would turn bindings into patterns."""
     if (
