@@ -21,11 +21,12 @@ from typing import Any
 
 import aio_pika
 import asyncpg
-from sqlalchemy import BigInteger, Column, MetaData, String, Table, insert
+from sqlalchemy import BigInteger, Column, MetaData, String, Table, insert, text
 
-from _relay_common import KEYS, SOURCE, ThingUpdatedIntegrationEvent
+from _relay_common import KEYS, SOURCE, ThingUpdatedIntegrationEvent, sync_engine
 from tidings import BoundedContext, IntegrationEventHandler
 from tidings.contracts.cloudevents import CloudEvent, format_time
+from tidings.transports import open_transport
 from tidings.transports.base import Delivery, Transport
 from tidings.transports.rabbitmq import HEADER_PREFIX, _encode, _parse_url
 
@@ -143,6 +144,36 @@ async def purge_queues(amqp_url: str, queues: Collection[str]) -> None:
             await queue.purge()
     finally:
         await connection.close()
+
+
+async def remove_queues(amqp_url: str, group: str, raw_queue: str) -> None:
+    """Leave RabbitMQ as found: the group's subscription, the raw queue, the exchange."""
+    async with open_transport(amqp_url) as transport:
+        await transport.delete_subscription(group)
+    client_url, options = _parse_url(amqp_url)
+    connection = await aio_pika.connect(client_url)
+    try:
+        channel = await connection.channel()
+        await channel.queue_delete(raw_queue)
+        await channel.exchange_delete(options.exchange)
+    finally:
+        await connection.close()
+
+
+def empty_consumer_tables(url: str) -> None:
+    """Empty the inbox and the effect table, for a side to start clean."""
+    engine = sync_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text("TRUNCATE tidings_inbox, bench_effects"))
+    engine.dispose()
+
+
+def effect_rows(url: str) -> int:
+    engine = sync_engine(url)
+    with engine.connect() as connection:
+        count = int(connection.execute(text("SELECT count(*) FROM bench_effects")).scalar_one())
+    engine.dispose()
+    return count
 
 
 def asyncpg_dsn(url: str) -> str:

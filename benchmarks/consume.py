@@ -22,8 +22,6 @@ import argparse
 import asyncio
 import time
 
-from sqlalchemy import text
-
 from _consume_common import (
     EVENT_TYPE,
     PREFETCH,
@@ -31,12 +29,14 @@ from _consume_common import (
     RawConsumer,
     consuming_context,
     declare_queue,
+    effect_rows,
+    empty_consumer_tables,
     fill_queues,
     make_events,
     purge_queues,
+    remove_queues,
 )
 from _harness import emit, postgres_database, reset_tables
-from _relay_common import sync_engine
 from relay import reachable
 from tidings import BoundedContext
 from tidings.consumer import Consumer
@@ -78,21 +78,6 @@ async def raw_seconds(url: str, count: int) -> float:
     return seconds
 
 
-def empty_tables(url: str) -> None:
-    engine = sync_engine(url)
-    with engine.begin() as connection:
-        connection.execute(text("TRUNCATE tidings_inbox, bench_effects"))
-    engine.dispose()
-
-
-def effect_rows(url: str) -> int:
-    engine = sync_engine(url)
-    with engine.connect() as connection:
-        count = int(connection.execute(text("SELECT count(*) FROM bench_effects")).scalar_one())
-    engine.dispose()
-    return count
-
-
 async def prepare() -> None:
     """Declare both queues as the transport does, and empty them."""
     transport = open_transport(BROKER_URL)
@@ -110,9 +95,9 @@ async def measure(url: str, context: BoundedContext, events: int, rounds: int) -
     await prepare()
     # Warm-up: connections, prepared statements, broker and database caches.
     await fill_queues(BROKER_URL, [TIDINGS_QUEUE, RAW_QUEUE], make_events(1000))
-    empty_tables(url)
+    empty_consumer_tables(url)
     await raw_seconds(url, 1000)
-    empty_tables(url)
+    empty_consumer_tables(url)
     await tidings_seconds(context, 1000)
     best = {"raw": 0.0, "tidings": 0.0}
     for round_number in range(rounds):
@@ -125,7 +110,7 @@ async def measure(url: str, context: BoundedContext, events: int, rounds: int) -
         # Alternate which side goes first: the second finds the broker's disk busier.
         order = ("raw", "tidings") if round_number % 2 == 0 else ("tidings", "raw")
         for side in order:
-            empty_tables(url)
+            empty_consumer_tables(url)
             if side == "raw":
                 rates[side] = events / await raw_seconds(url, events)
             else:
@@ -139,7 +124,7 @@ async def measure(url: str, context: BoundedContext, events: int, rounds: int) -
             f"({rates['tidings'] / rates['raw']:.2f})",
             flush=True,
         )
-    await purge_queues(BROKER_URL, [TIDINGS_QUEUE, RAW_QUEUE])
+    await remove_queues(BROKER_URL, GROUP, RAW_QUEUE)
     await context.adispose()
     return best
 

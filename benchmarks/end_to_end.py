@@ -23,18 +23,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import statistics
-import sys
 import time
 from collections.abc import Sequence
 from typing import Any
 
 import aio_pika
 import asyncpg
-from sqlalchemy import text
 
-import relay_latency
 from _consume_common import (
     EVENT_TYPE,
     PREFETCH,
@@ -43,12 +38,15 @@ from _consume_common import (
     asyncpg_dsn,
     consuming_context,
     declare_queue,
+    effect_rows,
+    empty_consumer_tables,
     purge_queues,
+    remove_queues,
 )
 from _harness import emit, postgres_database, reset_tables
 from _relay_common import SOURCE, clear_outbox, fill_backlog, make_context, sync_engine
 from relay import reachable
-from relay_latency import RATE
+from relay_latency import RATE, paced_commits, percentiles
 from tidings import BoundedContext
 from tidings.consumer import Consumer
 from tidings.outbox import Relay
@@ -163,21 +161,6 @@ async def raw_seconds(out_url: str, in_url: str, count: int) -> float:
 
 
 # -- throughput rounds --------------------------------------------------------------------
-def empty_consumer_tables(url: str) -> None:
-    engine = sync_engine(url)
-    with engine.begin() as connection:
-        connection.execute(text("TRUNCATE tidings_inbox, bench_effects"))
-    engine.dispose()
-
-
-def effect_rows(url: str) -> int:
-    engine = sync_engine(url)
-    with engine.connect() as connection:
-        count = int(connection.execute(text("SELECT count(*) FROM bench_effects")).scalar_one())
-    engine.dispose()
-    return count
-
-
 async def prepare_broker() -> None:
     """The consuming group's queue as the transport declares it, the raw one alike; empty."""
     transport = open_transport(BROKER_URL)
@@ -188,18 +171,6 @@ async def prepare_broker() -> None:
     await declare_queue(await connection.channel(), RAW_QUEUE)
     await connection.close()
     await purge_queues(BROKER_URL, [QUEUE, RAW_QUEUE])
-
-
-async def remove_broker_state() -> None:
-    transport = open_transport(BROKER_URL)
-    await transport.connect()
-    await transport.delete_subscription(GROUP)
-    await transport.close()
-    connection = await aio_pika.connect(AMQP)
-    channel = await connection.channel()
-    await channel.queue_delete(RAW_QUEUE)
-    await channel.exchange_delete("tidings.bench-e2e")
-    await connection.close()
 
 
 async def throughput(
@@ -250,31 +221,14 @@ async def latency(
 
     counter, stop = await tidings_pipeline(producer, consumer, count, on_acked)
     await asyncio.sleep(1.0)  # connected, listening and consuming before the first commit
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        relay_latency.__file__,
-        "--produce",
-        out_url,
-        str(count),
-        str(RATE),
-        stdout=asyncio.subprocess.PIPE,
-    )
-    output, _ = await process.communicate()
-    committed: dict[str, float] = json.loads(output)
+    committed = await paced_commits(out_url, count)
     try:
         await asyncio.wait_for(counter.done.wait(), 30)
     finally:
         await stop()
-    first_counted = min(committed.values()) + 1.0
-    latencies = sorted(
-        (handled[event_id] - at) * 1000 for event_id, at in committed.items() if at >= first_counted
-    )
-    return {
-        "p50_ms": round(statistics.median(latencies), 2),
-        "p99_ms": round(latencies[int(len(latencies) * 0.99) - 1], 2),
-        "max_ms": round(latencies[-1], 2),
-        "paced_events": len(latencies),
-    }
+    figures = percentiles(committed, handled)
+    figures["paced_events"] = figures.pop("events")
+    return figures
 
 
 async def measure(out_url: str, in_url: str, *, events: int, rounds: int, seconds: float) -> Any:
@@ -288,7 +242,7 @@ async def measure(out_url: str, in_url: str, *, events: int, rounds: int, second
     finally:
         await producer.adispose()
         await consumer.adispose()
-        await remove_broker_state()
+        await remove_queues(BROKER_URL, GROUP, RAW_QUEUE)
     return best, paced
 
 

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 
 from _harness import emit, postgres_database, reset_tables
 from _relay_common import ThingUpdatedIntegrationEvent, Timed, make_context
-from relay import BROKERS, GROUP, purge, reachable
+from relay import BROKERS, GROUP, purge, reachable, remove_broker_state
 from tidings.contracts.cloudevents import CloudEvent
 from tidings.outbox import Relay
 from tidings.transports import open_transport
@@ -55,6 +55,36 @@ def produce(url: str, count: int, rate: float) -> None:
     print(json.dumps(committed))
 
 
+async def paced_commits(url: str, count: int) -> dict[str, float]:
+    """Run :func:`produce` in a subprocess; the moment each event's commit returned."""
+    producer = await asyncio.create_subprocess_exec(
+        sys.executable,
+        __file__,
+        "--produce",
+        url,
+        str(count),
+        str(RATE),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    output, _ = await producer.communicate()
+    committed: dict[str, float] = json.loads(output)
+    return committed
+
+
+def percentiles(committed: dict[str, float], arrived: dict[str, float]) -> dict[str, float]:
+    """p50, p99 and max of arrived - committed in ms, the first second left out."""
+    first_counted = min(committed.values()) + 1.0
+    latencies = sorted(
+        (arrived[event_id] - at) * 1000 for event_id, at in committed.items() if at >= first_counted
+    )
+    return {
+        "p50_ms": round(statistics.median(latencies), 2),
+        "p99_ms": round(latencies[int(len(latencies) * 0.99) - 1], 2),
+        "max_ms": round(latencies[-1], 2),
+        "events": len(latencies),
+    }
+
+
 async def measure(url: str, seconds: float) -> dict[str, float]:
     count = int(seconds * RATE)
     context = make_context(url, broker_url=RABBITMQ_URL)
@@ -74,37 +104,18 @@ async def measure(url: str, seconds: float) -> dict[str, float]:
     relay = Relay(context, Timed(open_transport(RABBITMQ_URL), on_confirmed))
     running = asyncio.ensure_future(relay.run())
     await asyncio.sleep(1.0)  # connected and listening before the first commit
-    producer = await asyncio.create_subprocess_exec(
-        sys.executable,
-        __file__,
-        "--produce",
-        url,
-        str(count),
-        str(RATE),
-        stdout=asyncio.subprocess.PIPE,
-    )
-    output, _ = await producer.communicate()
-    committed: dict[str, float] = json.loads(output)
+    committed = await paced_commits(url, count)
     deadline = time.monotonic() + 30
     while len(confirmed) < count and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     await relay.stop()
     await running
     await context.adispose()
-    await purge("rabbitmq", RABBITMQ_URL)
+    await remove_broker_state("rabbitmq", RABBITMQ_URL)
     if len(confirmed) < count:
         raise RuntimeError(f"only {len(confirmed)} of {count} events were confirmed")
-    first_counted = min(committed.values()) + 1.0
-    latencies = sorted(
-        (confirmed[event_id] - at) * 1000
-        for event_id, at in committed.items()
-        if at >= first_counted
-    )
     return {
-        "p50_ms": round(statistics.median(latencies), 2),
-        "p99_ms": round(latencies[int(len(latencies) * 0.99) - 1], 2),
-        "max_ms": round(latencies[-1], 2),
-        "events": len(latencies),
+        **percentiles(committed, confirmed),
         "mean_batch": round(sum(batches) / len(batches), 2),
     }
 
