@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 
@@ -46,7 +45,13 @@ def outbox_row(
     }
 
 
-def cloud_event_from_row(row: Mapping[str, Any]) -> CloudEvent:
+class OutboxRow(Protocol):
+    """An outbox row read by column name (a SQLAlchemy row mapping, an asyncpg record)."""
+
+    def __getitem__(self, name: str, /) -> Any: ...
+
+
+def cloud_event_from_row(row: OutboxRow) -> CloudEvent:
     """The CloudEvent a transport sends for one outbox row; the payload is not re-encoded."""
     payload = row["payload"]
     return CloudEvent.trusted(

@@ -26,12 +26,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from tidings.application.retry import RetryPolicy
 from tidings.contracts.cloudevents import CloudEvent
-from tidings.contracts.envelope import cloud_event_from_row
+from tidings.contracts.envelope import OutboxRow, cloud_event_from_row
 from tidings.outbox.lease import RelayLease, default_owner
 from tidings.outbox.store import OutboxStore, Retention
 from tidings.outbox.wakeup import Wakeup
@@ -51,7 +50,7 @@ _RETRYABLE = (TransportError, OperationalError, DBAPIError, OSError, TimeoutErro
 _RESCAN_INTERVAL = 1.0
 
 # Rows, and their CloudEvents grouped by consecutive source.
-_Batch = tuple[Sequence[RowMapping], list[tuple[str, list[CloudEvent]]]]
+_Batch = tuple[Sequence[OutboxRow], list[tuple[str, list[CloudEvent]]]]
 
 
 @dataclass(slots=True)
@@ -188,7 +187,7 @@ class Relay:
         failure the pipeline is dropped and relaying resumes at the first row not
         confirmed, as before.
         """
-        rows: Sequence[RowMapping] = ()
+        rows: Sequence[OutboxRow] = ()
         published = False
         try:
             rows, groups = await self._next_batch()
@@ -269,7 +268,7 @@ class Relay:
         with contextlib.suppress(*_RETRYABLE):
             await self._settle_marking()
 
-    async def _failed(self, rows: Sequence[RowMapping], error: BaseException) -> None:
+    async def _failed(self, rows: Sequence[OutboxRow], error: BaseException) -> None:
         self.stats.failures += 1
         self.stats.last_error = f"{type(error).__name__}: {error}"
         delay = self.retry.delay(self.stats.failures)

@@ -12,9 +12,11 @@ from typing import Any
 from sqlalchemy import BigInteger, any_, bindparam, delete, func, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import RowMapping
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
+from tidings.contracts.envelope import OutboxRow
 from tidings.persistence.tables import outbox, relay_lease
 
 _c = outbox.c
@@ -78,6 +80,12 @@ class OutboxStore:
             .order_by(_c.position)
             .limit(bindparam("limit"))
         )
+        # The same query as the driver runs it: on PostgreSQL the relay's read goes
+        # straight to asyncpg, whose records it indexes by name like SQLAlchemy's rows,
+        # without a result row built around each (a third of the relay's cost per event).
+        compiled = self._fetch.compile(dialect=engine.dialect)
+        self._fetch_sql, self._fetch_order = str(compiled), compiled.positiontup or []
+        self._native_fetch = self._postgres and engine.dialect.driver == "asyncpg"
         in_batch: ColumnElement[bool] = _c.position.in_(bindparam("positions", expanding=True))
         if self._postgres:
             # One array parameter: the statement text (and its cached plan) stays the same
@@ -91,9 +99,12 @@ class OutboxStore:
             .values(attempts=_c.attempts + 1, last_error=bindparam("error"))
         )
 
-    async def fetch_pending(self, limit: int, after: int = 0) -> Sequence[RowMapping]:
+    async def fetch_pending(self, limit: int, after: int = 0) -> Sequence[OutboxRow]:
         """Up to ``limit`` unpublished rows past position ``after``, in position order."""
         parameters = {"now": datetime.now(UTC), "after": after, "limit": limit}
+        if self._native_fetch:
+            async with self._single_statement("read") as connection:
+                return await self._fetch_natively(connection, parameters)
         if self._postgres:
             async with self._single_statement("read") as connection:
                 return (await connection.execute(self._fetch, parameters)).mappings().all()
@@ -101,6 +112,18 @@ class OutboxStore:
             result = await connection.execute(self._fetch, parameters)
             rows = result.mappings().all()
             await connection.rollback()
+        return rows
+
+    async def _fetch_natively(
+        self, connection: AsyncConnection, parameters: dict[str, Any]
+    ) -> Sequence[OutboxRow]:
+        driver: Any = (await connection.get_raw_connection()).driver_connection
+        arguments = [parameters[name] for name in self._fetch_order]
+        try:
+            rows: Sequence[OutboxRow] = await driver.fetch(self._fetch_sql, *arguments)
+        except Exception as exc:
+            # What SQLAlchemy would raise: the relay retries database errors with backoff.
+            raise DBAPIError(self._fetch_sql, arguments, exc) from exc
         return rows
 
     async def mark_published(self, positions: list[int], retention: Retention) -> None:
