@@ -269,18 +269,23 @@ def decode_binary(
         raise DecodeError(f"headers must be a mapping, got {type(headers).__name__}")
     attributes: dict[str, Any] = {}
     lowered = prefix.lower()
+    skip = len(lowered)
+    # Per header of every delivery: plain str names and values take the short way.
     for raw_name, value in headers.items():
-        if isinstance(raw_name, bytes | bytearray):
-            raw_name = bytes(raw_name).decode("utf-8", "replace")
-        if not isinstance(raw_name, str) or value is None:
+        if type(raw_name) is not str:
+            if isinstance(raw_name, bytes | bytearray):
+                raw_name = bytes(raw_name).decode("utf-8", "replace")
+            elif not isinstance(raw_name, str):
+                continue
+        if value is None:
             continue
         key = raw_name.lower()
         if key.startswith(lowered):
-            name = key[len(lowered) :]
-            value = _text(value, raw_name)
-            attributes[name] = _percent_decoded(value, raw_name) if percent_decode else value
+            if type(value) is not str:
+                value = _text(value, raw_name)
+            attributes[key[skip:]] = _percent_decoded(value, raw_name) if percent_decode else value
         elif key == "content-type":
-            attributes["datacontenttype"] = _text(value, raw_name)
+            attributes["datacontenttype"] = value if type(value) is str else _text(value, raw_name)
     if not text.strip():
         return _from_attributes(attributes, b"null")
     try:
@@ -332,7 +337,7 @@ def _version(value: Any) -> int:
 
 def _loads(text: str) -> Any:
     """Strict JSON: no ``NaN``/``Infinity`` and no numbers too large for a float."""
-    return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+    return _STRICT_JSON.decode(text)
 
 
 def _reject_constant(name: str) -> NoReturn:
@@ -344,6 +349,10 @@ def _finite_float(literal: str) -> float:
     if not math.isfinite(value):
         raise DecodeError(f"number {literal[:40]!r} is out of range")
     return value
+
+
+# Built once, like _COMPACT_JSON: json.loads with hooks constructs a decoder per call.
+_STRICT_JSON = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
 
 
 def _utf8_text(body: object, max_bytes: int) -> str:
