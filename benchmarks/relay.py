@@ -299,6 +299,12 @@ async def remove_broker_state(name: str, url: str) -> None:
         client = Redis.from_url(url.split("?")[0])
         await client.delete("tidings:bench")
         await client.aclose()
+    elif name == "rabbitmq":
+        import aio_pika
+
+        connection = await aio_pika.connect(url.split("?")[0])
+        await (await connection.channel()).exchange_delete("tidings.bench")
+        await connection.close()
 
 
 async def measure_broker(
