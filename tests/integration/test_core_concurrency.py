@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import ClassVar
 
 import pytest
 from sqlalchemy import Column, MetaData, String, Table, insert, select
+from sqlalchemy.orm import registry
 
 from tests.conftest import ContextFactory
 from tidings import BoundedContext, DomainEvent, DomainEventHandler, IntegrationEvent
@@ -135,3 +139,72 @@ async def test_a_hundred_asyncio_tasks_leave_exactly_one_outbox_row_per_commit(
     assert len(committed) == sum(not _must_roll_back(n) for n in range(TASKS))
     assert sorted(_outbox_keys(reader)) == sorted(committed)
     assert _account_ids(reader) == committed
+
+
+# -- per-aggregate order of outbox positions ---------------------------------------------
+prices = Table(
+    "concurrency_prices",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("price", String(20), nullable=False),
+)
+
+
+class Price:
+    """An aggregate mapped by the ORM: its UPDATE waits in the session until flush."""
+
+    id: str
+    price: str
+
+
+registry().map_imperatively(Price, prices)
+
+
+class PriceChangedIntegrationEvent(IntegrationEvent):
+    event_type: ClassVar[str] = "tests.concurrency.price-changed"
+
+    product_id: str
+    price: str
+
+
+def test_outbox_positions_of_one_aggregate_follow_commit_order(
+    postgres_url: str, make_context: ContextFactory
+) -> None:
+    context = make_context(postgres_url, name="prices")
+    metadata.create_all(context.engine)
+    with context.engine.begin() as connection:
+        connection.execute(prices.delete())
+        connection.execute(insert(prices).values(id="lamp", price="10"))
+    first_published, second_flushed = threading.Event(), threading.Event()
+
+    def change_price(price: str, *, first: bool) -> None:
+        with context.transaction() as session:
+            session.get_one(Price, "lamp").price = price
+            context.integration_events.publish(
+                PriceChangedIntegrationEvent(product_id="lamp", price=price)
+            )
+            if first:
+                # Published first, but its commit must wait for the other's row lock.
+                first_published.set()
+                assert second_flushed.wait(10)
+            else:
+                assert first_published.wait(10)
+                session.flush()  # takes the row lock
+                second_flushed.set()
+                time.sleep(0.5)  # the first transaction reaches its commit meanwhile
+
+    with ThreadPoolExecutor(2) as pool:
+        runs = [
+            pool.submit(change_price, "11", first=True),
+            pool.submit(change_price, "12", first=False),
+        ]
+        for run in runs:
+            run.result(timeout=30)
+
+    with context.engine.connect() as connection:
+        final = connection.execute(select(prices.c.price)).scalar_one()
+        published = connection.execute(select(outbox.c.payload).order_by(outbox.c.position))
+        last_published = json.loads(published.scalars().all()[-1])["price"]
+    # The relay sends in position order: the last event must carry the committed price.
+    assert final == "11"
+    assert last_published == final

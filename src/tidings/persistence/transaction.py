@@ -81,10 +81,6 @@ class ContextRuntime:
                 producer.publish(event)
         session: Session = uow.session
         writes, work = self._pending_writes(uow)
-        if writes:
-            # Aggregate changes first: their row locks order concurrent transactions on
-            # one aggregate, so its outbox positions follow commit order (see _pending_writes).
-            session.flush()
         for statement, params in writes:
             session.execute(statement, params)
         session.commit()
@@ -141,8 +137,6 @@ class ContextRuntime:
                 await producer.publish(event)
         session: AsyncSession = uow.async_session
         writes, work = self._pending_writes(uow)
-        if writes:
-            await session.flush()
         for statement, params in writes:
             await session.execute(statement, params)
         await session.commit()
@@ -191,11 +185,12 @@ class ContextRuntime:
     def _pending_writes(self, uow: UnitOfWork) -> tuple[list[tuple[Any, Any]], list[PendingWork]]:
         """The outbox and publication-log inserts, written last in the transaction.
 
-        Outbox positions come from a sequence at insert time. Written after the session
-        flushed the aggregates' changes, a transaction changing an aggregate that a
-        concurrent one has changed first waits for that one's commit before it takes
-        its positions: per aggregate (partition key), positions follow commit order
-        and the relay delivers the last committed state last.
+        Outbox positions come from a sequence at insert time. The session autoflushes
+        the aggregates' changes before executing these inserts, so a transaction
+        changing an aggregate that a concurrent one has changed first waits for that
+        one's commit before it takes its positions: per aggregate (partition key),
+        positions follow commit order and the relay delivers the last committed state
+        last (tests/integration/test_core_concurrency.py).
         """
         writes: list[tuple[Any, Any]] = []
         if uow.outbox:
