@@ -4,12 +4,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import pytest
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka.partitioner import DefaultPartitioner
 
 from tests.integration.transports import conformance
 from tests.services import require
@@ -126,6 +129,55 @@ async def test_messages_follow_the_cloudevents_kafka_binary_binding(
     assert headers["ce_specversion"] == b"1.0"
     assert headers["content-type"] == b"application/json"
     assert record.value == event.data_json
+
+
+async def read_topic(transport: KafkaTransport, count: int) -> list[ConsumerRecord[bytes, bytes]]:
+    """The first ``count`` records of the transport's topic, in each partition's order."""
+    consumer = AIOKafkaConsumer(
+        transport.options.topic,
+        bootstrap_servers=transport.options.bootstrap_servers,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    records: list[ConsumerRecord[bytes, bytes]] = []
+    try:
+        async with asyncio.timeout(60):
+            while len(records) < count:
+                for batch in (await consumer.getmany(timeout_ms=1000)).values():
+                    records.extend(batch)
+    finally:
+        await consumer.stop()
+    return records
+
+
+async def test_each_key_lands_on_the_partition_kafkas_default_partitioner_picks(
+    transport: KafkaTransport,
+) -> None:
+    # Other producers of the topic (Java, aiokafka's send) must agree on where a key
+    # lives, or its events would lose their order across producers.
+    events = conformance.make_events(200, 40, "test.partitioning", "src")
+    await transport.publish_batch("src", events)
+    records = await read_topic(transport, len(events))
+    partitions = sorted(await transport.producer.partitions_for(transport.options.topic))
+    assert len(partitions) == 4
+    for record in records:
+        assert record.key is not None
+        assert record.partition == DefaultPartitioner()(record.key, partitions, partitions)
+
+
+async def test_a_batch_larger_than_one_record_batch_keeps_its_order(
+    transport: KafkaTransport,
+) -> None:
+    # 600 events of ~2 kB on one key: several of the producer's 256 kB record batches.
+    events = [
+        replace(event, data_json=json.dumps({"seq": i, "padding": "x" * 2000}).encode())
+        for i, event in enumerate(conformance.make_events(600, 1, "test.large", "src"))
+    ]
+    await transport.publish_batch("src", events)
+    records = await read_topic(transport, len(events))
+    assert [dict(record.headers)["ce_id"].decode() for record in records] == [
+        event.id for event in events
+    ]
 
 
 async def test_an_unreachable_broker_is_a_transport_error_within_seconds() -> None:

@@ -15,7 +15,7 @@ from tests.integration.transports import conformance
 from tests.services import require
 from tidings.contracts.cloudevents import decode_structured
 from tidings.domain.ids import uuid7
-from tidings.transports import TransportError, open_transport
+from tidings.transports import PublishNotConfirmedError, TransportError, open_transport
 from tidings.transports.redis import RedisTransport
 
 
@@ -122,3 +122,31 @@ async def test_an_unreachable_server_is_a_transport_error_within_seconds() -> No
                 events = conformance.make_events(1, 1, "test.unreachable", "src")
                 await transport.publish_batch("src", events)
     assert time.monotonic() - started < 15
+
+
+async def test_a_server_that_forgot_the_publish_script_is_given_it_again(
+    transport: RedisTransport,
+) -> None:
+    first, second = conformance.make_events(2, 1, "test.flushed", "src")
+    await transport.publish_batch("src", [first])
+    await transport.client.script_flush()  # what a restarted server has forgotten too
+    await transport.publish_batch("src", [second])
+    entries = await transport.client.xrange(transport.options.stream)
+    assert [decode_structured(fields[b"body"]).id for _, fields in entries] == [
+        first.id,
+        second.id,
+    ]
+
+
+async def test_a_key_that_is_not_a_stream_fails_the_batch_naming_the_key() -> None:
+    key = f"tidings:test:{uuid7().hex}"
+    async with open_transport(f"{require('redis')}?stream={key}") as transport:
+        assert isinstance(transport, RedisTransport)
+        await transport.client.set(key, "not a stream")
+        try:
+            with pytest.raises(PublishNotConfirmedError, match="is a stream"):
+                await transport.publish_batch(
+                    "src", conformance.make_events(3, 1, "test.wrong", "src")
+                )
+        finally:
+            await transport.client.delete(key)
