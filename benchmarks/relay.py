@@ -309,6 +309,15 @@ async def remove_broker_state(name: str, url: str) -> None:
         connection = await aio_pika.connect(url.split("?")[0])
         await (await connection.channel()).exchange_delete("tidings.bench")
         await connection.close()
+    elif name == "kafka":
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        admin = AIOKafkaAdminClient(bootstrap_servers="127.0.0.1:9092")
+        await admin.start()
+        try:
+            await admin.delete_topics(["tidings.bench"])
+        finally:
+            await admin.close()
 
 
 async def measure_broker(

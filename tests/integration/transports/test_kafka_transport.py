@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import time
@@ -12,6 +13,7 @@ from dataclasses import replace
 
 import pytest
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.partitioner import DefaultPartitioner
 
 from tests.integration.transports import conformance
@@ -33,6 +35,12 @@ async def transport() -> AsyncIterator[KafkaTransport]:
     assert isinstance(opened, KafkaTransport)
     async with opened:
         yield opened
+    # Tansu keeps topics in memory until it stops: remove this one, best effort.
+    admin = AIOKafkaAdminClient(bootstrap_servers=opened.options.bootstrap_servers)
+    with contextlib.suppress(Exception):
+        await admin.start()
+        await admin.delete_topics([topic])
+    await admin.close()
 
 
 def closed_port() -> int:
