@@ -276,8 +276,10 @@ class NatsTransport(Transport):
             while True:
                 try:
                     batch = await subscription.fetch(self.options.prefetch, timeout=_FETCH_WAIT)
-                except nats.errors.TimeoutError:
-                    continue  # nothing new: ask again
+                except TimeoutError:
+                    # Nothing new: ask again. nats-py raises its own TimeoutError or,
+                    # when its no-wait probe used up the deadline, asyncio's.
+                    continue
                 except _BROKER_ERRORS as exc:
                     raise TransportError(
                         f"fetching from consumer {durable!r} on NATS at {self._where} "
