@@ -14,6 +14,8 @@ For every delivery:
    it (per-key order); other keys go on.
 5. Acknowledgement happens after commit: a crash in between redelivers, and the inbox
    absorbs the duplicate.
+6. A lost broker connection is not the events' fault: the consumer backs off,
+   reconnects and subscribes again; the broker redelivers what was not acknowledged.
 
 Run it as ``tidings consume APP`` or embedded::
 
@@ -54,7 +56,7 @@ from tidings.errors import (
     MessageTooLargeError,
     UnknownContractError,
 )
-from tidings.transports.base import Delivery, Transport
+from tidings.transports.base import Delivery, Transport, TransportError
 from tidings.transports.registry import open_transport
 
 if TYPE_CHECKING:
@@ -80,6 +82,7 @@ class ConsumerStats:
     ignored: int = 0
     retries: int = 0
     batches: int = 0
+    reconnects: int = 0
 
 
 @dataclass(slots=True)
@@ -103,7 +106,8 @@ class Consumer:
         process of one context shares the work (competing consumers) while every
         other context gets its own copy (fan-out).
     :param immediate_retries: retries at once before backing off.
-    :param retry: backoff between delayed retries.
+    :param retry: backoff between delayed retries, and between reconnection attempts
+        while the broker is unreachable.
     :param max_attempts: attempts in all before an event is dead-lettered.
     :param unknown_types: dead-letter (default) or ignore unreadable types/versions.
     :param batch_size: most events handled in one transaction.
@@ -169,28 +173,64 @@ class Consumer:
             await self.transport.close()
 
     async def run(self) -> None:
-        """Consume until :meth:`stop`."""
+        """Consume until :meth:`stop`; survives broker outages.
+
+        When the broker cannot be reached or the connection is lost, the consumer backs
+        off (``retry``), reconnects and subscribes again. What it had received but not
+        acknowledged comes back from the broker, and the inbox skips what it had
+        already handled.
+        """
         if not self.subscriptions:
             raise ConfigurationError(
                 f"context {self.context.name!r} subscribes no IntegrationEventHandler; "
                 "ctx.subscribe(handler) with handle(self, event: SomeIntegrationEvent)"
             )
-        await self.transport.connect()
         self._running = True
+        failures = 0
         try:
-            await self.transport.declare_subscription(self.group, self.subscriptions.event_types)
-            await self._consume(
-                self.transport.subscribe_batches(
-                    self.group, self.subscriptions.event_types, self.batch_size
-                )
-            )
+            while not self._stopping.is_set():
+                batches_before = self.stats.batches
+                try:
+                    await self._subscribe_and_consume()
+                    return
+                except TransportError as error:
+                    # Counted from 1 again once batches went through since the last loss.
+                    failures = 1 if self.stats.batches > batches_before else failures + 1
+                    await self._lost_broker(error, self.retry.delay(failures))
         finally:
-            for lane in list(self._lanes):
-                lane.cancel()
+            await self._abandon_blocked_keys()
             self._running = False
             await self._drop_connection()
             with contextlib.suppress(Exception):
                 await self.transport.close()
+
+    async def _subscribe_and_consume(self) -> None:
+        await self.transport.connect()
+        await self.transport.declare_subscription(self.group, self.subscriptions.event_types)
+        await self._consume(
+            self.transport.subscribe_batches(
+                self.group, self.subscriptions.event_types, self.batch_size
+            )
+        )
+
+    async def _lost_broker(self, error: TransportError, delay: float) -> None:
+        self.stats.reconnects += 1
+        logger.warning(
+            "%s: the broker is unreachable (%s); reconnecting in %.2fs", self.group, error, delay
+        )
+        # Their deliveries belonged to the lost connection: the broker sends them again.
+        await self._abandon_blocked_keys()
+        with contextlib.suppress(Exception):
+            await self.transport.close()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), delay)
+
+    async def _abandon_blocked_keys(self) -> None:
+        lanes = list(self._lanes)
+        for lane in lanes:
+            lane.cancel()
+        await asyncio.gather(*lanes, return_exceptions=True)
+        self._blocked.clear()
 
     async def _consume(self, batches: AsyncIterator[list[Delivery]]) -> None:
         stop = asyncio.ensure_future(self._stopping.wait())
@@ -411,6 +451,10 @@ class Consumer:
                     continue
                 await item.delivery.ack()
                 queue.popleft()
+        except TransportError:
+            # The connection is gone: run() reconnects, and the broker sends this key's
+            # unacknowledged events again.
+            return
         finally:
             self._blocked.pop(key, None)
 

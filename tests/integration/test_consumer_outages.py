@@ -1,0 +1,84 @@
+"""The consumer on a bad day: its broker connection is cut in the middle of a stream.
+
+It backs off, reconnects and goes on by itself. What it had received but not
+acknowledged comes back from the broker, and the inbox keeps each effect single.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from tests.services import SERVICES
+from tests.support import consumer_app, relay_brokers
+from tests.support.consumer_infra import (
+    effect_counts,
+    new_tag,
+    postgres_database,
+    price_changed,
+    running,
+    wait_until,
+)
+from tests.support.tcp_proxy import TcpProxy
+from tidings.application.retry import RetryPolicy
+from tidings.consumer import Consumer
+from tidings.transports import open_transport
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+EVENTS = 3000
+CUT_SECONDS = 3.0
+# Options that make a cut connection noticed within seconds, per transport kind.
+_QUICK_FAILURE = {
+    "rabbitmq": "&connect_timeout=1",
+    "nats": "&connect_timeout=1",
+    "redis": "&block_ms=200",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(_QUICK_FAILURE))
+async def test_a_consumer_cut_off_from_its_broker_reconnects_and_leaves_one_effect_per_event(
+    kind: str,
+) -> None:
+    tag = new_tag()
+    name = f"basket_{tag}"
+    host, port, _ = SERVICES[kind]
+    direct = relay_brokers.broker_url(kind, tag, Path())
+    events = [price_changed(f"product-{i % 20}", i) for i in range(EVENTS)]
+    with postgres_database(tag) as database_url:
+        async with TcpProxy(host, port) as proxy:
+            through_proxy = direct.replace(f":{port}", f":{proxy.port}", 1) + _QUICK_FAILURE[kind]
+            context = consumer_app.build_basket(database_url, through_proxy, name)
+            consumer = Consumer(context, retry=RetryPolicy(initial_delay=0.05, max_delay=0.5))
+            try:
+                async with open_transport(direct) as producer:
+                    await producer.declare_subscription(name, consumer.subscriptions.event_types)
+                    async with running(consumer):
+                        await producer.publish_batch("catalog", events[: EVENTS // 2])
+                        await wait_until(
+                            lambda: effect_counts(context.engine)[0] >= EVENTS // 10,
+                            what="the first effects",
+                        )
+                        await proxy.cut()
+                        await producer.publish_batch("catalog", events[EVENTS // 2 :])
+                        await asyncio.sleep(CUT_SECONDS)
+                        await proxy.restore()
+                        await wait_until(
+                            lambda: effect_counts(context.engine)[1] >= EVENTS,
+                            timeout=120,
+                            what=f"an effect for each of the {EVENTS} events",
+                        )
+                stats, counts = consumer.stats, effect_counts(context.engine)
+            finally:
+                await context.adispose()
+                await relay_brokers.remove(kind, tag, [name])
+
+    print(
+        f"{kind}: {stats.reconnects} reconnects, {stats.handled} handled, "
+        f"{stats.duplicates} duplicates skipped, {proxy.accepted} connections through the proxy"
+    )
+    assert counts == (EVENTS, EVENTS)
+    assert stats.dead_lettered == 0
+    assert proxy.accepted >= 2  # it did connect again
