@@ -1,7 +1,9 @@
-"""The consumer on a bad day: its broker connection is cut in the middle of a stream.
+"""The consumer on a bad day: its broker connection is cut, or its database restarts,
+in the middle of a stream.
 
 It backs off, reconnects and goes on by itself. What it had received but not
-acknowledged comes back from the broker, and the inbox keeps each effect single.
+acknowledged comes back from the broker, and the inbox keeps each effect single. An
+outage is nobody's fault: no event is dead-lettered because of it.
 """
 
 from __future__ import annotations
@@ -14,13 +16,17 @@ import pytest
 from tests.services import SERVICES
 from tests.support import consumer_app, relay_brokers
 from tests.support.consumer_infra import (
+    dead_letter_reasons,
     effect_counts,
     new_tag,
     postgres_database,
     price_changed,
+    rabbitmq_url,
+    remove_rabbitmq,
     running,
     wait_until,
 )
+from tests.support.postgres_restart import needs_pg_ctlcluster, restart_postgres
 from tests.support.tcp_proxy import TcpProxy
 from tidings.application.retry import RetryPolicy
 from tidings.consumer import Consumer
@@ -82,3 +88,38 @@ async def test_a_consumer_cut_off_from_its_broker_reconnects_and_leaves_one_effe
     assert counts == (EVENTS, EVENTS)
     assert stats.dead_lettered == 0
     assert proxy.accepted >= 2  # it did connect again
+
+
+@needs_pg_ctlcluster
+async def test_a_consumer_whose_database_restarts_waits_for_it_and_dead_letters_nothing() -> None:
+    tag = new_tag()
+    name = f"basket_{tag}"
+    events = [price_changed(f"product-{i % 20}", i) for i in range(EVENTS)]
+    with postgres_database(tag) as database_url:
+        context = consumer_app.build_basket(database_url, rabbitmq_url(tag), name)
+        consumer = Consumer(context, retry=RetryPolicy(initial_delay=0.05, max_delay=0.5))
+        try:
+            async with open_transport(context.broker_url) as producer:
+                await producer.declare_subscription(name, consumer.subscriptions.event_types)
+                async with running(consumer):
+                    await producer.publish_batch("catalog", events)
+                    await wait_until(
+                        lambda: effect_counts(context.engine)[0] >= EVENTS // 10,
+                        what="the first effects",
+                    )
+                    await asyncio.to_thread(restart_postgres)
+                    await wait_until(
+                        lambda: effect_counts(context.engine)[1] >= EVENTS,
+                        timeout=120,
+                        what=f"an effect for each of the {EVENTS} events",
+                    )
+            stats, counts = consumer.stats, effect_counts(context.engine)
+            reasons = dead_letter_reasons(context.engine)
+        finally:
+            await context.adispose()
+            await remove_rabbitmq(tag, [name])
+
+    print(f"postgres restart: {stats}")
+    assert counts == (EVENTS, EVENTS)
+    assert not reasons
+    assert stats.dead_lettered == 0

@@ -7,7 +7,6 @@ committing), and delivers every one of them once the service is back.
 from __future__ import annotations
 
 import asyncio
-import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import pytest
 from tests.integration.transports.conformance import collect
 from tests.services import SERVICES, require
 from tests.support import relay_app, relay_brokers
+from tests.support.postgres_restart import needs_pg_ctlcluster, restart_postgres
 from tests.support.tcp_proxy import TcpProxy
 from tidings.application.retry import RetryPolicy
 from tidings.contracts.cloudevents import CloudEvent
@@ -115,21 +115,7 @@ async def test_the_relay_backs_off_while_the_broker_is_unreachable_then_delivers
     assert left == 0
 
 
-def restart_postgres() -> None:
-    cluster = subprocess.run(["ls", "/etc/postgresql"], capture_output=True, text=True)
-    version = cluster.stdout.split()[0]
-    subprocess.run(
-        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"],
-        check=True,
-        timeout=120,
-        capture_output=True,
-    )
-
-
-@pytest.mark.skipif(
-    subprocess.run(["which", "pg_ctlcluster"], capture_output=True).returncode != 0,
-    reason="restarting PostgreSQL needs pg_ctlcluster on this machine",
-)
+@needs_pg_ctlcluster
 async def test_the_relay_reconnects_after_postgresql_restarts_and_loses_nothing(
     postgres_url: str, tmp_path: Path
 ) -> None:

@@ -40,6 +40,7 @@ def postgres_database(tag: str) -> Iterator[str]:
     admin = create_engine(
         base.set(drivername="postgresql+psycopg", database="postgres"),
         isolation_level="AUTOCOMMIT",
+        pool_pre_ping=True,  # a test may restart PostgreSQL meanwhile
     )
     try:
         with admin.connect() as connection:

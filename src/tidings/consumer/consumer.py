@@ -38,6 +38,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tidings.application.retry import RetryPolicy
@@ -64,6 +65,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("tidings.consumer")
 
+_PROBE = text("SELECT 1")
+_PROBE_TIMEOUT = 5.0
+
 
 class UnknownTypes(StrEnum):
     """What to do with a message whose (type, version) no handler can read."""
@@ -83,6 +87,16 @@ class ConsumerStats:
     retries: int = 0
     batches: int = 0
     reconnects: int = 0
+    database_outages: int = 0
+
+
+class _HandlerFailed(Exception):
+    """A handler raised inside a micro-batch: the failure belongs to ``item``."""
+
+    def __init__(self, item: _Item, error: Exception) -> None:
+        super().__init__(f"{item.event.type} {item.event.id}: {error!r}")
+        self.item = item
+        self.error = error
 
 
 @dataclass(slots=True)
@@ -272,8 +286,15 @@ class Consumer:
         self.stats.batches += 1
         try:
             await self._handle_together(items)
-        except Exception:
+        except Exception as failure:
             await self._drop_connection()
+            failed, error = (
+                (failure.item, failure.error)
+                if isinstance(failure, _HandlerFailed)
+                else (None, failure)
+            )
+            if not await self._charge(failed, error):  # the failed item's first attempt
+                return  # stopped while the database was away: all delivered again
             for item in items:
                 blocked = self._blocked.get(item.key)
                 if blocked is not None:
@@ -359,8 +380,7 @@ class Consumer:
                     try:
                         await self._run_handlers(session, item)
                     except Exception as error:
-                        self._note_failure(item, error)  # its first attempt
-                        raise
+                        raise _HandlerFailed(item, error) from error
         # Counted once committed: a failed batch is handled again one by one.
         self.stats.handled += len(fresh)
         self.stats.duplicates += len(items) - len(fresh)
@@ -417,7 +437,8 @@ class Consumer:
             try:
                 await self._handle_once(item)
             except Exception as error:
-                self._note_failure(item, error)
+                if not await self._charge(item, error):
+                    return  # stopped: unacknowledged, so delivered again
                 continue
             await item.delivery.ack()
             return
@@ -444,7 +465,8 @@ class Consumer:
                 try:
                     await self._handle_once(item)
                 except Exception as error:
-                    self._note_failure(item, error)
+                    if not await self._charge(item, error):
+                        return
                     if item.failures >= self.max_attempts:
                         await self._give_up(item)
                         queue.popleft()
@@ -463,6 +485,46 @@ class Consumer:
         if connection is not None:
             with contextlib.suppress(Exception):
                 await connection.close()
+
+    async def _charge(self, item: _Item | None, error: BaseException) -> bool:
+        """Count a failed attempt against ``item``, unless the database was unreachable.
+
+        An outage is not the event's fault: then nothing is counted, and the consumer
+        waits for the database before it goes on, so that a restart never sends healthy
+        events to the dead letters. False if the consumer was stopped meanwhile.
+        """
+        if await self._database_reachable():
+            if item is not None:
+                self._note_failure(item, error)
+            return True
+        return await self._wait_for_database(error)
+
+    async def _database_reachable(self) -> bool:
+        try:
+            async with asyncio.timeout(_PROBE_TIMEOUT):
+                async with self.context.async_engine.connect() as connection:
+                    await connection.execute(_PROBE)
+        except Exception:
+            return False
+        return True
+
+    async def _wait_for_database(self, error: BaseException) -> bool:
+        self.stats.database_outages += 1
+        logger.warning(
+            "%s: the database is unreachable (%r); waiting for it, nothing is counted "
+            "against the events meanwhile",
+            self.group,
+            error,
+        )
+        attempt = 0
+        while not self._stopping.is_set():
+            attempt += 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.retry.delay(attempt))
+            if await self._database_reachable():
+                logger.warning("%s: the database is back; going on", self.group)
+                return True
+        return False
 
     def _note_failure(self, item: _Item, error: BaseException) -> None:
         item.failures += 1
