@@ -15,18 +15,24 @@ import pytest
 
 from tests.services import SERVICES
 from tests.support import consumer_app, relay_brokers
+from tests.support.consumer_app import PRICE_CHANGED
 from tests.support.consumer_infra import (
     dead_letter_reasons,
     effect_counts,
     new_tag,
     postgres_database,
     price_changed,
+    publish_raw_rabbitmq,
     rabbitmq_url,
     remove_rabbitmq,
     running,
     wait_until,
 )
-from tests.support.postgres_restart import needs_pg_ctlcluster, restart_postgres
+from tests.support.postgres_restart import (
+    needs_pg_ctlcluster,
+    postgres_stopped,
+    restart_postgres,
+)
 from tests.support.tcp_proxy import TcpProxy
 from tidings.application.retry import RetryPolicy
 from tidings.consumer import Consumer
@@ -123,3 +129,48 @@ async def test_a_consumer_whose_database_restarts_waits_for_it_and_dead_letters_
     assert counts == (EVENTS, EVENTS)
     assert not reasons
     assert stats.dead_lettered == 0
+
+
+@needs_pg_ctlcluster
+async def test_a_poison_message_arriving_while_the_database_is_down_is_kept_once_it_is_back() -> (
+    None
+):
+    tag = new_tag()
+    name = f"basket_{tag}"
+    good = [price_changed(f"product-{i % 5}", i) for i in range(50)]
+    with postgres_database(tag) as database_url:
+        context = consumer_app.build_basket(database_url, rabbitmq_url(tag), name)
+        consumer = Consumer(context, retry=RetryPolicy(initial_delay=0.05, max_delay=0.5))
+        try:
+            async with open_transport(context.broker_url) as producer:
+                await producer.declare_subscription(name, consumer.subscriptions.event_types)
+                async with running(consumer):
+                    await producer.publish_batch("catalog", good[:10])
+                    await wait_until(
+                        lambda: effect_counts(context.engine)[0] >= 10, what="the first effects"
+                    )
+                    with postgres_stopped():
+                        await publish_raw_rabbitmq(
+                            tag, [(b"{not json", {})], routing_key=PRICE_CHANGED
+                        )
+                        await producer.publish_batch("catalog", good[10:])
+                        await asyncio.sleep(2)  # the consumer meets both while it is down
+                    await wait_until(
+                        lambda: effect_counts(context.engine)[1] >= len(good),
+                        timeout=60,
+                        what="an effect for each good event",
+                    )
+                    await wait_until(
+                        lambda: sum(dead_letter_reasons(context.engine).values()) >= 1,
+                        what="the poison message's dead letter",
+                    )
+            stats, counts = consumer.stats, effect_counts(context.engine)
+            reasons = dead_letter_reasons(context.engine)
+        finally:
+            await context.adispose()
+            await remove_rabbitmq(tag, [name])
+
+    print(f"database down: {stats}, dead letters {dict(reasons)}")
+    assert counts == (len(good), len(good))
+    assert reasons == {"undecodable": 1}
+    assert stats.database_outages >= 1

@@ -36,6 +36,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import text
@@ -561,7 +562,8 @@ class Consumer:
         attempts: int = 1,
         first_failed_at: datetime | None = None,
     ) -> None:
-        await self.dead_letters.add(
+        record = partial(
+            self.dead_letters.add,
             consumer=self.group,
             reason=reason,
             body=delivery.body,
@@ -574,6 +576,17 @@ class Consumer:
             partition_key=None if event is None else event.subject,
             first_failed_at=first_failed_at,
         )
+        while True:
+            try:
+                await record()
+                break
+            except Exception as failure:
+                # The message must be kept, not lost and not a crash: a database that
+                # does not answer is waited for; any other failure is a bug to surface.
+                if await self._database_reachable():
+                    raise
+                if not await self._wait_for_database(failure):
+                    return  # stopped: unacknowledged, so delivered again
         self.stats.dead_lettered += 1
         logger.warning("%s: dead-lettered a message (%s): %s", self.group, reason.value, error)
         await delivery.ack()
