@@ -7,10 +7,14 @@ burst of noise hits both sides alike.
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import json
+import socket
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
+from typing import Any
 
 
 def per_call_seconds(run: Callable[[int], None], iterations: int) -> float:
@@ -79,3 +83,83 @@ def reset_tables(url: str, *names: str) -> None:
             connection.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
         metadata.drop_all(connection)
     engine.dispose()
+
+
+def report_round(label: str, rates: dict[str, float], best: dict[str, float]) -> None:
+    """Keep each side's best rate and print the round: raw, tidings and their ratio."""
+    for side, rate in rates.items():
+        best[side] = max(best[side], rate)
+    print(
+        f"  {label}: raw {rates['raw']:,.0f}/s, tidings {rates['tidings']:,.0f}/s "
+        f"({rates['tidings'] / rates['raw']:.2f})",
+        flush=True,
+    )
+
+
+def reachable(port: int) -> bool:
+    """Whether something listens on 127.0.0.1:``port``."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def reachable_brokers(
+    parser: argparse.ArgumentParser, names: str, brokers: Mapping[str, tuple[str, int]]
+) -> list[tuple[str, str]]:
+    """(name, URL) of each broker in the comma-separated ``names`` that answers.
+
+    An unknown name is a usage error; an unreachable broker is skipped, saying so.
+    """
+    chosen: list[tuple[str, str]] = []
+    for name in [name for name in names.split(",") if name and name != "none"]:
+        if name not in brokers:
+            parser.error(f"unknown broker {name!r}; choose from {', '.join(brokers)}")
+        url, port = brokers[name]
+        if reachable(port):
+            chosen.append((name, url))
+        else:
+            print(f"{name}: unreachable at 127.0.0.1:{port}, skipped")
+    return chosen
+
+
+async def remove_broker_state(url: str, groups: Collection[str]) -> None:
+    """Leave the broker as found: delete the ``groups``' subscriptions, then the stream,
+    key, topic or exchange that the transport ``url`` names."""
+    from tidings.transports import open_transport
+
+    async with open_transport(url) as transport:
+        for group in groups:
+            await transport.delete_subscription(group)
+        options: Any = getattr(transport, "options", None)
+    server = url.split("?")[0]
+    scheme = server.split(":", 1)[0]
+    if scheme == "nats":
+        import nats
+
+        client = await nats.connect(server)
+        with contextlib.suppress(Exception):
+            await client.jetstream().delete_stream(options.stream)
+        await client.close()
+    elif scheme == "redis":
+        from redis.asyncio import Redis
+
+        redis = Redis.from_url(server)
+        await redis.delete(options.stream)
+        await redis.aclose()
+    elif scheme == "amqp":
+        import aio_pika
+
+        connection = await aio_pika.connect(server)
+        await (await connection.channel()).exchange_delete(options.exchange)
+        await connection.close()
+    elif scheme == "kafka":
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=options.bootstrap_servers)
+        await admin.start()
+        try:
+            await admin.delete_topics([options.topic])
+        finally:
+            await admin.close()

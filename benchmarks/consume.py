@@ -36,8 +36,7 @@ from _consume_common import (
     purge_queues,
     remove_queues,
 )
-from _harness import emit, postgres_database, reset_tables
-from relay import reachable
+from _harness import emit, postgres_database, reachable, report_round, reset_tables
 from tidings import BoundedContext
 from tidings.consumer import Consumer
 from tidings.transports import open_transport
@@ -117,12 +116,8 @@ async def measure(url: str, context: BoundedContext, events: int, rounds: int) -
                 rates[side] = events / await tidings_seconds(context, events)
             if effect_rows(url) != events:
                 raise RuntimeError(f"{side}: expected {events} effect rows")
-            best[side] = max(best[side], rates[side])
-        print(
-            f"  round {round_number + 1} (filled 2 x {events:,} in {filled:.0f} s): "
-            f"raw {rates['raw']:,.0f}/s, tidings {rates['tidings']:,.0f}/s "
-            f"({rates['tidings'] / rates['raw']:.2f})",
-            flush=True,
+        report_round(
+            f"round {round_number + 1} (filled 2 x {events:,} in {filled:.0f} s)", rates, best
         )
     await remove_queues(BROKER_URL, GROUP, RAW_QUEUE)
     await context.adispose()

@@ -43,9 +43,8 @@ from _consume_common import (
     purge_queues,
     remove_queues,
 )
-from _harness import emit, postgres_database, reset_tables
+from _harness import emit, postgres_database, reachable, report_round, reset_tables
 from _relay_common import SOURCE, clear_outbox, fill_backlog, make_context, sync_engine
-from relay import reachable
 from relay_latency import RATE, paced_commits, percentiles
 from tidings import BoundedContext
 from tidings.consumer import Consumer
@@ -196,13 +195,7 @@ async def throughput(
             rates[side] = size / seconds
         if round_number < 0:
             continue
-        for side, rate in rates.items():
-            best[side] = max(best[side], rate)
-        print(
-            f"  round {round_number + 1}: raw {rates['raw']:,.0f}/s, tidings "
-            f"{rates['tidings']:,.0f}/s ({rates['tidings'] / rates['raw']:.2f})",
-            flush=True,
-        )
+        report_round(f"round {round_number + 1}", rates, best)
     clear_outbox(out_engine)
     out_engine.dispose()
     return best

@@ -33,13 +33,12 @@ import argparse
 import asyncio
 import contextlib
 import json
-import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from _harness import emit
+from _harness import emit, reachable_brokers, remove_broker_state, report_round
 from tidings.contracts.cloudevents import CloudEvent
 from tidings.transports import open_transport
 from tidings.transports.base import Transport
@@ -73,14 +72,6 @@ def make_events(count: int) -> list[CloudEvent]:
         )
         for i in range(count)
     ]
-
-
-def reachable(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 class Clock:
@@ -183,22 +174,6 @@ async def raw_nats(url: str) -> tuple[RawReader, Callable[[], Awaitable[None]]]:
 
 
 # -- rounds --------------------------------------------------------------------------------
-async def remove_state(name: str, url: str, groups: list[str]) -> None:
-    """Leave the broker as found: no group, stream, topic or key of the benchmark."""
-    async with open_transport(url) as transport:
-        for group in groups:
-            await transport.delete_subscription(group)
-        if name == "redis":
-            await transport.client.delete(transport.options.stream)  # type: ignore[attr-defined]
-    if name == "nats":
-        import nats
-
-        client = await nats.connect("nats://127.0.0.1:4222")
-        with contextlib.suppress(Exception):
-            await client.jetstream().delete_stream("TIDINGS_BENCH_RECEIVE")
-        await client.close()
-
-
 async def measure(name: str, url: str, *, events: int, rounds: int) -> dict[str, float]:
     opener: dict[str, Callable[[str], Awaitable[tuple[RawReader, Any]]]] = {
         "redis": raw_redis,
@@ -228,16 +203,10 @@ async def measure(name: str, url: str, *, events: int, rounds: int) -> dict[str,
                 if round_number % 2:
                     sides.reverse()
                 rates = {side: await run() for side, run in sides}
-                for side, rate in rates.items():
-                    best[side] = max(best[side], rate)
-                print(
-                    f"  {name} round {round_number + 1}: raw {rates['raw']:,.0f}/s, "
-                    f"tidings {rates['tidings']:,.0f}/s ({rates['tidings'] / rates['raw']:.2f})",
-                    flush=True,
-                )
+                report_round(f"{name} round {round_number + 1}", rates, best)
     finally:
         await close()
-        await remove_state(name, url, groups)
+        await remove_broker_state(url, groups)
     return best
 
 
@@ -249,13 +218,7 @@ def main() -> None:
     events = 10_000 if arguments.quick else 50_000
     rounds = 2 if arguments.quick else 3
     figures: dict[str, object] = {}
-    for name in [name for name in arguments.brokers.split(",") if name]:
-        if name not in BROKERS:
-            parser.error(f"unknown broker {name!r}; choose from {', '.join(BROKERS)}")
-        url, port = BROKERS[name]
-        if not reachable(port):
-            print(f"{name}: unreachable at 127.0.0.1:{port}, skipped")
-            continue
+    for name, url in reachable_brokers(parser, arguments.brokers, BROKERS):
         print(f"{name}: {events:,} events x {rounds} rounds", flush=True)
         best = asyncio.run(measure(name, url, events=events, rounds=rounds))
         figures[f"ratio_{name}"] = round(best["tidings"] / best["raw"], 3)

@@ -38,7 +38,6 @@ import asyncio
 import contextlib
 import json
 import resource
-import socket
 import subprocess
 import sys
 import time
@@ -47,7 +46,13 @@ from typing import Any
 
 from sqlalchemy import text
 
-from _harness import emit, postgres_database, reset_tables
+from _harness import (
+    emit,
+    postgres_database,
+    reachable_brokers,
+    remove_broker_state,
+    reset_tables,
+)
 from _relay_common import (
     SOURCE,
     NullTransport,
@@ -77,14 +82,6 @@ BROKERS: dict[str, tuple[str, int]] = {
 TARGETS = {"rabbitmq": 0.9, "nats": 0.8, "redis": 0.8, "kafka": 0.8}
 
 RawPublisher = Callable[[list[CloudEvent]], Awaitable[float]]
-
-
-def reachable(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 # -- raw clients ---------------------------------------------------------------------------
@@ -286,40 +283,6 @@ async def purge(name: str, url: str) -> None:
     # Kafka: appending to a longer log costs the same; nothing to clear.
 
 
-async def remove_broker_state(name: str, url: str) -> None:
-    """Leave the broker as found: no subscription, stream or key of the benchmark."""
-    async with open_transport(url) as transport:
-        await transport.delete_subscription(GROUP)
-    if name == "nats":
-        import nats
-
-        client = await nats.connect("nats://127.0.0.1:4222")
-        with contextlib.suppress(Exception):
-            await client.jetstream().delete_stream("TIDINGS_BENCH")
-        await client.close()
-    elif name == "redis":
-        from redis.asyncio import Redis
-
-        client = Redis.from_url(url.split("?")[0])
-        await client.delete("tidings:bench")
-        await client.aclose()
-    elif name == "rabbitmq":
-        import aio_pika
-
-        connection = await aio_pika.connect(url.split("?")[0])
-        await (await connection.channel()).exchange_delete("tidings.bench")
-        await connection.close()
-    elif name == "kafka":
-        from aiokafka.admin import AIOKafkaAdminClient
-
-        admin = AIOKafkaAdminClient(bootstrap_servers="127.0.0.1:9092")
-        await admin.start()
-        try:
-            await admin.delete_topics(["tidings.bench"])
-        finally:
-            await admin.close()
-
-
 async def measure_broker(
     name: str, url: str, context: Any, *, events: int, rounds: int
 ) -> dict[str, float]:
@@ -465,14 +428,7 @@ def main() -> None:
         emit({})
         return
     figures: dict[str, object] = {}
-    names = [name for name in arguments.brokers.split(",") if name and name != "none"]
-    for name in names:
-        if name not in BROKERS:
-            parser.error(f"unknown broker {name!r}; choose from {', '.join(BROKERS)}")
-        broker_url, port = BROKERS[name]
-        if not reachable(port):
-            print(f"{name}: unreachable at 127.0.0.1:{port}, skipped")
-            continue
+    for name, broker_url in reachable_brokers(parser, arguments.brokers, BROKERS):
         reset_tables(url)
         context = make_context(url)
         print(f"{name}: {events:,} events x {rounds} rounds", flush=True)
@@ -481,7 +437,7 @@ def main() -> None:
                 measure_broker(name, broker_url, context, events=events, rounds=rounds)
             )
         finally:
-            asyncio.run(remove_broker_state(name, broker_url))
+            asyncio.run(remove_broker_state(broker_url, [GROUP]))
         context.dispose()
         ratio = best["relay"] / best["raw"]
         figures[f"ratio_{name}"] = round(ratio, 3)

@@ -22,9 +22,9 @@ import sys
 import time
 from collections.abc import Sequence
 
-from _harness import emit, postgres_database, reset_tables
+from _harness import emit, postgres_database, reachable, remove_broker_state, reset_tables
 from _relay_common import ThingUpdatedIntegrationEvent, Timed, make_context
-from relay import BROKERS, GROUP, purge, reachable, remove_broker_state
+from relay import BROKERS, GROUP, purge
 from tidings.contracts.cloudevents import CloudEvent
 from tidings.outbox import Relay
 from tidings.transports import open_transport
@@ -111,7 +111,7 @@ async def measure(url: str, seconds: float) -> dict[str, float]:
     await relay.stop()
     await running
     await context.adispose()
-    await remove_broker_state("rabbitmq", RABBITMQ_URL)
+    await remove_broker_state(RABBITMQ_URL, [GROUP])
     if len(confirmed) < count:
         raise RuntimeError(f"only {len(confirmed)} of {count} events were confirmed")
     return {
