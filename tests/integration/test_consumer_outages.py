@@ -9,6 +9,10 @@ outage is nobody's fault: no event is dead-lettered because of it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -34,23 +38,58 @@ from tests.support.postgres_restart import (
     restart_postgres,
 )
 from tests.support.tcp_proxy import TcpProxy
+from tidings import BoundedContext
 from tidings.application.retry import RetryPolicy
 from tidings.consumer import Consumer
 from tidings.transports import open_transport
+from tidings.transports.base import Transport
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 EVENTS = 3000
 CUT_SECONDS = 3.0
-# Options that make a cut connection noticed within seconds, per transport kind.
-_QUICK_FAILURE = {
-    "rabbitmq": "&connect_timeout=1",
-    "nats": "&connect_timeout=1",
-    "redis": "&block_ms=200",
-}
 
 
-@pytest.mark.parametrize("kind", sorted(_QUICK_FAILURE))
+@dataclass
+class Basket:
+    """A running basket consumer, its producer and, once it stopped, what it left."""
+
+    context: BoundedContext
+    consumer: Consumer
+    producer: Transport
+    counts: tuple[int, int] = (0, 0)
+    dead_letters: Counter[str] = field(default_factory=Counter)
+
+    async def has_an_effect_per_event(self, events: int, timeout: float = 120) -> None:
+        await wait_until(
+            lambda: effect_counts(self.context.engine)[1] >= events,
+            timeout=timeout,
+            what=f"an effect for each of the {events} events",
+        )
+
+
+@contextlib.asynccontextmanager
+async def consuming_basket(
+    database_url: str, broker_url: str, name: str, *, producer_url: str | None = None
+) -> AsyncIterator[Basket]:
+    """The basket context consuming from ``broker_url`` (published to through
+    ``producer_url``, the same by default) while the block runs; afterwards the
+    consumer has stopped and ``counts`` and ``dead_letters`` hold what it left."""
+    context = consumer_app.build_basket(database_url, broker_url, name)
+    consumer = Consumer(context, retry=RetryPolicy(initial_delay=0.05, max_delay=0.5))
+    try:
+        async with open_transport(producer_url or broker_url) as producer:
+            await producer.declare_subscription(name, consumer.subscriptions.event_types)
+            basket = Basket(context, consumer, producer)
+            async with running(consumer):
+                yield basket
+        basket.counts = effect_counts(context.engine)
+        basket.dead_letters = dead_letter_reasons(context.engine)
+    finally:
+        await context.adispose()
+
+
+@pytest.mark.parametrize("kind", sorted(relay_brokers.CUTTABLE))
 async def test_a_consumer_cut_off_from_its_broker_reconnects_and_leaves_one_effect_per_event(
     kind: str,
 ) -> None:
@@ -61,37 +100,30 @@ async def test_a_consumer_cut_off_from_its_broker_reconnects_and_leaves_one_effe
     events = [price_changed(f"product-{i % 20}", i) for i in range(EVENTS)]
     with postgres_database(tag) as database_url:
         async with TcpProxy(host, port) as proxy:
-            through_proxy = direct.replace(f":{port}", f":{proxy.port}", 1) + _QUICK_FAILURE[kind]
-            context = consumer_app.build_basket(database_url, through_proxy, name)
-            consumer = Consumer(context, retry=RetryPolicy(initial_delay=0.05, max_delay=0.5))
+            proxied = relay_brokers.through_proxy(kind, direct, proxy.port)
             try:
-                async with open_transport(direct) as producer:
-                    await producer.declare_subscription(name, consumer.subscriptions.event_types)
-                    async with running(consumer):
-                        await producer.publish_batch("catalog", events[: EVENTS // 2])
-                        await wait_until(
-                            lambda: effect_counts(context.engine)[0] >= EVENTS // 10,
-                            what="the first effects",
-                        )
-                        await proxy.cut()
-                        await producer.publish_batch("catalog", events[EVENTS // 2 :])
-                        await asyncio.sleep(CUT_SECONDS)
-                        await proxy.restore()
-                        await wait_until(
-                            lambda: effect_counts(context.engine)[1] >= EVENTS,
-                            timeout=120,
-                            what=f"an effect for each of the {EVENTS} events",
-                        )
-                stats, counts = consumer.stats, effect_counts(context.engine)
+                async with consuming_basket(
+                    database_url, proxied, name, producer_url=direct
+                ) as basket:
+                    await basket.producer.publish_batch("catalog", events[: EVENTS // 2])
+                    await wait_until(
+                        lambda: effect_counts(basket.context.engine)[0] >= EVENTS // 10,
+                        what="the first effects",
+                    )
+                    await proxy.cut()
+                    await basket.producer.publish_batch("catalog", events[EVENTS // 2 :])
+                    await asyncio.sleep(CUT_SECONDS)
+                    await proxy.restore()
+                    await basket.has_an_effect_per_event(EVENTS)
             finally:
-                await context.adispose()
                 await relay_brokers.remove(kind, tag, [name])
 
+    stats = basket.consumer.stats
     print(
         f"{kind}: {stats.reconnects} reconnects, {stats.handled} handled, "
         f"{stats.duplicates} duplicates skipped, {proxy.accepted} connections through the proxy"
     )
-    assert counts == (EVENTS, EVENTS)
+    assert basket.counts == (EVENTS, EVENTS)
     assert stats.dead_lettered == 0
     assert proxy.accepted >= 2  # it did connect again
 
@@ -102,32 +134,22 @@ async def test_a_consumer_whose_database_restarts_waits_for_it_and_dead_letters_
     name = f"basket_{tag}"
     events = [price_changed(f"product-{i % 20}", i) for i in range(EVENTS)]
     with postgres_database(tag) as database_url:
-        context = consumer_app.build_basket(database_url, rabbitmq_url(tag), name)
-        consumer = Consumer(context, retry=RetryPolicy(initial_delay=0.05, max_delay=0.5))
         try:
-            async with open_transport(context.broker_url) as producer:
-                await producer.declare_subscription(name, consumer.subscriptions.event_types)
-                async with running(consumer):
-                    await producer.publish_batch("catalog", events)
-                    await wait_until(
-                        lambda: effect_counts(context.engine)[0] >= EVENTS // 10,
-                        what="the first effects",
-                    )
-                    await asyncio.to_thread(restart_postgres)
-                    await wait_until(
-                        lambda: effect_counts(context.engine)[1] >= EVENTS,
-                        timeout=120,
-                        what=f"an effect for each of the {EVENTS} events",
-                    )
-            stats, counts = consumer.stats, effect_counts(context.engine)
-            reasons = dead_letter_reasons(context.engine)
+            async with consuming_basket(database_url, rabbitmq_url(tag), name) as basket:
+                await basket.producer.publish_batch("catalog", events)
+                await wait_until(
+                    lambda: effect_counts(basket.context.engine)[0] >= EVENTS // 10,
+                    what="the first effects",
+                )
+                await asyncio.to_thread(restart_postgres)
+                await basket.has_an_effect_per_event(EVENTS)
         finally:
-            await context.adispose()
             await remove_rabbitmq(tag, [name])
 
+    stats = basket.consumer.stats
     print(f"postgres restart: {stats}")
-    assert counts == (EVENTS, EVENTS)
-    assert not reasons
+    assert basket.counts == (EVENTS, EVENTS)
+    assert not basket.dead_letters
     assert stats.dead_lettered == 0
 
 
@@ -139,38 +161,27 @@ async def test_a_poison_message_arriving_while_the_database_is_down_is_kept_once
     name = f"basket_{tag}"
     good = [price_changed(f"product-{i % 5}", i) for i in range(50)]
     with postgres_database(tag) as database_url:
-        context = consumer_app.build_basket(database_url, rabbitmq_url(tag), name)
-        consumer = Consumer(context, retry=RetryPolicy(initial_delay=0.05, max_delay=0.5))
         try:
-            async with open_transport(context.broker_url) as producer:
-                await producer.declare_subscription(name, consumer.subscriptions.event_types)
-                async with running(consumer):
-                    await producer.publish_batch("catalog", good[:10])
-                    await wait_until(
-                        lambda: effect_counts(context.engine)[0] >= 10, what="the first effects"
-                    )
-                    with postgres_stopped():
-                        await publish_raw_rabbitmq(
-                            tag, [(b"{not json", {})], routing_key=PRICE_CHANGED
-                        )
-                        await producer.publish_batch("catalog", good[10:])
-                        await asyncio.sleep(2)  # the consumer meets both while it is down
-                    await wait_until(
-                        lambda: effect_counts(context.engine)[1] >= len(good),
-                        timeout=60,
-                        what="an effect for each good event",
-                    )
-                    await wait_until(
-                        lambda: sum(dead_letter_reasons(context.engine).values()) >= 1,
-                        what="the poison message's dead letter",
-                    )
-            stats, counts = consumer.stats, effect_counts(context.engine)
-            reasons = dead_letter_reasons(context.engine)
+            async with consuming_basket(database_url, rabbitmq_url(tag), name) as basket:
+                await basket.producer.publish_batch("catalog", good[:10])
+                await wait_until(
+                    lambda: effect_counts(basket.context.engine)[0] >= 10,
+                    what="the first effects",
+                )
+                with postgres_stopped():
+                    await publish_raw_rabbitmq(tag, [(b"{not json", {})], routing_key=PRICE_CHANGED)
+                    await basket.producer.publish_batch("catalog", good[10:])
+                    await asyncio.sleep(2)  # the consumer meets both while it is down
+                await basket.has_an_effect_per_event(len(good), timeout=60)
+                await wait_until(
+                    lambda: sum(dead_letter_reasons(basket.context.engine).values()) >= 1,
+                    what="the poison message's dead letter",
+                )
         finally:
-            await context.adispose()
             await remove_rabbitmq(tag, [name])
 
-    print(f"database down: {stats}, dead letters {dict(reasons)}")
-    assert counts == (len(good), len(good))
-    assert reasons == {"undecodable": 1}
+    stats = basket.consumer.stats
+    print(f"database down: {stats}, dead letters {dict(basket.dead_letters)}")
+    assert basket.counts == (len(good), len(good))
+    assert basket.dead_letters == {"undecodable": 1}
     assert stats.database_outages >= 1

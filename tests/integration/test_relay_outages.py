@@ -46,17 +46,7 @@ def count_published(transport: Transport, threshold: int) -> asyncio.Event:
     return reached
 
 
-# Options that make a cut connection noticed within seconds, per transport kind.
-_QUICK_FAILURE = {
-    "rabbitmq": "&connect_timeout=1&confirm_timeout=5",
-    "nats": "&connect_timeout=1&confirm_timeout=5",
-    "redis": "",
-}
-
-
-# Kafka is not here: its clients reconnect to the addresses the broker advertises,
-# which a proxy in front of the bootstrap address does not cover.
-@pytest.mark.parametrize("kind", sorted(_QUICK_FAILURE))
+@pytest.mark.parametrize("kind", sorted(relay_brokers.CUTTABLE))
 async def test_the_relay_backs_off_while_the_broker_is_unreachable_then_delivers_everything(
     postgres_url: str, kind: str
 ) -> None:
@@ -70,9 +60,7 @@ async def test_the_relay_backs_off_while_the_broker_is_unreachable_then_delivers
         async with TcpProxy(host, port) as proxy, open_transport(direct) as consumer:
             await consumer.declare_subscription(group, {relay_app.EVENT_TYPE})
             await asyncio.to_thread(relay_app.publish_ticks, context, 0, before)
-            through_proxy = open_transport(
-                direct.replace(f":{port}", f":{proxy.port}", 1) + _QUICK_FAILURE[kind]
-            )
+            through_proxy = open_transport(relay_brokers.through_proxy(kind, direct, proxy.port))
             mid_stream = count_published(through_proxy, 1000)
             relay = Relay(
                 context,

@@ -10,7 +10,7 @@ import contextlib
 from collections.abc import Collection
 from pathlib import Path
 
-from tests.services import require
+from tests.services import SERVICES, require
 from tidings.transports.rabbitmq import QUEUE_PREFIX
 
 KINDS = ("memory", "sqlite", "rabbitmq", "nats", "redis", "kafka")
@@ -31,6 +31,23 @@ def broker_url(kind: str, tag: str, directory: Path) -> str:
     if kind == "kafka":
         return f"{require('kafka')}?topic=relaytest.{tag}&partitions=4"
     raise ValueError(f"unknown transport kind {kind!r}")
+
+
+# The kinds a test can cut off through a TcpProxy, with the URL options that make a
+# cut connection noticed within seconds. Kafka is not among them: its clients
+# reconnect to the addresses the broker advertises, which a proxy in front of the
+# bootstrap address does not cover.
+CUTTABLE = {
+    "rabbitmq": "&connect_timeout=1&confirm_timeout=5",
+    "nats": "&connect_timeout=1&confirm_timeout=5",
+    "redis": "&block_ms=200",
+}
+
+
+def through_proxy(kind: str, url: str, proxy_port: int) -> str:
+    """``url`` (of :func:`broker_url`) reaching the broker through a proxy on ``proxy_port``."""
+    _host, port, _url = SERVICES[kind]
+    return url.replace(f":{port}", f":{proxy_port}", 1) + CUTTABLE[kind]
 
 
 async def remove(kind: str, tag: str, groups: Collection[str]) -> None:
