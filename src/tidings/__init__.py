@@ -41,6 +41,7 @@ from tidings.errors import (
     UnknownContractError,
 )
 from tidings.persistence import metadata
+from tidings.system import System
 
 __version__ = "0.1.0"
 
@@ -72,6 +73,7 @@ __all__ = [
     "QueryBus",
     "QueryHandler",
     "RetryPolicy",
+    "System",
     "TidingsError",
     "UnknownContractError",
     "UseCase",
