@@ -157,6 +157,8 @@ class RecalculateRecommendationsOnPutProductOnSale(DomainEventHandler):
 
 
 class PublishUpdatedProductIntegrationEventOnProductPutOnSale(DomainEventHandler):
+    publishes = (ProductUpdatedIntegrationEvent,)
+
     def __init__(self, query_bus: QueryBus, integration_event_producer: IntegrationEventProducer):
         self._query_bus = query_bus
         self._integration_event_producer = integration_event_producer
@@ -172,6 +174,8 @@ class PublishUpdatedProductIntegrationEventOnProductPutOnSale(DomainEventHandler
 
 
 class PublishPriceChangedIntegrationEventOnProductPriceChanged(DomainEventHandler):
+    publishes = (ProductPriceChangedIntegrationEvent,)
+
     def __init__(self, integration_event_producer: IntegrationEventProducer) -> None:
         self._integration_event_producer = integration_event_producer
 

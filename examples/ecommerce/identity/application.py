@@ -21,6 +21,8 @@ class RegisterUser(UseCase):
 
 
 class PublishUserRegisteredIntegrationEventOnUserRegistered(DomainEventHandler):
+    publishes = (UserRegisteredIntegrationEvent,)
+
     def __init__(self, integration_event_producer: IntegrationEventProducer) -> None:
         self._integration_event_producer = integration_event_producer
 

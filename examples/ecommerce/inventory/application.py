@@ -44,6 +44,8 @@ class ReserveStockOnOrderConfirmed(IntegrationEventHandler):
 
 
 class PublishInventoryModifiedOnStockRecalculated(DomainEventHandler):
+    publishes = (InventoryModifiedIntegrationEvent,)
+
     def __init__(self, producer: IntegrationEventProducer) -> None:
         self._producer = producer
 

@@ -56,6 +56,8 @@ class CreateBuyerOnOrderStarted(DomainEventHandler):
 
 
 class PublishOrderConfirmedIntegrationEventOnOrderConfirmed(DomainEventHandler):
+    publishes = (OrderConfirmedIntegrationEvent,)
+
     def __init__(self, repository: Repository, producer: IntegrationEventProducer) -> None:
         self._repository = repository
         self._producer = producer

@@ -24,6 +24,8 @@ class CapturePaymentOnOrderConfirmed(IntegrationEventHandler):
 
 
 class PublishPaymentCompletedOnPaymentCaptured(DomainEventHandler):
+    publishes = (PaymentCompletedIntegrationEvent,)
+
     def __init__(self, producer: IntegrationEventProducer) -> None:
         self._producer = producer
 

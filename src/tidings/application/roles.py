@@ -7,7 +7,7 @@ signature would make a type error. Subscription checks the method instead.
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar, dataclass_transform
+from typing import Any, ClassVar, Generic, TypeVar, dataclass_transform
 
 from tidings.domain.records import FrozenRecord
 
@@ -28,7 +28,13 @@ class DomainEventHandler:
 
     The handled class is read from the annotation once, when the handler is subscribed
     (``ctx.subscribe(handler)``); ``A | B`` handles both. ``handle`` may be ``async def``.
+
+    A handler that publishes integration events names them in ``publishes``, so maps,
+    contract lists and AsyncAPI documents know which context produces which contract.
     """
+
+    #: The IntegrationEvent classes this handler publishes (see ``tidings map``).
+    publishes: ClassVar[tuple[type[Any], ...]] = ()
 
 
 class IntegrationEventHandler:
@@ -42,7 +48,12 @@ class IntegrationEventHandler:
     statement. It must have the effect of calling ``handle`` for each event in turn;
     ``handle`` remains the path for retries, dead-letter replays and events published
     from a handler (``handle_batch`` publishes without a single causing event).
+
+    A handler that publishes integration events in turn names them in ``publishes``.
     """
+
+    #: The IntegrationEvent classes this handler publishes (see ``tidings map``).
+    publishes: ClassVar[tuple[type[Any], ...]] = ()
 
 
 @dataclass_transform(frozen_default=True)
