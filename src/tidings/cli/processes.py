@@ -1,0 +1,90 @@
+"""The long-running commands: ``tidings relay``, ``tidings consume`` and ``tidings run``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from tidings.cli.common import AppArg, BrokerOpt, console, run_until_signalled
+from tidings.cli.loading import load_context
+
+
+def relay(
+    target: AppArg,
+    batch_size: Annotated[int, typer.Option(help="Events per broker batch.")] = 500,
+    retention: Annotated[
+        str, typer.Option(help="What to do with confirmed rows: delete or archive.")
+    ] = "delete",
+    broker: BrokerOpt = None,
+    lease_ttl: Annotated[
+        float,
+        typer.Option(help="Seconds before a standby relay takes over from a silent one."),
+    ] = 10.0,
+) -> None:
+    """Forward the context's outbox to its broker until interrupted (SIGINT/SIGTERM).
+
+    Stops gracefully: the batch in flight is confirmed and marked before exit.
+    """
+    from tidings.outbox.relay import Relay
+    from tidings.transports.registry import open_transport
+
+    context = load_context(target)
+    transport = open_transport(broker) if broker else None
+    worker = Relay(
+        context, transport, batch_size=batch_size, retention=retention, lease_ttl=lease_ttl
+    )
+    console.print(
+        f"relaying [bold]{context.name}[/] from {context.database_url} to "
+        f"{worker.transport.url} (Ctrl-C to stop)"
+    )
+    run_until_signalled(worker.run(), worker.stop)
+    console.print(f"stopped after {worker.stats.published} events")
+
+
+def run_context(
+    target: AppArg,
+    relay_only: Annotated[bool, typer.Option("--relay-only", help="Do not consume.")] = False,
+) -> None:
+    """Run the context's relay and consumer together until interrupted.
+
+    The simplest way to operate a context: one process forwards its outbox, handles
+    the integration events it subscribes to, and completes pending after-commit work.
+    """
+    from tidings.worker import ContextWorker
+
+    context = load_context(target)
+    worker = ContextWorker(context, consume=not relay_only)
+    parts = ["relay"] + (["consumer"] if worker.consumer else [])
+    console.print(f"running {context.name}: {' + '.join(parts)} (Ctrl-C to stop)")
+    run_until_signalled(worker.run(), worker.stop)
+
+
+def consume(
+    target: AppArg,
+    broker: BrokerOpt = None,
+    group: Annotated[
+        str | None, typer.Option(help="Subscription name; defaults to the context's name.")
+    ] = None,
+) -> None:
+    """Run the context's integration event handlers until interrupted (SIGINT/SIGTERM).
+
+    Each event is handled once (inbox), bad input is dead-lettered, failures are
+    retried with backoff; see `tidings dlq --help`.
+    """
+    from tidings.consumer.consumer import Consumer
+    from tidings.transports.registry import open_transport
+
+    context = load_context(target)
+    transport = open_transport(broker) if broker else None
+    worker = Consumer(context, transport, group=group)
+    console.print(
+        f"consuming [bold]{', '.join(sorted(worker.subscriptions.event_types))}[/] for "
+        f"{worker.group} from {worker.transport.url} (Ctrl-C to stop)"
+    )
+    run_until_signalled(worker.run(), worker.stop)
+    stats = worker.stats
+    console.print(
+        f"stopped: {stats.handled} handled, {stats.duplicates} duplicates skipped, "
+        f"{stats.dead_lettered} dead-lettered"
+    )
