@@ -13,6 +13,7 @@ from tidings.cli import demo, lint, processes
 from tidings.cli.common import console, errors
 from tidings.cli.db import db_app
 from tidings.cli.dlq import dlq_app
+from tidings.cli.map import map_command
 from tidings.cli.outbox import outbox_app
 from tidings.errors import TidingsError
 
@@ -31,6 +32,7 @@ app.command()(processes.relay)
 app.command()(demo.demo)
 app.command("run")(processes.run_context)
 app.command()(processes.consume)
+app.command("map")(map_command)
 
 
 def _version(value: bool) -> None:
