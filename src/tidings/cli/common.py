@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import signal
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
@@ -29,6 +27,8 @@ def run_until_signalled(
     main: Coroutine[Any, Any, None], stop: Callable[[], Awaitable[None]]
 ) -> None:
     """Run ``main`` until it ends or SIGINT/SIGTERM calls ``stop`` (a graceful stop)."""
+    import asyncio  # here, not at import: `tidings --help` need not pay for it
+    import signal
 
     async def runner() -> None:
         loop = asyncio.get_running_loop()

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from tidings.cli.common import AppArg, JsonOpt, console, errors, then_dispose
 from tidings.cli.loading import load_context
@@ -33,6 +31,10 @@ def dlq_list(
     as_json: JsonOpt = False,
 ) -> None:
     """Dead letters of the context, oldest first, with their reasons."""
+    import asyncio
+
+    from rich.table import Table
+
     context, consumer = _dead_letters(target)
     letters = asyncio.run(then_dispose(context, consumer.dead_letters.list(consumer.group, limit)))
     if as_json:
@@ -60,6 +62,10 @@ def dlq_show(
     as_json: JsonOpt = False,
 ) -> None:
     """One dead letter in full: reason, error, headers and body."""
+    import asyncio
+
+    from rich.table import Table
+
     context, consumer = _dead_letters(target)
     letter = asyncio.run(then_dispose(context, consumer.dead_letters.get(letter_id)))
     if letter is None:
@@ -88,6 +94,8 @@ def dlq_replay(
     The inbox still guards: an event already handled is not handled twice.
     Replayed letters are removed; failing ones stay with the new error.
     """
+    import asyncio
+
     context, consumer = _dead_letters(target)
     succeeded, failed = asyncio.run(then_dispose(context, consumer.replay(letter_ids or None)))
     if as_json:
@@ -105,6 +113,8 @@ def dlq_purge(
     as_json: JsonOpt = False,
 ) -> None:
     """Delete every dead letter of the context."""
+    import asyncio
+
     context, consumer = _dead_letters(target)
     if not yes and not typer.confirm(f"delete every dead letter of {consumer.group}?"):
         raise typer.Exit(1)

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from tidings.cli.common import AppArg, BrokerOpt, JsonOpt, console, iso
 from tidings.cli.loading import load_context
@@ -19,6 +17,10 @@ outbox_app = typer.Typer(help="Inspect and replay a context's outbox.", no_args_
 @outbox_app.command("status")
 def outbox_status(target: AppArg, as_json: JsonOpt = False) -> None:
     """Pending events, relay lag, stuck rows with their last error, publish rate."""
+    import asyncio
+
+    from rich.table import Table
+
     from tidings.outbox.store import OutboxStore
 
     context = load_context(target)
@@ -93,6 +95,8 @@ def outbox_replay(
 
     Consumers that already handled them skip them through their inbox.
     """
+    import asyncio
+
     from tidings.outbox.replay import replay_archived
     from tidings.transports.registry import open_transport
 
