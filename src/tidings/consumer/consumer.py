@@ -139,6 +139,11 @@ class Consumer:
         self._running = False
         self._connection: AsyncConnection | None = None
 
+    @property
+    def keys_waiting_for_retry(self) -> int:
+        """Partition keys whose head event waits for a delayed retry right now."""
+        return len(self._blocked)
+
     # -- lifecycle --------------------------------------------------------------------
     async def stop(self) -> None:
         """Stop taking deliveries; unacknowledged ones come back to the next consumer."""
