@@ -115,6 +115,8 @@ def list_contracts(targets: TargetsArg, as_json: JsonOpt = False) -> None:
         typer.echo(json.dumps(rows, indent=2))
         return
     table = Table("type", "v", "producer", "consumers", "fields", "partition key")
+    for column in (table.columns[0], table.columns[4]):
+        column.overflow = "fold"  # type and field names are never cut short
     for row in rows:
         table.add_row(
             row["type"],

@@ -82,11 +82,19 @@ class ContractCatalog:
         )
 
     @classmethod
-    def of(cls, contracts: Iterable[type[IntegrationEvent]]) -> ContractCatalog:
-        """A catalog of contract classes alone (no producers, consumers or upcasters)."""
+    def of(
+        cls,
+        contracts: Iterable[type[IntegrationEvent]],
+        *,
+        upcasters_of: Iterable[BoundedContext] = (),
+    ) -> ContractCatalog:
+        """A catalog of contract classes, with the upcasters of ``upcasters_of`` contexts
+        (without producers or consumers)."""
         catalog = cls()
         for contract in contracts:
             catalog.add(contract)
+        for context in upcasters_of:
+            catalog.upcasters.extend(_upcasters(context))
         return catalog
 
     @classmethod
@@ -100,12 +108,7 @@ class ContractCatalog:
                 catalog.add(contract, producer=(context.name, handlers))
             for contract, handlers in consumed_contracts(context).items():
                 catalog.add(contract, consumer=(context.name, handlers))
-            catalog.upcasters.extend(
-                RegisteredUpcaster(context.name, event_type, version, step)
-                for (event_type, version), step in sorted(
-                    context.upcasters.steps().items(), key=lambda item: item[0]
-                )
-            )
+            catalog.upcasters.extend(_upcasters(context))
         return catalog
 
     @classmethod
@@ -158,6 +161,14 @@ class ContractCatalog:
         self.upcasters.extend(
             u for u in other.upcasters if (u.context, u.event_type, u.from_version) not in known
         )
+
+
+def _upcasters(context: BoundedContext) -> list[RegisteredUpcaster]:
+    steps = context.upcasters.steps()
+    return [
+        RegisteredUpcaster(context.name, event_type, version, steps[(event_type, version)])
+        for event_type, version in sorted(steps)
+    ]
 
 
 def _union(first: Parties, second: Parties) -> Parties:

@@ -82,6 +82,15 @@ class _Comparison:
             where = _join(path, name)
             if name in writer_fields:
                 changes += self.node(field_schema, writer_fields[name], where)
+                if _default(field_schema) != _default(writer_fields[name]):
+                    changes.append(
+                        _compatible(
+                            where,
+                            "default",
+                            "writers write every field, so a default only fills data "
+                            "that lacks the field",
+                        )
+                    )
             elif name in required:
                 advice = (
                     f"give {name!r} a default"
@@ -150,7 +159,8 @@ class _Comparison:
             candidates: list[list[Change]] = [
                 self.alternative(r, alternative, path) for r in values
             ]
-            changes += min(candidates, key=_preference)
+            best: list[Change] = min(candidates, key=_preference)
+            changes.extend(best)
         return _unique(changes)
 
     def alternatives(self, schema: Schema, side: int) -> list[Schema]:
@@ -428,6 +438,10 @@ def _fits(schema: Schema, value: Any) -> bool:
         low, high = _lower(schema, False), _upper(schema, False)
         return _within(low, (value, False), 1) and _within(high, (value, False), -1)
     return isinstance(value, _JSON_TYPES.get(kind, ()))
+
+
+def _default(schema: Schema) -> str | None:
+    return _canonical(schema["default"]) if "default" in schema else None
 
 
 def _join(path: str, name: str) -> str:

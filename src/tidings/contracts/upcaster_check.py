@@ -1,8 +1,9 @@
 """Do registered upcasters turn every old payload into a valid new one? Hypothesis says.
 
-Payloads of the old version are generated from its JSON Schema (``hypothesis-jsonschema``,
-installed by the ``contracts`` extra); each is upcast and read with the new contract class
-exactly as the consumer reads it (``model_validate``, unknown fields ignored).
+Payloads of the old version are generated from its JSON Schema
+(:mod:`tidings.contracts.strategies`, Hypothesis from the ``contracts`` extra); each is
+upcast and read with the new contract class as the consumer reads it (``model_validate``,
+unknown fields ignored).
 """
 
 from __future__ import annotations
@@ -30,14 +31,12 @@ def first_failure(
     otherwise the (shrunk) failing payload and the error, as text."""
     try:
         from hypothesis import HealthCheck, Phase, given, settings
-        from hypothesis import strategies as st
-        from hypothesis_jsonschema import from_schema
+
+        from tidings.contracts.strategies import payloads
     except ImportError as exc:
         raise MissingExtraError("checking upcasters", "contracts") from exc
 
-    decimals = st.decimals(allow_nan=False, allow_infinity=False, places=4).map(str)
-    schema = {k: v for k, v in old_schema.items() if not k.startswith("x-tidings-")}
-    strategy = from_schema(schema, custom_formats={"decimal": decimals})
+    strategy = payloads(old_schema)
     failures: list[str] = []
 
     @settings(
