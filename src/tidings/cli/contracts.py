@@ -66,7 +66,7 @@ def export(
         export_snapshot(catalog.contracts, out)
     except TidingsError as error:
         _usage_error(error)
-    console.print(f"[green]✓[/] {len(catalog)} contracts exported to {out}")
+    console.print(f"[green]✓[/] {_count(len(catalog), 'contract')} exported to {out}")
 
 
 @app.command("check")
@@ -159,12 +159,17 @@ def _print_report(report: CompatibilityReport, against: Path) -> None:
         )
     if report.compatible:
         console.print(
-            f"[green]✓[/] {report.contracts} contracts compatible with {against} ({report.mode})"
+            f"[green]✓[/] {_count(report.contracts, 'contract')} compatible with {against} "
+            f"({report.mode})"
         )
     else:
         console.print(
             f"[red]✗[/] {len(report.breaking)} breaking changes against {against} ({report.mode})"
         )
+
+
+def _count(number: int, thing: str) -> str:
+    return f"{number} {thing}{'' if number == 1 else 's'}"
 
 
 def _entry_json(entry: ContractEntry) -> dict[str, Any]:
