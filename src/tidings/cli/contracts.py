@@ -164,7 +164,8 @@ def _print_report(report: CompatibilityReport, against: Path) -> None:
         )
     else:
         console.print(
-            f"[red]✗[/] {len(report.breaking)} breaking changes against {against} ({report.mode})"
+            f"[red]✗[/] {_count(len(report.breaking), 'breaking change')} against {against} "
+            f"({report.mode})"
         )
 
 

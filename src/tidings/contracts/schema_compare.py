@@ -147,6 +147,12 @@ class _Comparison:
             )
         elif reader_null and not writer_null:
             changes.append(_compatible(path, "nullability", f"{self.readers} also accept null"))
+        kinds = {_kind(w) for w in writers}
+        reads_decimals = any(_kind(r) == "decimal" for r in readers)
+        if reads_decimals and kinds & {"integer", "number"} and "decimal" not in kinds:
+            changes.append(
+                _compatible(path, "numeric-type", f"{self.readers} read numbers as decimals")
+            )
         values = [r for r in readers if _kind(r) != "null"]
         for alternative in writers:
             if _kind(alternative) == "null":
@@ -221,6 +227,12 @@ class _Comparison:
                     path,
                     "numeric-type",
                     f"{self.data} may hold {shown}, {self.readers} need {reader_kind}s (narrowing)",
+                )
+            ]
+        if (reader_kind, writer_kind) == ("decimal", "string"):
+            return [
+                _breaking(
+                    path, "format", f"{self.readers} require decimals, {self.data} any string"
                 )
             ]
         if (reader_kind, writer_kind) == ("string", "decimal"):
@@ -456,9 +468,11 @@ def _shown(values: Sequence[Any]) -> str:
     return ", ".join(json.dumps(v) for v in values)
 
 
-def _preference(changes: list[Change]) -> tuple[bool, int]:
-    """The reader alternative that explains a writer alternative best: no break, fewest."""
-    return any(change.verdict == "breaking" for change in changes), len(changes)
+def _preference(changes: list[Change]) -> tuple[bool, bool, int]:
+    """The reader alternative that explains a writer alternative best: no break, then a
+    reader of the same kind (a constraint differs, not the type), then fewest changes."""
+    breaking = any(change.verdict == "breaking" for change in changes)
+    return breaking, any(change.rule == "type" for change in changes), len(changes)
 
 
 def _unique(changes: list[Change]) -> list[Change]:
