@@ -57,6 +57,8 @@ def first_failure(
 
     try:
         upcasts()
-    except Exception:
-        return failures[-1] if failures else "the upcaster failed"
+    except Exception as error:
+        if not failures:  # Hypothesis itself gave up: the schema is the problem
+            return f"no payload could be generated from the old schema ({error!r})"[:600]
+        return failures[-1]
     return None
