@@ -11,34 +11,27 @@ missing from the data takes the reader's default (without one, the data is inval
 from __future__ import annotations
 
 import json
-import math
-import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-Verdict = Literal["compatible", "breaking"]
-Direction = Literal["backward", "forward"]
-Schema = Mapping[str, Any]
+from tidings.contracts.schema_constraints import (
+    Change,
+    Direction,
+    Schema,
+    Verdict,
+    bound_changes,
+    breaking,
+    compatible,
+    fits,
+    kind_of,
+    range_changes,
+    string_changes,
+)
+
+__all__ = ["Change", "Direction", "Verdict", "compare"]
+
 _ANY: Schema = {}
 _NOTHING: Schema = {"not": {}}
-_JSON_TYPES: dict[str, type | tuple[type, ...]] = {
-    "boolean": bool,
-    "null": type(None),
-    "array": list,
-    "dict": dict,
-    "model": dict,
-}
-
-
-@dataclass(frozen=True)
-class Change:
-    """One difference between reader and writer at ``path``; ``rule`` names the kind."""
-
-    path: str
-    rule: str
-    verdict: Verdict
-    message: str
 
 
 def compare(reader: Schema, writer: Schema, direction: Direction) -> list[Change]:
@@ -84,7 +77,7 @@ class _Comparison:
                 changes += self.node(field_schema, writer_fields[name], where)
                 if _default(field_schema) != _default(writer_fields[name]):
                     changes.append(
-                        _compatible(
+                        compatible(
                             where,
                             "default",
                             "writers write every field, so a default only fills data "
@@ -98,7 +91,7 @@ class _Comparison:
                     else f"keep writing {name!r} (deprecate it, do not remove it)"
                 )
                 changes.append(
-                    _breaking(
+                    breaking(
                         where,
                         absent_rule,
                         f"{self.readers} require {name!r} and {self.data} lacks it; {advice}",
@@ -106,7 +99,7 @@ class _Comparison:
                 )
             else:
                 changes.append(
-                    _compatible(
+                    compatible(
                         where, absent_rule, f"{self.data} lacks {name!r}: readers take its default"
                     )
                 )
@@ -115,7 +108,7 @@ class _Comparison:
                 continue
             if reader.get("additionalProperties") is False:
                 changes.append(
-                    _breaking(
+                    breaking(
                         _join(path, name),
                         extra_rule,
                         f"{self.readers} forbid unknown fields and {self.data} has {name!r}",
@@ -123,7 +116,7 @@ class _Comparison:
                 )
             else:
                 changes.append(
-                    _compatible(
+                    compatible(
                         _join(path, name),
                         extra_rule,
                         f"{self.readers} ignore {name!r}, which {self.data} carries",
@@ -136,30 +129,30 @@ class _Comparison:
     def node(self, reader: Schema, writer: Schema, path: str) -> list[Change]:
         readers = self.alternatives(reader, 0)
         writers = self.alternatives(writer, 1)
-        if any(_kind(r) == "any" for r in readers):
+        if any(kind_of(r) == "any" for r in readers):
             return []
         changes: list[Change] = []
-        reader_null = any(_kind(r) == "null" for r in readers)
-        writer_null = any(_kind(w) == "null" for w in writers)
+        reader_null = any(kind_of(r) == "null" for r in readers)
+        writer_null = any(kind_of(w) == "null" for w in writers)
         if writer_null and not reader_null:
             changes.append(
-                _breaking(path, "nullability", f"{self.data} may be null, {self.readers} refuse")
+                breaking(path, "nullability", f"{self.data} may be null, {self.readers} refuse")
             )
         elif reader_null and not writer_null:
-            changes.append(_compatible(path, "nullability", f"{self.readers} also accept null"))
-        kinds = {_kind(w) for w in writers}
-        reads_decimals = any(_kind(r) == "decimal" for r in readers)
+            changes.append(compatible(path, "nullability", f"{self.readers} also accept null"))
+        kinds = {kind_of(w) for w in writers}
+        reads_decimals = any(kind_of(r) == "decimal" for r in readers)
         if reads_decimals and kinds & {"integer", "number"} and "decimal" not in kinds:
             changes.append(
-                _compatible(path, "numeric-type", f"{self.readers} read numbers as decimals")
+                compatible(path, "numeric-type", f"{self.readers} read numbers as decimals")
             )
-        values = [r for r in readers if _kind(r) != "null"]
+        values = [r for r in readers if kind_of(r) != "null"]
         for alternative in writers:
-            if _kind(alternative) == "null":
+            if kind_of(alternative) == "null":
                 continue
             if not values:
                 changes.append(
-                    _breaking(path, "type", f"{self.readers} accept only null here, not data")
+                    breaking(path, "type", f"{self.readers} accept only null here, not data")
                 )
                 continue
             candidates: list[list[Change]] = [
@@ -199,31 +192,31 @@ class _Comparison:
     # -- one reader alternative against one writer alternative -----------------------
 
     def alternative(self, reader: Schema, writer: Schema, path: str) -> list[Change]:
-        reader_kind, writer_kind = _kind(reader), _kind(writer)
+        reader_kind, writer_kind = kind_of(reader), kind_of(writer)
         if writer_kind == "enum":
             return self.enum_values(reader, _values(writer), path)
         if reader_kind == "enum":
             allowed = _shown(_values(reader))
             return [
-                _breaking(
+                breaking(
                     path, "enum", f"{self.readers} accept only {allowed}, {self.data} any value"
                 )
             ]
         if writer_kind == "any":
             return [
-                _breaking(
+                breaking(
                     path, "type", f"{self.data} may be any value, {self.readers} need {reader_kind}"
                 )
             ]
         if reader_kind == writer_kind:
-            return self.same_kind(reader_kind, reader, writer, path)
+            return self.samekind(reader_kind, reader, writer, path)
         if (reader_kind, writer_kind) == ("number", "integer"):
-            widened = _compatible(path, "numeric-type", f"{self.readers} read integers as numbers")
-            return [widened, *_bounds(reader, writer, path, self.readers, integer=False)]
+            widened = compatible(path, "numeric-type", f"{self.readers} read integers as numbers")
+            return [widened, *bound_changes(reader, writer, path, self.readers, integer=False)]
         if writer_kind in {"number", "decimal"} and reader_kind in {"integer", "number"}:
             shown = "decimal strings" if writer_kind == "decimal" else "fractional numbers"
             return [
-                _breaking(
+                breaking(
                     path,
                     "numeric-type",
                     f"{self.data} may hold {shown}, {self.readers} need {reader_kind}s (narrowing)",
@@ -231,23 +224,21 @@ class _Comparison:
             ]
         if (reader_kind, writer_kind) == ("decimal", "string"):
             return [
-                _breaking(
-                    path, "format", f"{self.readers} require decimals, {self.data} any string"
-                )
+                breaking(path, "format", f"{self.readers} require decimals, {self.data} any string")
             ]
         if (reader_kind, writer_kind) == ("string", "decimal"):
-            return self.same_kind("string", reader, {**writer, "format": "decimal"}, path)
+            return self.samekind("string", reader, {**writer, "format": "decimal"}, path)
         return [
-            _breaking(
+            breaking(
                 path, "type", f"{self.data} holds {writer_kind}, {self.readers} need {reader_kind}"
             )
         ]
 
-    def same_kind(self, kind: str, reader: Schema, writer: Schema, path: str) -> list[Change]:
+    def samekind(self, kind: str, reader: Schema, writer: Schema, path: str) -> list[Change]:
         if kind == "string":
-            return _string(reader, writer, path, self.readers)
+            return string_changes(reader, writer, path, self.readers)
         if kind in {"integer", "number"}:
-            return _bounds(reader, writer, path, self.readers, integer=kind == "integer")
+            return bound_changes(reader, writer, path, self.readers, integer=kind == "integer")
         if kind == "array":
             return self.array(reader, writer, path)
         if kind == "dict":
@@ -261,7 +252,7 @@ class _Comparison:
         return []  # boolean, decimal: nothing more to compare
 
     def array(self, reader: Schema, writer: Schema, path: str) -> list[Change]:
-        changes = _range(
+        changes = range_changes(
             "array-length", "items", reader, writer, ("minItems", "maxItems"), path, self.readers
         )
         reader_prefix = reader.get("prefixItems", [])
@@ -282,30 +273,30 @@ class _Comparison:
         return changes
 
     def enum_values(self, reader: Schema, values: list[Any], path: str) -> list[Change]:
-        if _kind(reader) == "enum":
+        if kind_of(reader) == "enum":
             accepted = {_canonical(v) for v in _values(reader)}
             missing = [v for v in values if _canonical(v) not in accepted]
             if missing:
                 return [
-                    _breaking(
+                    breaking(
                         path,
                         "enum",
                         f"{self.data} may hold {_shown(missing)}, which {self.readers} refuse",
                     )
                 ]
             if len(accepted) > len({_canonical(v) for v in values}):
-                return [_compatible(path, "enum", f"{self.readers} accept more values")]
+                return [compatible(path, "enum", f"{self.readers} accept more values")]
             return []
-        refused = [v for v in values if not _fits(reader, v)]
+        refused = [v for v in values if not fits(reader, v)]
         if refused:
             return [
-                _breaking(path, "enum", f"{self.readers} refuse {_shown(refused)} of {self.data}")
+                breaking(path, "enum", f"{self.readers} refuse {_shown(refused)} of {self.data}")
             ]
         return [
-            _compatible(
+            compatible(
                 path,
                 "enum",
-                f"{self.readers} accept any {_kind(reader)}, not only {_shown(values)}",
+                f"{self.readers} accept any {kind_of(reader)}, not only {_shown(values)}",
             )
         ]
 
@@ -317,139 +308,8 @@ def _item(array: Schema, position: int, side: int, comparison: _Comparison) -> S
     return comparison.resolve(array.get("items", True), side)
 
 
-def _string(reader: Schema, writer: Schema, path: str, readers: str) -> list[Change]:
-    changes = _range(
-        "string-length", "characters", reader, writer, ("minLength", "maxLength"), path, readers
-    )
-    for keyword, rule in (("pattern", "string-pattern"), ("format", "format")):
-        wanted, written = reader.get(keyword), writer.get(keyword)
-        if wanted is not None and wanted != written:
-            shown = "none" if written is None else repr(written)
-            changes.append(
-                _breaking(path, rule, f"{readers} require {keyword} {wanted!r}, data had {shown}")
-            )
-        elif wanted is None and written is not None:
-            changes.append(_compatible(path, rule, f"{readers} no longer require {written!r}"))
-    return changes
-
-
-def _range(
-    rule: str,
-    unit: str,
-    reader: Schema,
-    writer: Schema,
-    keywords: tuple[str, str],
-    path: str,
-    readers: str,
-) -> list[Change]:
-    low, high = keywords
-    reader_low, writer_low = reader.get(low, 0), writer.get(low, 0)
-    reader_high, writer_high = reader.get(high), writer.get(high)
-    if (reader_low, reader_high) == (writer_low, writer_high):
-        return []
-    fits = writer_low >= reader_low and (
-        reader_high is None or (writer_high is not None and writer_high <= reader_high)
-    )
-    span = (
-        f"at least {reader_low} {unit}"
-        if reader_high is None
-        else f"{reader_low} to {reader_high} {unit}"
-    )
-    if fits:
-        return [_compatible(path, rule, f"{readers} accept {span}, a wider range")]
-    return [_breaking(path, rule, f"{readers} accept only {span}, which data may exceed")]
-
-
-Bound = tuple[float, bool] | None  # (value, exclusive)
-
-
-def _bounds(
-    reader: Schema, writer: Schema, path: str, readers: str, *, integer: bool
-) -> list[Change]:
-    keys = ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum", "multipleOf")
-    if all(reader.get(k) == writer.get(k) for k in keys):
-        return []
-    low_ok = _within(_lower(reader, integer), _lower(writer, integer), 1)
-    high_ok = _within(_upper(reader, integer), _upper(writer, integer), -1)
-    step, written_step = reader.get("multipleOf"), writer.get("multipleOf")
-    step_ok = step is None or (
-        written_step is not None and math.isclose(written_step / step, round(written_step / step))
-    )
-    shown = ", ".join(f"{k} {reader[k]}" for k in keys if k in reader) or "no bounds"
-    if low_ok and high_ok and step_ok:
-        return [_compatible(path, "numeric-bounds", f"{readers} accept a wider range ({shown})")]
-    return [_breaking(path, "numeric-bounds", f"{readers} accept only {shown}, data may not fit")]
-
-
-def _lower(schema: Schema, integer: bool) -> Bound:
-    if "exclusiveMinimum" in schema:
-        value = schema["exclusiveMinimum"]
-        return (math.floor(value) + 1, False) if integer else (value, True)
-    if "minimum" in schema:
-        return (math.ceil(schema["minimum"]), False) if integer else (schema["minimum"], False)
-    return None
-
-
-def _upper(schema: Schema, integer: bool) -> Bound:
-    if "exclusiveMaximum" in schema:
-        value = schema["exclusiveMaximum"]
-        return (math.ceil(value) - 1, False) if integer else (value, True)
-    if "maximum" in schema:
-        return (math.floor(schema["maximum"]), False) if integer else (schema["maximum"], False)
-    return None
-
-
-def _within(reader: Bound, writer: Bound, sign: int) -> bool:
-    """Is the writer's bound at least as tight as the reader's (sign 1: lower, -1: upper)?"""
-    if reader is None:
-        return True
-    if writer is None:
-        return False
-    (wanted, wanted_exclusive), (written, written_exclusive) = reader, writer
-    if written * sign > wanted * sign:
-        return True
-    return written == wanted and (written_exclusive or not wanted_exclusive)
-
-
-def _kind(schema: Schema) -> str:
-    if "enum" in schema or "const" in schema:
-        return "enum"
-    kind = schema.get("type")
-    if kind == "string":
-        return "decimal" if schema.get("format") == "decimal" else "string"
-    if kind == "object":
-        return "model" if "properties" in schema else "dict"
-    if isinstance(kind, str):
-        return kind
-    if "not" in schema:
-        return "nothing"
-    return "any"
-
-
 def _values(schema: Schema) -> list[Any]:
     return [schema["const"]] if "const" in schema else list(schema["enum"])
-
-
-def _fits(schema: Schema, value: Any) -> bool:
-    """Does one JSON value meet a (non-enum) schema's type and string/number constraints?"""
-    kind = _kind(schema)
-    if kind == "any":
-        return True
-    if kind in {"string", "decimal"}:
-        if not isinstance(value, str):
-            return False
-        if not schema.get("minLength", 0) <= len(value) <= schema.get("maxLength", math.inf):
-            return False
-        pattern = schema.get("pattern")
-        return pattern is None or re.search(pattern, value) is not None
-    if kind in {"integer", "number"}:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            return False
-        if kind == "integer" and not float(value).is_integer():
-            return False
-        low, high = _lower(schema, False), _upper(schema, False)
-        return _within(low, (value, False), 1) and _within(high, (value, False), -1)
-    return isinstance(value, _JSON_TYPES.get(kind, ()))
 
 
 def _default(schema: Schema) -> str | None:
@@ -477,11 +337,3 @@ def _preference(changes: list[Change]) -> tuple[bool, bool, int]:
 
 def _unique(changes: list[Change]) -> list[Change]:
     return list(dict.fromkeys(changes))
-
-
-def _breaking(path: str, rule: str, message: str) -> Change:
-    return Change(path, rule, "breaking", message)
-
-
-def _compatible(path: str, rule: str, message: str) -> Change:
-    return Change(path, rule, "compatible", message)
