@@ -33,6 +33,7 @@ TargetsArg = Annotated[
         help="Where the contracts are: a module (the IntegrationEvent classes defined in "
         "it) or a context or system as MODULE:ATTRIBUTE (the contracts it publishes and "
         "consumes), e.g. examples.ecommerce.system.",
+        metavar="TARGET",
         show_default=False,
     ),
 ]
@@ -92,7 +93,8 @@ def check(
     """Classify every change since the snapshot; exit 1 if any is breaking.
 
     Adding a (type, version) is safe; removing one is breaking in every mode; registered
-    upcasters are exercised with generated payloads of the old version.
+    upcasters are exercised with generated payloads of the old version. Exit codes: 0
+    compatible, 1 breaking, 2 usage error. The rules: docs/contracts.md.
     """
     catalog = _catalog(targets)
     try:
