@@ -145,7 +145,7 @@ def _catalog(targets: list[str]) -> ContractCatalog:
 
 
 def _usage_error(error: object) -> NoReturn:
-    errors.print(f"[red]error:[/] {error}")
+    errors.print(f"[red]error:[/] {error}", soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -158,16 +158,19 @@ def _print_report(report: CompatibilityReport, against: Path) -> None:
             f"[{style}]{finding.verdict}[/] {finding.contract}{where} "
             f"({finding.rule}, {finding.direction}): {finding.message}",
             highlight=False,
+            soft_wrap=True,
         )
     if report.compatible:
         console.print(
             f"[green]✓[/] {_count(report.contracts, 'contract')} compatible with {against} "
-            f"({report.mode})"
+            f"({report.mode})",
+            soft_wrap=True,
         )
     else:
         console.print(
             f"[red]✗[/] {_count(len(report.breaking), 'breaking change')} against {against} "
-            f"({report.mode})"
+            f"({report.mode})",
+            soft_wrap=True,
         )
 
 
