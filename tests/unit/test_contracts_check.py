@@ -171,3 +171,17 @@ def test_export_is_deterministic_valid_and_removes_stale_schemas(tmp_path: Path)
 def test_a_missing_snapshot_says_how_to_make_one(tmp_path: Path) -> None:
     with pytest.raises(ContractSnapshotError, match="tidings contracts export"):
         read_snapshot(tmp_path / "nothing")
+
+
+def test_an_upcaster_must_return_what_json_can_carry() -> None:
+    """The consumer sends the upcast payload through JSON: a Decimal in it fails there."""
+
+    def to_decimal_cents(payload: dict[str, Any]) -> dict[str, Any]:
+        return {**payload, "price_cents": Decimal(1)}
+
+    catalog = ContractCatalog.of(
+        [PricedIntegrationEvent, PricedInCentsIntegrationEvent],
+        upcasters_of=[context_with(to_decimal_cents)],
+    )
+    [finding] = check_compatibility(catalog, Snapshot.of([PricedIntegrationEvent])).breaking
+    assert finding.rule == "upcaster" and "JSON serializable" in finding.message

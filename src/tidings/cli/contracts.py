@@ -85,7 +85,8 @@ def check(
         CheckMode,
         typer.Option(
             help="backward: new readers read old data; forward: old readers read new data; "
-            "full: both."
+            "full: both.",
+            case_sensitive=False,
         ),
     ] = CheckMode.full,
     as_json: JsonOpt = False,
