@@ -61,3 +61,7 @@ class MessageTooLargeError(DecodeError):
 
 class ContractValidationError(DecodeError):
     """The payload of a known contract failed validation."""
+
+
+class ContractSnapshotError(ContractError):
+    """A contract snapshot directory (``tidings contracts export``) is missing or unreadable."""

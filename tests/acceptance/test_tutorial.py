@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -25,3 +26,45 @@ def test_every_tutorial_snippet_runs_in_order(tmp_path: Path) -> None:
         [sys.executable, str(program)], cwd=tmp_path, capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stderr[-4000:]
+
+
+CONTRACT_IMPORTS = (
+    "from decimal import Decimal\nfrom typing import ClassVar\n\nfrom tidings import "
+    "IntegrationEvent\nfrom tidings.contracts import check_compatibility\n\n"
+)
+
+
+def test_the_contracts_chapter_shows_what_the_command_prints(tmp_path: Path) -> None:
+    """Chapter 10's `tidings contracts check` output, for its own contract module."""
+    contract = next(s for s in snippets() if "class ProductPriceChangedIntegrationEvent" in s)
+    with_currency = next(s for s in snippets() if 'currency: str = "EUR"' in s)
+    shown = re.search(
+        r"\$ (tidings contracts check myshop\.catalog\.contracts --against contracts)\n(.*?)```",
+        TUTORIAL.read_text(),
+        flags=re.DOTALL,
+    )
+    assert shown is not None
+    package = tmp_path / "myshop" / "catalog"
+    package.mkdir(parents=True)
+    (tmp_path / "myshop" / "__init__.py").write_text("")
+    (package / "__init__.py").write_text("")
+    module = package / "contracts.py"
+
+    def tidings(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "tidings", *args],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "COLUMNS": "400"},
+        )
+
+    module.write_text(CONTRACT_IMPORTS + contract)
+    assert (
+        tidings("contracts", "export", "myshop.catalog.contracts", "--out", "contracts").returncode
+        == 0
+    )
+    module.write_text(CONTRACT_IMPORTS + with_currency)
+    result = tidings(*shown.group(1).split()[1:])
+    assert (result.returncode, result.stdout) == (0, shown.group(2)), result.stderr

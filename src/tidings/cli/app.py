@@ -11,6 +11,7 @@ import typer
 import tidings
 from tidings.cli import demo, lint, processes
 from tidings.cli.common import console, errors
+from tidings.cli.contracts import app as contracts_app
 from tidings.cli.db import db_app
 from tidings.cli.dlq import dlq_app
 from tidings.cli.map import map_command
@@ -27,6 +28,7 @@ app = typer.Typer(
 app.add_typer(db_app, name="db")
 app.add_typer(outbox_app, name="outbox")
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(contracts_app, name="contracts")
 app.command()(lint.lint)
 app.command()(processes.relay)
 app.command()(demo.demo)

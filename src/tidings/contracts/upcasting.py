@@ -40,5 +40,9 @@ class Upcasters:
             version += 1
         return version, payload
 
+    def steps(self) -> dict[tuple[str, int], Upcaster]:
+        """Every registered step, by ``(event type, from version)``."""
+        return dict(self._steps)
+
     def __bool__(self) -> bool:
         return bool(self._steps)
