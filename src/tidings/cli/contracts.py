@@ -9,16 +9,16 @@ from __future__ import annotations
 import json
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
-from tidings.contracts.catalog import ContractCatalog, ContractEntry, Parties
-from tidings.contracts.compatibility import CompatibilityReport, check_compatibility
-from tidings.contracts.schema import contract_schema, describe_fields, export_snapshot
 from tidings.errors import TidingsError
+
+if TYPE_CHECKING:  # imported by the commands, not by `tidings --help`
+    from tidings.contracts.catalog import ContractCatalog, ContractEntry, Parties
+    from tidings.contracts.compatibility import CompatibilityReport
 
 app = typer.Typer(
     help="Integration event contracts: JSON Schema snapshots, compatibility checks, a catalog.",
@@ -64,6 +64,8 @@ def export(
     """Write one JSON Schema (draft 2020-12) per contract, deterministic, for committing."""
     catalog = _catalog(targets)
     try:
+        from tidings.contracts.schema import export_snapshot
+
         export_snapshot(catalog.contracts, out)
     except TidingsError as error:
         _usage_error(error)
@@ -99,6 +101,8 @@ def check(
     """
     catalog = _catalog(targets)
     try:
+        from tidings.contracts.compatibility import check_compatibility
+
         report = check_compatibility(catalog, against, mode.value)
     except TidingsError as error:
         _usage_error(error)
@@ -117,6 +121,8 @@ def list_contracts(targets: TargetsArg, as_json: JsonOpt = False) -> None:
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
+    from rich.table import Table
+
     table = Table("type", "v", "producer", "consumers", "fields", "partition key")
     for column in (table.columns[0], table.columns[4]):
         column.overflow = "fold"  # type and field names are never cut short
@@ -133,6 +139,8 @@ def list_contracts(targets: TargetsArg, as_json: JsonOpt = False) -> None:
 
 
 def _catalog(targets: list[str]) -> ContractCatalog:
+    from tidings.contracts.catalog import ContractCatalog
+
     try:
         catalog = ContractCatalog.from_targets(targets)
     except TidingsError as error:
@@ -180,6 +188,8 @@ def _count(number: int, thing: str) -> str:
 
 
 def _entry_json(entry: ContractEntry) -> dict[str, Any]:
+    from tidings.contracts.schema import contract_schema, describe_fields
+
     schema = contract_schema(entry.contract)
     return {
         "type": entry.contract.event_type,
