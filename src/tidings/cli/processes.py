@@ -8,6 +8,14 @@ import typer
 
 from tidings.cli.common import AppArg, BrokerOpt, console, run_until_signalled
 from tidings.cli.loading import load_context
+from tidings.cli.telemetry import (
+    DEFAULT_HOST,
+    MetricsHostOpt,
+    MetricsPortOpt,
+    TraceParentingOpt,
+    start_metrics,
+)
+from tidings.observability.tracing import TraceParenting
 
 
 def relay(
@@ -21,6 +29,8 @@ def relay(
         float,
         typer.Option(help="Seconds before a standby relay takes over from a silent one."),
     ] = 10.0,
+    metrics_port: MetricsPortOpt = None,
+    metrics_host: MetricsHostOpt = DEFAULT_HOST,
 ) -> None:
     """Forward the context's outbox to its broker until interrupted (SIGINT/SIGTERM).
 
@@ -30,6 +40,7 @@ def relay(
     from tidings.transports.registry import open_transport
 
     context = load_context(target)
+    start_metrics(metrics_port, metrics_host, context, outbox=True)
     transport = open_transport(broker) if broker else None
     worker = Relay(
         context, transport, batch_size=batch_size, retention=retention, lease_ttl=lease_ttl
@@ -45,6 +56,9 @@ def relay(
 def run_context(
     target: AppArg,
     relay_only: Annotated[bool, typer.Option("--relay-only", help="Do not consume.")] = False,
+    metrics_port: MetricsPortOpt = None,
+    metrics_host: MetricsHostOpt = DEFAULT_HOST,
+    trace_parenting: TraceParentingOpt = TraceParenting.PARENT,
 ) -> None:
     """Run the context's relay and consumer together until interrupted.
 
@@ -54,7 +68,8 @@ def run_context(
     from tidings.worker import ContextWorker
 
     context = load_context(target)
-    worker = ContextWorker(context, consume=not relay_only)
+    start_metrics(metrics_port, metrics_host, context, outbox=True)
+    worker = ContextWorker(context, consume=not relay_only, trace_parenting=trace_parenting)
     parts = ["relay"] + (["consumer"] if worker.consumer else [])
     console.print(f"running {context.name}: {' + '.join(parts)} (Ctrl-C to stop)")
     run_until_signalled(worker.run(), worker.stop)
@@ -66,6 +81,9 @@ def consume(
     group: Annotated[
         str | None, typer.Option(help="Subscription name; defaults to the context's name.")
     ] = None,
+    metrics_port: MetricsPortOpt = None,
+    metrics_host: MetricsHostOpt = DEFAULT_HOST,
+    trace_parenting: TraceParentingOpt = TraceParenting.PARENT,
 ) -> None:
     """Run the context's integration event handlers until interrupted (SIGINT/SIGTERM).
 
@@ -76,8 +94,9 @@ def consume(
     from tidings.transports.registry import open_transport
 
     context = load_context(target)
+    start_metrics(metrics_port, metrics_host, context, outbox=False)
     transport = open_transport(broker) if broker else None
-    worker = Consumer(context, transport, group=group)
+    worker = Consumer(context, transport, group=group, trace_parenting=trace_parenting)
     console.print(
         f"consuming [bold]{', '.join(sorted(worker.subscriptions.event_types))}[/] for "
         f"{worker.group} from {worker.transport.url} (Ctrl-C to stop)"

@@ -26,6 +26,7 @@ from tidings.application.unit_of_work import UnitOfWork
 from tidings.domain.aggregate import Recorder, listen_for_recorded_events, stop_listening
 from tidings.domain.ids import uuid7
 from tidings.errors import ConfigurationError
+from tidings.observability.metrics import count_rows
 from tidings.persistence.publication_log import PendingWork, PublicationLog
 from tidings.persistence.tables import outbox
 from tidings.persistence.tables import publication_log as log_table
@@ -84,6 +85,8 @@ class ContextRuntime:
         for statement, params in writes:
             session.execute(statement, params)
         session.commit()
+        if uow.outbox:
+            count_rows("published", uow.outbox)
         return work
 
     def run_after_commit(self, work: list[PendingWork]) -> int:
@@ -140,6 +143,8 @@ class ContextRuntime:
         for statement, params in writes:
             await session.execute(statement, params)
         await session.commit()
+        if uow.outbox:
+            count_rows("published", uow.outbox)
         return work
 
     async def arun_after_commit(self, work: list[PendingWork]) -> int:
