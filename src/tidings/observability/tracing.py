@@ -260,7 +260,9 @@ class ProcessSpans:
 def traced_handler_call(
     call: Callable[[Any], Any], handler_id: str, is_async: bool
 ) -> Callable[[Any], Any]:
-    """``call`` (a domain event handler's ``handle``) inside a span, when tracing."""
+    """``call`` (a domain event handler's ``handle``) inside a span named by the
+    handler's class, when tracing."""
+    name = handler_id.rsplit(".", 1)[-1]
 
     def attributes(event: Any) -> dict[str, str]:
         return {"tidings.handler": handler_id, "tidings.domain_event": type(event).__name__}
@@ -271,7 +273,7 @@ def traced_handler_call(
             tracer = active_tracer()
             if tracer is None:
                 return await call(event)
-            with tracer.start_as_current_span(handler_id, attributes=attributes(event)):
+            with tracer.start_as_current_span(name, attributes=attributes(event)):
                 return await call(event)
 
         return traced_async
@@ -280,7 +282,7 @@ def traced_handler_call(
         tracer = active_tracer()
         if tracer is None:
             return call(event)
-        with tracer.start_as_current_span(handler_id, attributes=attributes(event)):
+        with tracer.start_as_current_span(name, attributes=attributes(event)):
             return call(event)
 
     return traced

@@ -1,0 +1,166 @@
+"""One use case traced through three contexts, over the SQLite-file broker and RabbitMQ.
+
+catalog's use case publishes a price change (inline handler) and an announcement
+(after-commit handler); basket's consumer handles the change and publishes its own
+event; notifications handles both of the others. With the OpenTelemetry SDK and an
+in-memory exporter, every span of the journey shares the use case's trace id, each
+span's parent is its cause, and attributes follow the messaging conventions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
+
+from tests.support import traced_app
+from tests.support.consumer_infra import (
+    declare,
+    new_tag,
+    rabbitmq_url,
+    remove_rabbitmq,
+    running,
+    wait_until,
+)
+from tests.support.otel import by_name, one, parent_of, span_exporter
+from tidings.consumer import Consumer
+from tidings.outbox import Relay
+
+CHANGED = traced_app.PriceChangedIntegrationEvent.event_type
+ANNOUNCED = traced_app.PriceAnnouncedIntegrationEvent.event_type
+REPRICED = traced_app.BasketRepricedIntegrationEvent.event_type
+
+
+@pytest.fixture(params=["sqlite-broker", "rabbitmq"])
+async def broker(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[tuple[str, str]]:
+    """(broker URL, the suffix of the test's context names)."""
+    tag = new_tag()
+    if request.param == "sqlite-broker":
+        yield f"sqlite:///{tmp_path / 'broker.db'}", tag
+        return
+    try:
+        yield rabbitmq_url(tag), tag
+    finally:
+        await remove_rabbitmq(tag, [f"basket{tag}", f"notifications{tag}"])
+
+
+async def test_one_trace_runs_from_the_use_case_through_every_context(
+    broker: tuple[str, str], tmp_path: Path
+) -> None:
+    broker_url, tag = broker
+    exporter = span_exporter()
+    catalog, basket, notifications = traced_app.build(str(tmp_path), broker_url, tag)
+    basket_consumer = Consumer(basket)
+    notifications_consumer = Consumer(notifications)
+    try:
+        await declare(basket_consumer)
+        await declare(notifications_consumer)
+        tracer = trace.get_tracer("test")
+        with tracer.start_as_current_span("change price") as use_case:
+            traced_app.change_price(catalog, "p-1", 12)
+        assert await Relay(catalog).drain() == 2
+        async with running(basket_consumer, notifications_consumer):
+            await wait_until(lambda: basket_consumer.stats.handled == 1, what="basket")
+            assert await Relay(basket).drain() == 1
+            await wait_until(lambda: notifications_consumer.stats.handled == 2, what="both")
+    finally:
+        for context in (catalog, basket, notifications):
+            await context.adispose()
+
+    spans = exporter.get_finished_spans()
+    trace_id = use_case.get_span_context().trace_id
+    assert {span.context.trace_id for span in spans} == {trace_id}, [s.name for s in spans]
+
+    created = one(spans, f"create {CHANGED}")
+    announced = one(spans, f"create {ANNOUNCED}")
+    processed = one(spans, f"process {CHANGED}")
+    repriced = one(spans, f"create {REPRICED}")
+    notified = one(spans, f"process {REPRICED}")
+    announcement = one(spans, f"process {ANNOUNCED}")
+    use_case_id = use_case.get_span_context().span_id
+    # The causal chain, span by span.
+    assert parent_of(created) == use_case_id
+    assert parent_of(announced) == use_case_id  # the after-commit handler's event
+    assert parent_of(processed) == created.context.span_id
+    assert parent_of(repriced) == processed.context.span_id  # published by basket's handler
+    assert parent_of(notified) == repriced.context.span_id
+    assert parent_of(announcement) == announced.context.span_id
+
+    system = "rabbitmq" if broker_url.startswith("amqp") else "sqlite"
+    for span, operation, kind in [
+        (created, "create", SpanKind.PRODUCER),
+        (announced, "create", SpanKind.PRODUCER),
+        (processed, "process", SpanKind.CONSUMER),
+        (repriced, "create", SpanKind.PRODUCER),
+        (notified, "process", SpanKind.CONSUMER),
+    ]:
+        assert span.kind is kind
+        attributes = span.attributes or {}
+        assert attributes["messaging.system"] == system
+        assert attributes["messaging.operation.type"] == operation
+        assert attributes["messaging.operation.name"] == operation
+        assert span.name == f"{operation} {attributes['messaging.destination.name']}"
+    attributes = processed.attributes or {}
+    assert attributes["messaging.consumer.group.name"] == f"basket{tag}"
+    assert attributes["messaging.message.id"] == (created.attributes or {})["messaging.message.id"]
+    assert (notified.attributes or {})["messaging.consumer.group.name"] == f"notifications{tag}"
+
+    # The relays' send spans: one per batch, linked to every event's create span.
+    sends = [span for span in spans if span.name.startswith("send")]
+    assert all(span.kind is SpanKind.PRODUCER for span in sends)
+    linked = {link.context.span_id for span in sends for link in span.links}
+    assert linked == {created.context.span_id, announced.context.span_id, repriced.context.span_id}
+    for span in sends:
+        attributes = span.attributes or {}
+        assert attributes["messaging.operation.type"] == "send"
+        assert attributes["messaging.batch.message_count"] == len(span.links)
+        assert parent_of(span) == span.links[0].context.span_id  # one trace: joined
+
+
+async def test_process_spans_can_link_instead_of_parenting(tmp_path: Path) -> None:
+    exporter = span_exporter()
+    broker_url = f"sqlite:///{tmp_path / 'broker.db'}"
+    catalog, basket, notifications = traced_app.build(str(tmp_path), broker_url)
+    consumer = Consumer(basket, trace_parenting="link")
+    try:
+        await declare(consumer)
+        traced_app.change_price(catalog, "p-1", 3)  # no span of the caller: create is a root
+        assert await Relay(catalog).drain() == 2
+        async with running(consumer):
+            await wait_until(lambda: consumer.stats.handled == 1, what="basket")
+    finally:
+        for context in (catalog, basket, notifications):
+            await context.adispose()
+    spans = exporter.get_finished_spans()
+    created = one(spans, f"create {CHANGED}")
+    processed = one(spans, f"process {CHANGED}")
+    assert processed.parent is None
+    assert processed.context.trace_id != created.context.trace_id
+    assert [link.context.span_id for link in processed.links] == [created.context.span_id]
+    # what basket's handler publishes continues the process span's own trace
+    assert parent_of(one(spans, f"create {REPRICED}")) == processed.context.span_id
+
+
+async def test_domain_event_handlers_get_spans_when_asked(tmp_path: Path) -> None:
+    exporter = span_exporter()
+    broker_url = f"sqlite:///{tmp_path / 'broker.db'}"
+    catalog, basket, notifications = traced_app.build(
+        str(tmp_path), broker_url, trace_domain_handlers=True
+    )
+    plain, *_ = traced_app.build(str(tmp_path / ".."), broker_url, "_plain")
+    try:
+        traced_app.change_price(catalog, "p-1", 3)
+        handler = one(exporter.get_finished_spans(), "PublishPriceChanged")
+        assert (handler.attributes or {})["tidings.domain_event"] == "ProductPriceChanged"
+        assert parent_of(one(exporter.get_finished_spans(), f"create {CHANGED}")) == (
+            handler.context.span_id
+        )
+        exporter.clear()
+        traced_app.change_price(plain, "p-1", 3)  # off by default
+        assert not by_name(exporter.get_finished_spans(), "PublishPriceChanged")
+    finally:
+        for context in (catalog, basket, notifications, plain):
+            await context.adispose()
