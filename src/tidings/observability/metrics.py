@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 # The API module, imported on first use (``import tidings`` does not pay for it).
 _metrics: Any = None
+_internal: Any = None  # opentelemetry.metrics._internal, which holds the global provider
 _missing = False
 
 if TYPE_CHECKING:
@@ -94,10 +95,11 @@ _instruments: _Instruments | None = None
 def active_meter() -> _Instruments | None:
     """tidings' instruments, or None while no SDK meter provider is configured.
 
-    Checked with one call and one type test until a provider is set (once per
-    process); then cached.
+    A provider is set once per process and never unset: cached once positive. Until
+    then it reads the API's global (``get_meter_provider()`` looks up an environment
+    variable on each call while no provider is set, which costs microseconds).
     """
-    global _instruments, _metrics, _missing
+    global _instruments, _metrics, _internal, _missing
     if _instruments is not None:
         return _instruments
     if _metrics is None:
@@ -105,11 +107,17 @@ def active_meter() -> _Instruments | None:
             return None
         try:
             from opentelemetry import metrics
+            from opentelemetry.metrics import _internal as internal
         except ImportError:
             _missing = True
             return None
-        _metrics = metrics
-    provider = _metrics.get_meter_provider()
+        _metrics, _internal = metrics, internal
+        metrics.get_meter_provider()  # loads a provider named by OTEL_PYTHON_METER_PROVIDER
+    provider = getattr(_internal, "_METER_PROVIDER", _internal)
+    if provider is None:
+        return None
+    if provider is _internal:  # an API without that global: ask it
+        provider = _metrics.get_meter_provider()
     if type(provider).__name__ in ("_ProxyMeterProvider", "NoOpMeterProvider"):
         return None
     _instruments = _Instruments(provider.get_meter("tidings"))

@@ -60,6 +60,7 @@ def _api() -> Any:
             _missing = True
             return None
         _trace, _context = trace, context
+        trace.get_tracer_provider()  # loads a provider named by OTEL_PYTHON_TRACER_PROVIDER
     return _trace
 
 
@@ -80,14 +81,19 @@ def active_tracer() -> Any:
     """tidings' tracer, or None when OpenTelemetry or an SDK provider is missing.
 
     A provider is set once per process and never unset, so the answer is cached once
-    positive; until then the check is one call and one type test.
+    positive. Until then it reads the API's global: ``get_tracer_provider()`` looks up
+    an environment variable on each call while no provider is set (microseconds).
     """
     global _tracer
     if _tracer is not None:
         return _tracer
     if _api() is None:
         return None
-    provider = _trace.get_tracer_provider()
+    provider = getattr(_trace, "_TRACER_PROVIDER", _trace)
+    if provider is None:
+        return None
+    if provider is _trace:  # an API without that global: ask it
+        provider = _trace.get_tracer_provider()
     if isinstance(provider, _trace.ProxyTracerProvider | _trace.NoOpTracerProvider):
         return None
     _tracer = provider.get_tracer("tidings")
