@@ -26,6 +26,12 @@ from tests.support.consumer_infra import (
     wait_until,
 )
 from tests.support.otel import by_name, one, parent_of, span_exporter
+from tidings import (
+    BoundedContext,
+    DomainEvent,
+    DomainEventHandler,
+    IntegrationEventHandler,
+)
 from tidings.consumer import Consumer
 from tidings.outbox import Relay
 
@@ -164,3 +170,59 @@ async def test_domain_event_handlers_get_spans_when_asked(tmp_path: Path) -> Non
     finally:
         for context in (catalog, basket, notifications, plain):
             await context.adispose()
+
+
+class BasketsTouched(DomainEvent):
+    product_id: str
+
+
+class TouchBaskets(IntegrationEventHandler):
+    """A consumer handler recording a domain event whose handler runs after commit."""
+
+    def __init__(self, context: BoundedContext) -> None:
+        self._context = context
+
+    def handle(self, event: traced_app.PriceChangedIntegrationEvent) -> None:
+        self._context.domain_events.publish(BasketsTouched(product_id=event.product_id))
+
+
+class RepriceAfterCommit(DomainEventHandler):
+    publishes = (traced_app.BasketRepricedIntegrationEvent,)
+
+    def __init__(self, context: BoundedContext) -> None:
+        self._context = context
+
+    def handle(self, event: BasketsTouched) -> None:
+        self._context.integration_events.publish(
+            traced_app.BasketRepricedIntegrationEvent(product_id=event.product_id, price=1)
+        )
+
+
+async def test_after_commit_work_of_a_consumer_handler_continues_its_process_span(
+    tmp_path: Path,
+) -> None:
+    exporter = span_exporter()
+    broker_url = f"sqlite:///{tmp_path / 'broker.db'}"
+    catalog, basket, notifications = traced_app.build(str(tmp_path), broker_url)
+    pricing = BoundedContext(
+        "pricing", database_url=f"sqlite:///{tmp_path / 'pricing.db'}", broker_url=broker_url
+    )
+    pricing.create_tables()
+    pricing.subscribe(TouchBaskets(pricing))
+    pricing.subscribe(RepriceAfterCommit(pricing), after_commit=True)
+    consumer = Consumer(pricing)
+    try:
+        await declare(consumer)
+        traced_app.change_price(catalog, "p-1", 3)
+        assert await Relay(catalog).drain() == 2
+        async with running(consumer):
+            await wait_until(lambda: consumer.stats.handled == 1, what="pricing")
+            await wait_until(lambda: pricing.outbox_count() == 1, what="the after-commit event")
+    finally:
+        for context in (catalog, basket, notifications, pricing):
+            await context.adispose()
+    spans = exporter.get_finished_spans()
+    processed = one(spans, f"process {CHANGED}")
+    created = one(spans, f"create {REPRICED}")
+    assert parent_of(created) == processed.context.span_id
+    assert created.context.trace_id == one(spans, f"create {CHANGED}").context.trace_id

@@ -200,6 +200,27 @@ def _send_span(system: str, rows: Sequence[Any]) -> Iterator[None]:
 _NOTHING = contextlib.nullcontext()
 
 
+def current_context_if_tracing() -> Any:
+    """The current OpenTelemetry context when tracing, to resume later; else None."""
+    if active_tracer() is None:
+        return None
+    return _context.get_current()
+
+
+@contextlib.contextmanager
+def _attached(otel_context: Any) -> Iterator[None]:
+    token = _context.attach(otel_context)
+    try:
+        yield
+    finally:
+        _context.detach(token)
+
+
+def attached(otel_context: Any) -> contextlib.AbstractContextManager[None]:
+    """Make a context kept by :func:`current_context_if_tracing` current again."""
+    return _NOTHING if otel_context is None else _attached(otel_context)
+
+
 def send_span(system: str, rows: Sequence[Any]) -> contextlib.AbstractContextManager[None]:
     """The relay's ``send`` span around publishing ``rows`` (outbox rows), if tracing."""
     if active_tracer() is None:
