@@ -136,7 +136,7 @@ async def test_metrics_served_by_the_cli_count_exactly_the_events_sent(
     assert _value(sent, relayed, context=catalog_name, event_type=ANNOUNCED) == USE_CASES
     assert _value(sent, "tidings_relay_delay_seconds_count") == 2 * USE_CASES
     # The gauges query the outbox: emptied once the confirmed rows are deleted.
-    await asyncio.to_thread(
+    emptied = await asyncio.to_thread(
         _wait_for,
         ports["catalog"],
         lambda samples: (
@@ -149,6 +149,7 @@ async def test_metrics_served_by_the_cli_count_exactly_the_events_sent(
         ),
         "an empty outbox",
     )
+    assert _value(emptied, "tidings_outbox_oldest_age_seconds", context=catalog_name) == 0
 
     basket_samples = await asyncio.to_thread(
         _wait_for, ports["basket"], _reaches(relayed, USE_CASES, event_type=REPRICED), "basket"

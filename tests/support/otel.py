@@ -1,12 +1,14 @@
-"""The OpenTelemetry SDK for the tracing tests: one provider per process, spans in memory.
+"""The OpenTelemetry SDK for the tests: one provider per process, spans and metrics in memory.
 
-OpenTelemetry lets a process set its global tracer provider once; every tracing test
-shares it, clearing the exporter first.
+OpenTelemetry lets a process set its global providers once; every test shares them,
+clearing the span exporter first and reading metrics of its own contexts' names.
 """
 
 from __future__ import annotations
 
-from opentelemetry import trace
+from opentelemetry import metrics, trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -38,3 +40,33 @@ def one(spans: tuple[ReadableSpan, ...], name: str) -> ReadableSpan:
 
 def parent_of(span: ReadableSpan) -> int | None:
     return None if span.parent is None else span.parent.span_id
+
+
+_reader: InMemoryMetricReader | None = None
+
+
+def metric_reader() -> InMemoryMetricReader:
+    """The in-memory reader of the process's SDK meter provider (set on first use)."""
+    global _reader
+    if _reader is None:
+        _reader = InMemoryMetricReader()
+        metrics.set_meter_provider(MeterProvider(metric_readers=[_reader]))
+    return _reader
+
+
+def metric_value(reader: InMemoryMetricReader, name: str, **attributes: str) -> float:
+    """Sum of the points of metric ``name`` whose attributes include ``attributes``
+    (keys given without their ``tidings.`` prefix); a histogram's count."""
+    wanted = {f"tidings.{key}": value for key, value in attributes.items()}
+    data = reader.get_metrics_data()
+    total = 0.0
+    for resource in data.resource_metrics if data else ():
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                if metric.name != name:
+                    continue
+                for point in metric.data.data_points:
+                    found = dict(point.attributes or {})
+                    if all(found.get(k) == v for k, v in wanted.items()):
+                        total += getattr(point, "value", None) or getattr(point, "count", 0)
+    return total

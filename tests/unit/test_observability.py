@@ -109,3 +109,23 @@ def test_the_long_running_commands_offer_metrics_and_trace_parenting() -> None:
     for command in ("run", "consume"):
         shown = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"}).output
         assert "--trace-parenting" in shown, command
+
+
+def test_serve_metrics_refuses_when_the_application_has_a_meter_provider() -> None:
+    code = textwrap.dedent(
+        """
+        from opentelemetry import metrics
+        from opentelemetry.sdk.metrics import MeterProvider
+        from tidings.errors import ConfigurationError
+        from tidings.observability import serve_metrics
+        metrics.set_meter_provider(MeterProvider())
+        try:
+            serve_metrics(0)
+        except ConfigurationError as error:
+            print("refused:", error)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.stdout.startswith("refused: a MeterProvider is configured already"), done
