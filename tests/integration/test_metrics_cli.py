@@ -3,12 +3,15 @@
 Seven use cases in catalog (each publishing two events) go through ``tidings relay``
 (catalog), ``tidings run`` (basket, which publishes in turn) and ``tidings consume``
 (notifications), each serving its metrics; scraped over HTTP and parsed with
-``prometheus_client``'s parser, the counters match the events sent exactly.
+``prometheus_client``'s parser, the counters match the events sent exactly. The same
+processes configure the OpenTelemetry SDK in the module defining their context, and
+their spans show the trace going on from process to process.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -18,6 +21,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -112,12 +116,13 @@ async def test_metrics_served_by_the_cli_count_exactly_the_events_sent(
         "PYTHONPATH": str(ROOT),
     }
     ports = {name: _free_port() for name in ("catalog", "basket", "notifications")}
+    spans = {name: tmp_path / f"{name}.spans" for name in ports}
     for command, name in [("relay", "catalog"), ("run", "basket"), ("consume", "notifications")]:
         app = f"tests.support.traced_app:{name}"
         processes.append(
             subprocess.Popen(
                 [str(TIDINGS), command, app, "--metrics-port", str(ports[name])],
-                env=env,
+                env={**env, traced_app.SPANS_ENV: str(spans[name])},
                 cwd=ROOT,
                 stdout=subprocess.DEVNULL,
                 text=True,
@@ -174,3 +179,22 @@ async def test_metrics_served_by_the_cli_count_exactly_the_events_sent(
     )
     assert _value(notified, handled, context=notifications_name, event_type=REPRICED) == (USE_CASES)
     assert _value(notified, "tidings_events_received_total") == 2 * USE_CASES
+
+    # The processes configured the SDK in the module defining their context: basket's
+    # handlers published under their process spans, which notifications' continued.
+    basket_spans = _spans(spans["basket"])
+    notified_spans = _spans(spans["notifications"])
+    processed = {s["context"]["span_id"] for s in basket_spans if s["name"] == f"process {CHANGED}"}
+    created = {
+        s["context"]["span_id"]: s["parent_id"]
+        for s in basket_spans
+        if s["name"] == f"create {REPRICED}"
+    }
+    assert len(processed) == len(created) == USE_CASES
+    assert set(created.values()) == processed
+    continued = [s["parent_id"] for s in notified_spans if s["name"] == f"process {REPRICED}"]
+    assert sorted(continued) == sorted(created)
+
+
+def _spans(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

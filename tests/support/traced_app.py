@@ -26,6 +26,9 @@ from tidings import (
 BROKER_ENV = "TIDINGS_TRACED_TEST_BROKER_URL"
 FOLDER_ENV = "TIDINGS_TRACED_TEST_FOLDER"
 SUFFIX_ENV = "TIDINGS_TRACED_TEST_SUFFIX"
+#: when set, the process configures the OpenTelemetry SDK (as an application would, in
+#: the module defining its context) and writes each finished span to this file, as JSON
+SPANS_ENV = "TIDINGS_TRACED_TEST_SPANS_FILE"
 
 
 class PriceChangedIntegrationEvent(IntegrationEvent):
@@ -143,7 +146,21 @@ def build(
     return catalog, basket, notifications
 
 
+def _configure_tracing(path: str) -> None:
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
+
+    out = open(path, "a")  # noqa: SIM115 - the process's lifetime
+    provider = TracerProvider()
+    exporter = ConsoleSpanExporter(out=out, formatter=lambda span: span.to_json(indent=None) + "\n")
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+
+
 def _from_environment() -> tuple[BoundedContext, BoundedContext, BoundedContext]:
+    if os.environ.get(SPANS_ENV):
+        _configure_tracing(os.environ[SPANS_ENV])
     return build(os.environ[FOLDER_ENV], os.environ[BROKER_ENV], os.environ.get(SUFFIX_ENV, ""))
 
 
