@@ -9,7 +9,7 @@ span's parent is its cause, and attributes follow the messaging conventions.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -226,3 +226,48 @@ async def test_after_commit_work_of_a_consumer_handler_continues_its_process_spa
     created = one(spans, f"create {REPRICED}")
     assert parent_of(created) == processed.context.span_id
     assert created.context.trace_id == one(spans, f"create {CHANGED}").context.trace_id
+
+
+class RepriceInBatches(IntegrationEventHandler):
+    """Handles a run of price changes at once, publishing one event for the run."""
+
+    def __init__(self, context: BoundedContext) -> None:
+        self._context = context
+        self.runs = 0
+
+    def handle(self, event: traced_app.PriceChangedIntegrationEvent) -> None:
+        self.handle_batch([event])
+
+    def handle_batch(self, events: Sequence[traced_app.PriceChangedIntegrationEvent]) -> None:
+        self.runs += 1
+        self._context.integration_events.publish(
+            traced_app.BasketRepricedIntegrationEvent(product_id=events[0].product_id, price=0)
+        )
+
+
+async def test_a_batch_handler_runs_in_the_first_events_process_span(tmp_path: Path) -> None:
+    exporter = span_exporter()
+    broker_url = f"sqlite:///{tmp_path / 'broker.db'}"
+    catalog, basket, notifications = traced_app.build(str(tmp_path), broker_url)
+    pricing = BoundedContext(
+        "pricing", database_url=f"sqlite:///{tmp_path / 'pricing.db'}", broker_url=broker_url
+    )
+    pricing.create_tables()
+    handler = pricing.subscribe(RepriceInBatches(pricing))
+    consumer = Consumer(pricing)
+    try:
+        await declare(consumer)
+        for n in range(3):
+            traced_app.change_price(catalog, f"p-{n}", n)
+        assert await Relay(catalog).drain() == 6
+        async with running(consumer):
+            await wait_until(lambda: consumer.stats.handled == 3, what="pricing")
+    finally:
+        for context in (catalog, basket, notifications, pricing):
+            await context.adispose()
+    spans = exporter.get_finished_spans()
+    processed = by_name(spans, f"process {CHANGED}")
+    assert len(processed) == 3  # one per event, whether handled in a run or alone
+    created = by_name(spans, f"create {REPRICED}")
+    assert len(created) == handler.runs
+    assert {parent_of(span) for span in created} <= {span.context.span_id for span in processed}

@@ -109,6 +109,7 @@ class HandlerRunner:
         Every event has its process span; a ``handle_batch`` call runs in the first
         event's, as it continues the first event's correlation.
         """
+        started = time.perf_counter()
         spans = [self.spans.start(item.event) for item in run]
         try:
             for subscription in subscriptions:
@@ -128,6 +129,7 @@ class HandlerRunner:
                         )
         finally:
             self.spans.end(spans)
+        record_handler_duration(self.context.name, run[0].event.type, started)  # the run's
 
     def _continue_flow(self, item: Item, *, causation: bool = True) -> None:
         """Events a handler publishes continue the flow of the event it handles."""
