@@ -116,6 +116,8 @@ async def test_one_trace_runs_from_the_use_case_through_every_context(
 
     # The relays' send spans: one per batch, linked to every event's create span.
     sends = [span for span in spans if span.name.startswith("send")]
+    # catalog's two events of two types went in one batch; basket's alone
+    assert sorted(span.name for span in sends) == ["send", f"send {REPRICED}"]
     assert all(span.kind is SpanKind.PRODUCER for span in sends)
     linked = {link.context.span_id for span in sends for link in span.links}
     assert linked == {created.context.span_id, announced.context.span_id, repriced.context.span_id}
