@@ -2,10 +2,10 @@
 
 Seven use cases in catalog (each publishing two events) go through ``tidings relay``
 (catalog), ``tidings run`` (basket, which publishes in turn) and ``tidings consume``
-(notifications), each serving its metrics; scraped over HTTP and parsed with
-``prometheus_client``'s parser, the counters match the events sent exactly. The same
-processes configure the OpenTelemetry SDK in the module defining their context, and
-their spans show the trace going on from process to process.
+(notifications, ``--trace-parenting link``), each serving its metrics; scraped over
+HTTP and parsed with ``prometheus_client``'s parser, the counters match the events sent
+exactly. The same processes configure the OpenTelemetry SDK in the module defining
+their context, and their spans show the trace going on from process to process.
 """
 
 from __future__ import annotations
@@ -117,11 +117,15 @@ async def test_metrics_served_by_the_cli_count_exactly_the_events_sent(
     }
     ports = {name: _free_port() for name in ("catalog", "basket", "notifications")}
     spans = {name: tmp_path / f"{name}.spans" for name in ports}
-    for command, name in [("relay", "catalog"), ("run", "basket"), ("consume", "notifications")]:
+    for command, name, *options in [
+        ("relay", "catalog"),
+        ("run", "basket"),
+        ("consume", "notifications", "--trace-parenting", "link"),
+    ]:
         app = f"tests.support.traced_app:{name}"
         processes.append(
             subprocess.Popen(
-                [str(TIDINGS), command, app, "--metrics-port", str(ports[name])],
+                [str(TIDINGS), command, app, "--metrics-port", str(ports[name]), *options],
                 env={**env, traced_app.SPANS_ENV: str(spans[name])},
                 cwd=ROOT,
                 stdout=subprocess.DEVNULL,
@@ -181,7 +185,8 @@ async def test_metrics_served_by_the_cli_count_exactly_the_events_sent(
     assert _value(notified, "tidings_events_received_total") == 2 * USE_CASES
 
     # The processes configured the SDK in the module defining their context: basket's
-    # handlers published under their process spans, which notifications' continued.
+    # handlers published under their process spans; notifications' process spans
+    # (--trace-parenting link) start traces of their own, linked to basket's creates.
     basket_spans = _spans(spans["basket"])
     notified_spans = _spans(spans["notifications"])
     processed = {s["context"]["span_id"] for s in basket_spans if s["name"] == f"process {CHANGED}"}
@@ -192,8 +197,11 @@ async def test_metrics_served_by_the_cli_count_exactly_the_events_sent(
     }
     assert len(processed) == len(created) == USE_CASES
     assert set(created.values()) == processed
-    continued = [s["parent_id"] for s in notified_spans if s["name"] == f"process {REPRICED}"]
-    assert sorted(continued) == sorted(created)
+    linked = [s for s in notified_spans if s["name"] == f"process {REPRICED}"]
+    assert all(span["parent_id"] is None for span in linked)
+    assert sorted(link["context"]["span_id"] for s in linked for link in s["links"]) == sorted(
+        created
+    )
 
 
 def _spans(path: Path) -> list[dict[str, Any]]:
