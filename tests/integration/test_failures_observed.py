@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 from sqlalchemy import select
 
 from tests.support import traced_app
 from tests.support.consumer_infra import declare, new_tag, running, wait_until
-from tests.support.otel import by_name, metric_reader, metric_value, span_exporter
+from tests.support.otel import by_name, metric_reader, metric_value
 from tidings import IntegrationEventHandler, RetryPolicy
 from tidings.consumer import Consumer
 from tidings.contracts.envelope import cloud_event_from_row
@@ -33,8 +34,9 @@ class RefuseProduct(IntegrationEventHandler):
             raise RuntimeError("refused")
 
 
-async def test_attempts_retries_and_dead_letters_are_counted_and_traced(tmp_path: Path) -> None:
-    exporter = span_exporter()
+async def test_attempts_retries_and_dead_letters_are_counted_and_traced(
+    tmp_path: Path, span_exporter: InMemorySpanExporter
+) -> None:
     reader = metric_reader()
     tag = new_tag()
     broker_url = f"sqlite:///{tmp_path / 'broker.db'}"
@@ -70,7 +72,7 @@ async def test_attempts_retries_and_dead_letters_are_counted_and_traced(tmp_path
     assert metric_value(reader, "tidings.events.relayed", context=f"catalog{tag}") == 4
     assert metric_value(reader, "tidings.events.published", context=f"catalog{tag}") == 4
 
-    processed = by_name(exporter.get_finished_spans(), f"process {CHANGED}")
+    processed = by_name(span_exporter.get_finished_spans(), f"process {CHANGED}")
     failed = [span for span in processed if span.status.status_code is StatusCode.ERROR]
     assert len(failed) == 3
     assert all(any(e.name == "exception" for e in span.events) for span in failed)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from opentelemetry import trace
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
 from tests.support import traced_app
@@ -25,7 +26,7 @@ from tests.support.consumer_infra import (
     running,
     wait_until,
 )
-from tests.support.otel import by_name, one, parent_of, span_exporter
+from tests.support.otel import by_name, one, parent_of
 from tidings import (
     BoundedContext,
     DomainEvent,
@@ -54,10 +55,9 @@ async def broker(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
 
 
 async def test_one_trace_runs_from_the_use_case_through_every_context(
-    broker: tuple[str, str], tmp_path: Path
+    broker: tuple[str, str], tmp_path: Path, span_exporter: InMemorySpanExporter
 ) -> None:
     broker_url, tag = broker
-    exporter = span_exporter()
     catalog, basket, notifications = traced_app.build(str(tmp_path), broker_url, tag)
     basket_consumer = Consumer(basket)
     notifications_consumer = Consumer(notifications)
@@ -76,7 +76,7 @@ async def test_one_trace_runs_from_the_use_case_through_every_context(
         for context in (catalog, basket, notifications):
             await context.adispose()
 
-    spans = exporter.get_finished_spans()
+    spans = span_exporter.get_finished_spans()
     trace_id = use_case.get_span_context().trace_id
     assert {span.context.trace_id for span in spans} == {trace_id}, [s.name for s in spans]
 
@@ -128,8 +128,9 @@ async def test_one_trace_runs_from_the_use_case_through_every_context(
         assert parent_of(span) == span.links[0].context.span_id  # one trace: joined
 
 
-async def test_process_spans_can_link_instead_of_parenting(tmp_path: Path) -> None:
-    exporter = span_exporter()
+async def test_process_spans_can_link_instead_of_parenting(
+    tmp_path: Path, span_exporter: InMemorySpanExporter
+) -> None:
     broker_url = f"sqlite:///{tmp_path / 'broker.db'}"
     catalog, basket, notifications = traced_app.build(str(tmp_path), broker_url)
     consumer = Consumer(basket, trace_parenting="link")
@@ -142,7 +143,7 @@ async def test_process_spans_can_link_instead_of_parenting(tmp_path: Path) -> No
     finally:
         for context in (catalog, basket, notifications):
             await context.adispose()
-    spans = exporter.get_finished_spans()
+    spans = span_exporter.get_finished_spans()
     created = one(spans, f"create {CHANGED}")
     processed = one(spans, f"process {CHANGED}")
     assert processed.parent is None
@@ -152,8 +153,9 @@ async def test_process_spans_can_link_instead_of_parenting(tmp_path: Path) -> No
     assert parent_of(one(spans, f"create {REPRICED}")) == processed.context.span_id
 
 
-async def test_domain_event_handlers_get_spans_when_asked(tmp_path: Path) -> None:
-    exporter = span_exporter()
+async def test_domain_event_handlers_get_spans_when_asked(
+    tmp_path: Path, span_exporter: InMemorySpanExporter
+) -> None:
     broker_url = f"sqlite:///{tmp_path / 'broker.db'}"
     catalog, basket, notifications = traced_app.build(
         str(tmp_path), broker_url, trace_domain_handlers=True
@@ -161,14 +163,14 @@ async def test_domain_event_handlers_get_spans_when_asked(tmp_path: Path) -> Non
     plain, *_ = traced_app.build(str(tmp_path / ".."), broker_url, "_plain")
     try:
         traced_app.change_price(catalog, "p-1", 3)
-        handler = one(exporter.get_finished_spans(), "PublishPriceChanged")
+        handler = one(span_exporter.get_finished_spans(), "PublishPriceChanged")
         assert (handler.attributes or {})["tidings.domain_event"] == "ProductPriceChanged"
-        assert parent_of(one(exporter.get_finished_spans(), f"create {CHANGED}")) == (
+        assert parent_of(one(span_exporter.get_finished_spans(), f"create {CHANGED}")) == (
             handler.context.span_id
         )
-        exporter.clear()
+        span_exporter.clear()
         traced_app.change_price(plain, "p-1", 3)  # off by default
-        assert not by_name(exporter.get_finished_spans(), "PublishPriceChanged")
+        assert not by_name(span_exporter.get_finished_spans(), "PublishPriceChanged")
     finally:
         for context in (catalog, basket, notifications, plain):
             await context.adispose()
@@ -201,9 +203,8 @@ class RepriceAfterCommit(DomainEventHandler):
 
 
 async def test_after_commit_work_of_a_consumer_handler_continues_its_process_span(
-    tmp_path: Path,
+    tmp_path: Path, span_exporter: InMemorySpanExporter
 ) -> None:
-    exporter = span_exporter()
     broker_url = f"sqlite:///{tmp_path / 'broker.db'}"
     catalog, basket, notifications = traced_app.build(str(tmp_path), broker_url)
     pricing = BoundedContext(
@@ -223,7 +224,7 @@ async def test_after_commit_work_of_a_consumer_handler_continues_its_process_spa
     finally:
         for context in (catalog, basket, notifications, pricing):
             await context.adispose()
-    spans = exporter.get_finished_spans()
+    spans = span_exporter.get_finished_spans()
     processed = one(spans, f"process {CHANGED}")
     created = one(spans, f"create {REPRICED}")
     assert parent_of(created) == processed.context.span_id
@@ -247,8 +248,9 @@ class RepriceInBatches(IntegrationEventHandler):
         )
 
 
-async def test_a_batch_handler_runs_in_the_first_events_process_span(tmp_path: Path) -> None:
-    exporter = span_exporter()
+async def test_a_batch_handler_runs_in_the_first_events_process_span(
+    tmp_path: Path, span_exporter: InMemorySpanExporter
+) -> None:
     broker_url = f"sqlite:///{tmp_path / 'broker.db'}"
     catalog, basket, notifications = traced_app.build(str(tmp_path), broker_url)
     pricing = BoundedContext(
@@ -267,7 +269,7 @@ async def test_a_batch_handler_runs_in_the_first_events_process_span(tmp_path: P
     finally:
         for context in (catalog, basket, notifications, pricing):
             await context.adispose()
-    spans = exporter.get_finished_spans()
+    spans = span_exporter.get_finished_spans()
     processed = by_name(spans, f"process {CHANGED}")
     assert len(processed) == 3  # one per event, whether handled in a run or alone
     created = by_name(spans, f"create {REPRICED}")

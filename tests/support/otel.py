@@ -13,19 +13,40 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+
+class _Capturing(SimpleSpanProcessor):
+    """Exports only while a test captures: the provider outlives the test, and the
+    tests after it must not fill the exporter's memory."""
+
+    capturing = False
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if self.capturing:
+            super().on_end(span)
+
+
 _exporter: InMemorySpanExporter | None = None
+_processor: _Capturing | None = None
 
 
 def span_exporter() -> InMemorySpanExporter:
-    """The in-memory exporter of the process's SDK provider, cleared."""
-    global _exporter
-    if _exporter is None:
+    """The in-memory exporter of the process's SDK provider, cleared and capturing."""
+    global _exporter, _processor
+    if _exporter is None or _processor is None:
         provider = TracerProvider()
         _exporter = InMemorySpanExporter()
-        provider.add_span_processor(SimpleSpanProcessor(_exporter))
+        _processor = _Capturing(_exporter)
+        provider.add_span_processor(_processor)
         trace.set_tracer_provider(provider)
     _exporter.clear()
+    _processor.capturing = True
     return _exporter
+
+
+def stop_capturing() -> None:
+    if _processor is not None and _exporter is not None:
+        _processor.capturing = False
+        _exporter.clear()
 
 
 def by_name(spans: tuple[ReadableSpan, ...], name: str) -> list[ReadableSpan]:
