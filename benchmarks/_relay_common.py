@@ -74,17 +74,24 @@ def make_context(url: str, broker_url: str = "memory://bench") -> BoundedContext
     return context
 
 
-def fill_backlog(engine: Engine, count: int, *, start: int = 0) -> None:
-    """Add ``count`` pending rows shaped like tidings' (one correlation id per event)."""
+# A sampled W3C traceparent of a trace of its own per row, as a create span would leave.
+_TRACEPARENT_SQL = "'00-' || md5(random()::text) || '-' || left(md5(random()::text), 16) || '-01'"
+
+
+def fill_backlog(engine: Engine, count: int, *, start: int = 0, traced: bool = False) -> None:
+    """Add ``count`` pending rows shaped like tidings' (one correlation id per event);
+    ``traced``: each carries a traceparent, as when the producer's process traces."""
+    traceparent = _TRACEPARENT_SQL if traced else "NULL"
     with engine.begin() as connection:
         connection.execute(
             text(
                 "INSERT INTO tidings_outbox (event_id, event_type, event_version, source, "
-                "partition_key, payload, occurred_at, created_at, correlation_id, causation_id) "
+                "partition_key, payload, occurred_at, created_at, correlation_id, causation_id, "
+                "traceparent) "
                 "SELECT gen_random_uuid()::text, :type, 1, :source, "
                 "'thing-' || (i % CAST(:keys AS bigint)), "
                 f"{_PAYLOAD_SQL}, clock_timestamp(), clock_timestamp(), "
-                "gen_random_uuid()::text, NULL "
+                f"gen_random_uuid()::text, NULL, {traceparent} "
                 "FROM generate_series(CAST(:first AS bigint), CAST(:last AS bigint)) AS i"
             ),
             {

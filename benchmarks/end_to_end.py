@@ -15,8 +15,15 @@ relay (woken by LISTEN/NOTIFY) and consumer run here. Latency per event = moment
 consumer acknowledged it (after its transaction committed) - moment its producer's
 commit returned, both ``time.monotonic()``. The first second is warm-up.
 
+Traced. Last (OpenTelemetry lets a process set its tracer provider once), the same
+throughput rounds run with the OpenTelemetry SDK configured: a ``BatchSpanProcessor``
+exporting to nowhere, backlog rows carrying a ``traceparent`` each, so the relay makes
+its send spans with links and the consumer a process span per event under it.
+``ratio_traced`` = traced events/s / untraced events/s (best rounds of each).
+
     python benchmarks/end_to_end.py            # 50,000 events, 2 rounds; 15 s paced
     python benchmarks/end_to_end.py --quick    # 5,000 events, 2 rounds; 5 s paced
+    python benchmarks/end_to_end.py --smoke    # 500 events, 1 round; 2 s paced: it runs
 """
 
 from __future__ import annotations
@@ -29,6 +36,9 @@ from typing import Any
 
 import aio_pika
 import asyncpg
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from _consume_common import (
     EVENT_TYPE,
@@ -62,6 +72,7 @@ RAW_GROUP = "bench-e2e-raw"
 WINDOW = 500
 TARGET_RATIO = 1.0
 TARGET_P99_MS = 10.0
+TARGET_RATIO_TRACED = 0.85
 
 
 # -- tidings ------------------------------------------------------------------------------
@@ -201,6 +212,39 @@ async def throughput(
     return best
 
 
+# -- traced throughput ----------------------------------------------------------------------
+class _Nowhere(SpanExporter):
+    """Drops spans: what is measured is making them, not shipping them."""
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return SpanExportResult.SUCCESS
+
+
+async def traced_throughput(
+    out_url: str, in_url: str, producer: BoundedContext, consumer: BoundedContext, **sizes: int
+) -> float:
+    """Best tidings events/s over ``rounds`` with the SDK and a batch span processor."""
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(_Nowhere()))
+    trace.set_tracer_provider(provider)
+    events, rounds = sizes["events"], sizes["rounds"]
+    out_engine = sync_engine(out_url)
+    best = 0.0
+    for round_number in range(rounds):
+        clear_outbox(out_engine)
+        fill_backlog(out_engine, events, start=(rounds + round_number) * events, traced=True)
+        empty_consumer_tables(in_url)
+        seconds = await tidings_seconds(producer, consumer, events)
+        if effect_rows(in_url) != events:
+            raise RuntimeError(f"traced: expected {events} effect rows")
+        best = max(best, events / seconds)
+        print(f"traced round {round_number + 1}: tidings {events / seconds:,.0f} events/s")
+    clear_outbox(out_engine)
+    out_engine.dispose()
+    provider.shutdown()
+    return best
+
+
 # -- latency ------------------------------------------------------------------------------
 async def latency(
     out_url: str, producer: BoundedContext, consumer: BoundedContext, seconds: float
@@ -232,6 +276,10 @@ async def measure(out_url: str, in_url: str, *, events: int, rounds: int, second
         best = await throughput(out_url, in_url, producer, consumer, events=events, rounds=rounds)
         empty_consumer_tables(in_url)
         paced = await latency(out_url, producer, consumer, seconds)
+        empty_consumer_tables(in_url)
+        paced["traced_per_s"] = await traced_throughput(
+            out_url, in_url, producer, consumer, events=events, rounds=rounds
+        )
     finally:
         await producer.adispose()
         await consumer.adispose()
@@ -242,12 +290,15 @@ async def measure(out_url: str, in_url: str, *, events: int, rounds: int, second
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="5,000 events; 5 s paced")
+    parser.add_argument("--smoke", action="store_true", help="500 events, 1 round; 2 s paced")
     parser.add_argument("--events", type=int, help="backlog per round (default 50,000)")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--seconds", type=float, help="paced latency run (default 15)")
     arguments = parser.parse_args()
-    events = arguments.events or (5_000 if arguments.quick else 50_000)
-    seconds = arguments.seconds or (5.0 if arguments.quick else 15.0)
+    if arguments.smoke:
+        arguments.rounds = 1
+    events = arguments.events or (500 if arguments.smoke else 5_000 if arguments.quick else 50_000)
+    seconds = arguments.seconds or (2.0 if arguments.smoke else 5.0 if arguments.quick else 15.0)
     out_url, in_url = postgres_database(), postgres_database("tidings_bench_in")
     if out_url is None or in_url is None or not reachable(5672):
         print("PostgreSQL or RabbitMQ unreachable on 127.0.0.1: nothing to measure")
@@ -260,16 +311,21 @@ def main() -> None:
         measure(out_url, in_url, events=events, rounds=arguments.rounds, seconds=seconds)
     )
     ratio = best["tidings"] / best["raw"]
+    traced = paced.pop("traced_per_s")
+    ratio_traced = traced / best["tidings"]
     print(
         f"events/s {best['tidings']:,.0f} (raw {best['raw']:,.0f}): ratio {ratio:.3f} "
         f"(target >= {TARGET_RATIO}); p50 {paced['p50_ms']} ms, p99 {paced['p99_ms']} ms "
-        f"(target <= {TARGET_P99_MS})"
+        f"(target <= {TARGET_P99_MS}); traced {traced:,.0f} events/s: ratio_traced "
+        f"{ratio_traced:.3f} (target >= {TARGET_RATIO_TRACED})"
     )
     emit(
         {
             "events_per_s": round(best["tidings"]),
             "raw_per_s": round(best["raw"]),
             "ratio": round(ratio, 3),
+            "traced_per_s": round(traced),
+            "ratio_traced": round(ratio_traced, 3),
             "events": events,
             "rounds": arguments.rounds,
             **paced,

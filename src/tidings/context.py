@@ -22,6 +22,7 @@ from tidings.application.unit_of_work import UnitOfWork, new_current_unit_of_wor
 from tidings.contracts.upcasting import Upcaster, Upcasters
 from tidings.domain.aggregate import AggregateRoot
 from tidings.errors import ConfigurationError, NoActiveTransactionError
+from tidings.observability.tracing import messaging_system
 from tidings.persistence.engines import (
     READ_ONLY_OPTION,
     create_asyncio_engine,
@@ -65,6 +66,9 @@ class BoundedContext:
         before the chain is taken for a cycle.
     :param after_commit_retry: backoff of failing after-commit handlers.
     :param engine_options: extra keyword arguments for ``create_engine``.
+    :param trace_domain_handlers: run each inline domain event handler in a span of
+        its own (named by the handler), when an OpenTelemetry SDK is configured; off
+        by default, and free when off.
     """
 
     def __init__(
@@ -77,6 +81,7 @@ class BoundedContext:
         max_cascade_depth: int = 32,
         after_commit_retry: RetryPolicy | None = None,
         engine_options: dict[str, Any] | None = None,
+        trace_domain_handlers: bool = False,
     ) -> None:
         if not name or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
             raise ConfigurationError(
@@ -94,15 +99,16 @@ class BoundedContext:
         self._async_engine: AsyncEngine | None = None
         self._current = new_current_unit_of_work(name)
 
-        self.subscriptions = DomainEventSubscriptions()
+        self.subscriptions = DomainEventSubscriptions(traced=trace_domain_handlers)
         self._query_handlers = QueryHandlers()
         self.integration_handlers: list[Any] = []
         self.upcasters = Upcasters()
 
         self.domain_events = DomainEventProducer(self.subscriptions, self._current)
         self.async_domain_events = AsyncDomainEventProducer(self.subscriptions, self._current)
-        self.integration_events = IntegrationEventProducer(name, self._current)
-        self.async_integration_events = AsyncIntegrationEventProducer(name, self._current)
+        system = messaging_system(self.broker_url)
+        self.integration_events = IntegrationEventProducer(name, self._current, system)
+        self.async_integration_events = AsyncIntegrationEventProducer(name, self._current, system)
         self.query_bus = QueryBus(self._query_handlers)
         self.async_query_bus = AsyncQueryBus(self._query_handlers)
 

@@ -15,6 +15,7 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from tidings.consumer.consumer import Consumer
+from tidings.observability.tracing import TraceParenting
 from tidings.outbox.relay import Relay
 
 if TYPE_CHECKING:
@@ -23,12 +24,24 @@ if TYPE_CHECKING:
 
 class ContextWorker:
     """Runs the relay (always) and the consumer (when the context has integration
-    event handlers) of ``context`` until :meth:`stop`."""
+    event handlers) of ``context`` until :meth:`stop`; ``trace_parenting`` as for
+    :class:`~tidings.consumer.Consumer`."""
 
-    def __init__(self, context: BoundedContext, *, relay: bool = True, consume: bool = True):
+    def __init__(
+        self,
+        context: BoundedContext,
+        *,
+        relay: bool = True,
+        consume: bool = True,
+        trace_parenting: TraceParenting | str = TraceParenting.PARENT,
+    ):
         self.context = context
         self.relay = Relay(context) if relay else None
-        self.consumer = Consumer(context) if consume and context.integration_handlers else None
+        self.consumer = (
+            Consumer(context, trace_parenting=trace_parenting)
+            if consume and context.integration_handlers
+            else None
+        )
 
     async def run(self) -> None:
         """Run both until stopped; if one fails, the other is stopped too."""

@@ -9,15 +9,18 @@ from tidings.application.unit_of_work import UnitOfWork
 from tidings.contracts.envelope import outbox_row
 from tidings.contracts.integration_event import IntegrationEvent
 from tidings.errors import NoActiveTransactionError
-from tidings.observability import current_trace_context
+from tidings.observability.tracing import create_span
 
 
 class _OutboxProducer:
-    __slots__ = ("_current", "_source")
+    __slots__ = ("_current", "_source", "_system")
 
-    def __init__(self, source: str, current: ContextVar[UnitOfWork | None]) -> None:
+    def __init__(
+        self, source: str, current: ContextVar[UnitOfWork | None], system: str = "tidings"
+    ) -> None:
         self._source = source
         self._current = current
+        self._system = system  # messaging.system of the create spans: the broker's kind
 
     def _add(self, event: IntegrationEvent, partition_key: str | None) -> None:
         # The wrong kind of event is a bug whether or not a transaction is open: say so first.
@@ -34,7 +37,9 @@ class _OutboxProducer:
                 f"events are written to the outbox atomically with your changes: wrap the "
                 f"use case in `with ctx.transaction():` (or `async with`)"
             )
-        parent, state = current_trace_context()
+        # The create span (when tracing) is a child of the caller's span; its context
+        # travels with the event, so the consumer's process span continues this trace.
+        parent, state = create_span(self._system, event, uow.correlation_id)
         uow.outbox.append(
             outbox_row(
                 event,

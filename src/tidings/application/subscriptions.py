@@ -9,6 +9,7 @@ from typing import Any
 from tidings.application.introspection import handled_types, handler_id, is_coroutine_handler
 from tidings.domain.events import DomainEvent
 from tidings.errors import ConfigurationError
+from tidings.observability.tracing import traced_handler_call
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,9 +48,12 @@ class DomainEventSubscriptions:
     lookup and no reflection; subscribing clears the cache.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, traced: bool = False) -> None:
         self._subscriptions: list[Subscription] = []
         self.plans: dict[type, DispatchPlan] = {}
+        # Inline handlers run in a span each (when an OpenTelemetry SDK is configured);
+        # decided when a plan is made, so the untraced dispatch path is untouched.
+        self.traced = traced
 
     def add(self, handler: object, *, after_commit: bool = False) -> Subscription:
         types = handled_types(handler, DomainEvent, "DomainEventHandler")
@@ -83,16 +87,24 @@ class DomainEventSubscriptions:
             matching = [s for s in self._subscriptions if issubclass(event_type, s.event_types)]
             inline = tuple(s for s in matching if not s.after_commit)
             after_commit_subscriptions = tuple(s for s in matching if s.after_commit)
+            calls = tuple(self._call(s) for s in inline)
             plan = DispatchPlan(
                 inline=inline,
-                inline_calls=tuple(s.handle for s in inline),
+                inline_calls=calls,
                 after_commit=after_commit_subscriptions,
                 has_async_inline=any(s.is_async for s in inline),
                 simple=not after_commit_subscriptions and not any(s.is_async for s in inline),
-                single=inline[0].handle if len(inline) == 1 else None,
+                single=calls[0] if len(inline) == 1 else None,
             )
             self.plans[event_type] = plan
         return plan
+
+    def _call(self, subscription: Subscription) -> Callable[[Any], Any]:
+        if not self.traced:
+            return subscription.handle
+        return traced_handler_call(
+            subscription.handle, subscription.handler_id, subscription.is_async
+        )
 
     def after_commit_subscription(self, handler_id: str) -> Subscription | None:
         for subscription in self._subscriptions:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from tidings.domain.aggregate import AggregateRoot
 from tidings.domain.events import DomainEvent
 from tidings.errors import CascadeDepthExceededError
+from tidings.observability.tracing import current_context_if_tracing
 
 if TYPE_CHECKING:
     from tidings.application.subscriptions import DispatchPlan, Subscription
@@ -35,6 +36,7 @@ class UnitOfWork:
         "max_depth",
         "outbox",
         "session",
+        "trace_contexts",
     )
 
     def __init__(
@@ -57,6 +59,9 @@ class UnitOfWork:
         self.async_session = async_session
         self.outbox: list[dict[str, Any]] = []
         self.after_commit: list[tuple[DomainEvent, Subscription]] = []
+        # When tracing: the OpenTelemetry context current when each event's after-commit
+        # work was deferred (by id of the event), so that the work continues that trace.
+        self.trace_contexts: dict[int, Any] | None = None
         self._aggregates: dict[int, AggregateRoot] = {}
         self._recorded: dict[int, AggregateRoot] = {}
 
@@ -89,6 +94,11 @@ class UnitOfWork:
         after_commit = self.after_commit
         for subscription in plan.after_commit:
             after_commit.append((event, subscription))
+        trace_context = current_context_if_tracing()
+        if trace_context is not None:
+            if self.trace_contexts is None:
+                self.trace_contexts = {}
+            self.trace_contexts[id(event)] = trace_context
 
     def track(self, aggregate: AggregateRoot) -> None:
         """Dispatch ``aggregate``'s recorded events at commit even if no ORM session holds it."""

@@ -8,6 +8,14 @@ import typer
 
 from tidings.cli.common import AppArg, BrokerOpt, console, run_until_signalled
 from tidings.cli.loading import load_context
+from tidings.cli.telemetry import (
+    DEFAULT_HOST,
+    MetricsHostOpt,
+    MetricsPortOpt,
+    TraceParentingOpt,
+    start_metrics,
+)
+from tidings.observability.tracing import TraceParenting
 
 
 def relay(
@@ -21,6 +29,8 @@ def relay(
         float,
         typer.Option(help="Seconds before a standby relay takes over from a silent one."),
     ] = 10.0,
+    metrics_port: MetricsPortOpt = None,
+    metrics_host: MetricsHostOpt = DEFAULT_HOST,
 ) -> None:
     """Forward the context's outbox to its broker until interrupted (SIGINT/SIGTERM).
 
@@ -30,6 +40,7 @@ def relay(
     from tidings.transports.registry import open_transport
 
     context = load_context(target)
+    start_metrics(metrics_port, metrics_host, context, outbox=True)
     transport = open_transport(broker) if broker else None
     worker = Relay(
         context, transport, batch_size=batch_size, retention=retention, lease_ttl=lease_ttl
@@ -45,6 +56,9 @@ def relay(
 def run_context(
     target: AppArg,
     relay_only: Annotated[bool, typer.Option("--relay-only", help="Do not consume.")] = False,
+    metrics_port: MetricsPortOpt = None,
+    metrics_host: MetricsHostOpt = DEFAULT_HOST,
+    trace_parenting: TraceParentingOpt = TraceParenting.PARENT,
 ) -> None:
     """Run the context's relay and consumer together until interrupted.
 
@@ -54,7 +68,8 @@ def run_context(
     from tidings.worker import ContextWorker
 
     context = load_context(target)
-    worker = ContextWorker(context, consume=not relay_only)
+    start_metrics(metrics_port, metrics_host, context, outbox=True)
+    worker = ContextWorker(context, consume=not relay_only, trace_parenting=trace_parenting)
     parts = ["relay"] + (["consumer"] if worker.consumer else [])
     console.print(f"running {context.name}: {' + '.join(parts)} (Ctrl-C to stop)")
     run_until_signalled(worker.run(), worker.stop)
@@ -88,6 +103,9 @@ def consume(
         str,
         typer.Option(help="dead_letter (default) or ignore: a type/version no handler can read."),
     ] = "dead_letter",
+    metrics_port: MetricsPortOpt = None,
+    metrics_host: MetricsHostOpt = DEFAULT_HOST,
+    trace_parenting: TraceParentingOpt = TraceParenting.PARENT,
 ) -> None:
     """Run the context's integration event handlers until interrupted (SIGINT/SIGTERM).
 
@@ -110,6 +128,7 @@ def consume(
         raise typer.BadParameter("dead_letter or ignore", param_hint="--unknown-types")
     if retry_max < retry_initial:
         raise typer.BadParameter("must be at least --retry-initial", param_hint="--retry-max")
+    start_metrics(metrics_port, metrics_host, context, outbox=False)
     transport = open_transport(broker) if broker else None
     worker = Consumer(
         context,
@@ -121,6 +140,7 @@ def consume(
         retry=RetryPolicy(initial_delay=retry_initial, max_delay=retry_max),
         max_message_bytes=max_message_bytes,
         unknown_types=unknown_types,
+        trace_parenting=trace_parenting,
     )
     console.print(
         f"consuming [bold]{', '.join(sorted(worker.subscriptions.event_types))}[/] for "

@@ -51,6 +51,8 @@ from tidings.consumer.subscriptions import IntegrationSubscriptions
 from tidings.contracts.cloudevents import DEFAULT_MAX_BYTES, CloudEvent
 from tidings.contracts.registry import ContractRegistry, default_registry
 from tidings.errors import ConfigurationError
+from tidings.observability.metrics import count
+from tidings.observability.tracing import ProcessSpans, TraceParenting, messaging_system
 from tidings.transports.base import Delivery, Transport, TransportError
 from tidings.transports.registry import open_transport
 
@@ -88,6 +90,9 @@ class Consumer:
     :param max_attempts: attempts in all before an event is dead-lettered.
     :param unknown_types: dead-letter (default) or ignore unreadable types/versions.
     :param batch_size: most events handled in one transaction.
+    :param trace_parenting: ``"parent"``: each event's process span is a child of the
+        create span the event carries (one trace per use case); ``"link"``: it starts
+        a trace of its own, linked to it. Only with an OpenTelemetry SDK configured.
     """
 
     def __init__(
@@ -104,6 +109,7 @@ class Consumer:
         unknown_types: UnknownTypes | str = UnknownTypes.DEAD_LETTER,
         batch_size: int = 200,
         inbox_retention: timedelta = timedelta(days=7),
+        trace_parenting: TraceParenting | str = TraceParenting.PARENT,
     ) -> None:
         self.context = context
         self.transport = transport or open_transport(context.broker_url)
@@ -127,7 +133,8 @@ class Consumer:
             max_message_bytes=max_message_bytes,
             unknown_types=self.unknown_types,
         )
-        self._handlers = HandlerRunner(context, self.subscriptions, self.group)
+        spans = ProcessSpans(messaging_system(self.transport.url), self.group, trace_parenting)
+        self._handlers = HandlerRunner(context, self.subscriptions, self.group, spans)
         self._database = DatabaseWatch(context.async_engine, self.group, self.retry, self._stopping)
         # Keys whose head event is waiting for a delayed retry, with the events queued
         # behind it; a task per blocked key works through its queue.
@@ -248,15 +255,19 @@ class Consumer:
     async def process(self, deliveries: Sequence[Delivery]) -> None:
         """Handle deliveries in order: poison to dead letters, the rest in one transaction."""
         items: list[Item] = []
+        admitted: list[str] = []  # their types, for the received counter
         for delivery in deliveries:
             item = await self._admit(delivery)
             if item is None:
                 continue
+            admitted.append(item.event.type)
             blocked = self._blocked.get(item.key)
             if blocked is not None:
                 blocked.append(item)  # waits behind its key's failing event
             else:
                 items.append(item)
+        if admitted:
+            count("received", self.context.name, admitted)
         if not items:
             return
         self.stats.batches += 1
@@ -339,6 +350,7 @@ class Consumer:
                 if item.failures:
                     delay = self.retry.delay(item.failures - self.immediate_retries)
                     self.stats.retries += 1
+                    count("retried", self.context.name, (item.event.type,))
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._stopping.wait(), delay)
                     if self._stopping.is_set():
@@ -389,6 +401,7 @@ class Consumer:
         item.failures += 1
         item.first_failed_at = item.first_failed_at or datetime.now(UTC)
         item.last_error = error
+        count("failed", self.context.name, (item.event.type,))
         logger.warning(
             "%s: handling %s %s failed (attempt %d of %d): %r",
             self.group,
@@ -446,6 +459,8 @@ class Consumer:
                 if not await self._wait_for_database(failure):
                     return  # stopped: unacknowledged, so delivered again
         self.stats.dead_lettered += 1
+        kind = "unknown" if event is None else event.type
+        count("dead_lettered", self.context.name, (kind,), reason.value)
         logger.warning("%s: dead-lettered a message (%s): %s", self.group, reason.value, error)
         await delivery.ack()
 

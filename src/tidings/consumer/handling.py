@@ -7,6 +7,7 @@ handlers publish carries its correlation id and names it as the cause.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -15,20 +16,31 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from tidings.consumer.inbox import claim, inbox_row, insert_unless_present
 from tidings.consumer.items import HandlerFailed, Item
 from tidings.consumer.subscriptions import IntegrationSubscription, IntegrationSubscriptions
+from tidings.observability.metrics import count, record_handler_duration
+from tidings.observability.tracing import ProcessSpans
 
 if TYPE_CHECKING:
     from tidings.context import BoundedContext
 
 
 class HandlerRunner:
-    """Runs the handlers of one consumer group; counts what it handled and skipped."""
+    """Runs the handlers of one consumer group; counts what it handled and skipped.
+
+    Each event's handlers run inside its ``process`` span (when tracing), so that what
+    they publish continues the event's trace.
+    """
 
     def __init__(
-        self, context: BoundedContext, subscriptions: IntegrationSubscriptions, group: str
+        self,
+        context: BoundedContext,
+        subscriptions: IntegrationSubscriptions,
+        group: str,
+        spans: ProcessSpans,
     ) -> None:
         self.context = context
         self.subscriptions = subscriptions
         self.group = group
+        self.spans = spans
         self._inbox_insert = insert_unless_present(context.async_engine.dialect)
 
     async def handle_together(
@@ -57,6 +69,12 @@ class HandlerRunner:
                         await self._run_handlers(session, item)
                     except Exception as error:
                         raise HandlerFailed(item, error) from error
+        # Committed: counted once per type, the batch's count at a time.
+        name = self.context.name
+        count("handled", name, [item.event.type for item in fresh])
+        if len(fresh) < len(items):
+            fresh_ids = {id(item) for item in fresh}
+            count("duplicates", name, [i.event.type for i in items if id(i) not in fresh_ids])
         return len(fresh), len(items) - len(fresh)
 
     async def handle_once(self, item: Item) -> bool:
@@ -68,30 +86,50 @@ class HandlerRunner:
                 self._inbox_insert, inbox_row(self.group, item.event.id)
             )
             if not getattr(claimed, "rowcount", 1):
-                return False
-            await self._run_handlers(session, item)
-        return True
+                duplicate = True
+            else:
+                duplicate = False
+                await self._run_handlers(session, item)
+        count("duplicates" if duplicate else "handled", self.context.name, (item.event.type,))
+        return not duplicate
 
     async def _run_handlers(self, session: Any, item: Item) -> None:
         self._continue_flow(item)
-        for subscription in self.subscriptions.by_contract[type(item.contract)]:
-            await _call(session, subscription.call, subscription.is_async, item.contract)
+        started = time.perf_counter()
+        with self.spans.activate(self.spans.start(item.event)):
+            for subscription in self.subscriptions.by_contract[type(item.contract)]:
+                await _call(session, subscription.call, subscription.is_async, item.contract)
+        record_handler_duration(self.context.name, item.event.type, started)
 
     async def _run_batch(
         self, session: Any, subscriptions: Sequence[IntegrationSubscription], run: list[Item]
     ) -> None:
-        """Each handler once for the run (``handle_batch``) or once per event (``handle``)."""
-        for subscription in subscriptions:
-            if subscription.call_batch is not None:
-                self._continue_flow(run[0], causation=False)
-                contracts = [item.contract for item in run]
-                await _call(
-                    session, subscription.call_batch, subscription.batch_is_async, contracts
-                )
-                continue
-            for item in run:
-                self._continue_flow(item)
-                await _call(session, subscription.call, subscription.is_async, item.contract)
+        """Each handler once for the run (``handle_batch``) or once per event (``handle``).
+
+        Every event has its process span; a ``handle_batch`` call runs in the first
+        event's, as it continues the first event's correlation.
+        """
+        started = time.perf_counter()
+        spans = [self.spans.start(item.event) for item in run]
+        try:
+            for subscription in subscriptions:
+                if subscription.call_batch is not None:
+                    self._continue_flow(run[0], causation=False)
+                    contracts = [item.contract for item in run]
+                    with self.spans.activate(spans[0], end=False):
+                        await _call(
+                            session, subscription.call_batch, subscription.batch_is_async, contracts
+                        )
+                    continue
+                for item, span in zip(run, spans, strict=True):
+                    self._continue_flow(item)
+                    with self.spans.activate(span, end=False):
+                        await _call(
+                            session, subscription.call, subscription.is_async, item.contract
+                        )
+        finally:
+            self.spans.end(spans)
+        record_handler_duration(self.context.name, run[0].event.type, started)  # the run's
 
     def _continue_flow(self, item: Item, *, causation: bool = True) -> None:
         """Events a handler publishes continue the flow of the event it handles."""

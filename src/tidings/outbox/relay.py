@@ -31,6 +31,8 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from tidings.application.retry import RetryPolicy
 from tidings.contracts.cloudevents import CloudEvent
 from tidings.contracts.envelope import OutboxRow, cloud_event_from_row
+from tidings.observability.metrics import count_rows, record_relay_delays
+from tidings.observability.tracing import messaging_system, send_span
 from tidings.outbox.lease import RelayLease, default_owner
 from tidings.outbox.store import OutboxStore, Retention
 from tidings.outbox.wakeup import Wakeup
@@ -131,6 +133,7 @@ class Relay:
         self._marking_positions: frozenset[int] = frozenset()
         self._rescan_at = 0.0
         self.stats = RelayStats()
+        self._system = messaging_system(self.transport.url)
 
     # -- lifecycle --------------------------------------------------------------------
     async def stop(self) -> None:
@@ -195,9 +198,12 @@ class Relay:
                 return 0
             if len(rows) == self.batch_size and time.monotonic() < self._rescan_at:
                 self._read_ahead = asyncio.ensure_future(self._read(after=rows[-1]["position"]))
-            for source, events in groups:
-                await self.transport.publish_batch(source, events)
+            with send_span(self._system, rows):
+                for source, events in groups:
+                    await self.transport.publish_batch(source, events)
             published = True
+            count_rows("relayed", rows)
+            record_relay_delays(rows)
             await self._settle_marking()  # at most one mark in flight
             positions = [row["position"] for row in rows]
             self._marking_positions = frozenset(positions)

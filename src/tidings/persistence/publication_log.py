@@ -38,6 +38,9 @@ class PendingWork:
     event: DomainEvent
     subscription: Subscription
     correlation_id: str | None
+    # The OpenTelemetry context it was deferred in, while in memory; work read back
+    # from the table (after a failure or a restart) has none and starts a trace of its own.
+    trace_context: Any = None
 
 
 class PublicationLog:
@@ -65,6 +68,7 @@ class PublicationLog:
         rows: list[dict[str, Any]] = []
         work: list[PendingWork] = []
         encoded: dict[int, str] = {}
+        contexts = uow.trace_contexts or {}
         for event, subscription in uow.after_commit:
             payload = encoded.get(id(event))
             if payload is None:
@@ -83,7 +87,11 @@ class PublicationLog:
                     "next_attempt_at": now,
                 }
             )
-            work.append(PendingWork(entry_id, event, subscription, uow.correlation_id))
+            work.append(
+                PendingWork(
+                    entry_id, event, subscription, uow.correlation_id, contexts.get(id(event))
+                )
+            )
         return rows, work
 
     def failure_values(self, work: PendingWork, attempts: int, error: BaseException) -> Any:

@@ -26,6 +26,8 @@ from tidings.application.unit_of_work import UnitOfWork
 from tidings.domain.aggregate import Recorder, listen_for_recorded_events, stop_listening
 from tidings.domain.ids import uuid7
 from tidings.errors import ConfigurationError
+from tidings.observability.metrics import count_rows
+from tidings.observability.tracing import attached
 from tidings.persistence.publication_log import PendingWork, PublicationLog
 from tidings.persistence.tables import outbox
 from tidings.persistence.tables import publication_log as log_table
@@ -84,6 +86,8 @@ class ContextRuntime:
         for statement, params in writes:
             session.execute(statement, params)
         session.commit()
+        if uow.outbox:
+            count_rows("published", uow.outbox)
         return work
 
     def run_after_commit(self, work: list[PendingWork]) -> int:
@@ -92,7 +96,7 @@ class ContextRuntime:
     def _run_one(self, item: PendingWork) -> bool:
         scope = TransactionScope(self, item.correlation_id, str(item.event.event_id))
         try:
-            with scope as session:
+            with attached(item.trace_context), scope as session:
                 claimed = session.execute(self.log.claim, {"p_entry_id": item.entry_id})
                 if _rowcount(claimed) == 0:
                     return False  # completed meanwhile by another worker
@@ -140,6 +144,8 @@ class ContextRuntime:
         for statement, params in writes:
             await session.execute(statement, params)
         await session.commit()
+        if uow.outbox:
+            count_rows("published", uow.outbox)
         return work
 
     async def arun_after_commit(self, work: list[PendingWork]) -> int:
@@ -151,17 +157,18 @@ class ContextRuntime:
     async def _arun_one(self, item: PendingWork) -> bool:
         scope = TransactionScope(self, item.correlation_id, str(item.event.event_id))
         try:
-            async with scope as session:
-                result = await session.execute(self.log.claim, {"p_entry_id": item.entry_id})
-                if _rowcount(result) == 0:
-                    return False
-                if item.subscription.is_async:
-                    await item.subscription.handle(item.event)
-                else:
-                    await session.run_sync(lambda _s: item.subscription.handle(item.event))
-                await session.execute(
-                    self.log.complete, {"p_entry_id": item.entry_id, "p_now": _now()}
-                )
+            with attached(item.trace_context):
+                async with scope as session:
+                    result = await session.execute(self.log.claim, {"p_entry_id": item.entry_id})
+                    if _rowcount(result) == 0:
+                        return False
+                    if item.subscription.is_async:
+                        await item.subscription.handle(item.event)
+                    else:
+                        await session.run_sync(lambda _s: item.subscription.handle(item.event))
+                    await session.execute(
+                        self.log.complete, {"p_entry_id": item.entry_id, "p_now": _now()}
+                    )
             return True
         except Exception as error:
             await self._arecord_failure(item, error)
