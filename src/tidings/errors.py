@@ -61,3 +61,7 @@ class MessageTooLargeError(DecodeError):
 
 class ContractValidationError(DecodeError):
     """The payload of a known contract failed validation."""
+
+
+class SchemaOutdatedError(TidingsError):
+    """A context's database holds tidings tables older than this version of tidings."""

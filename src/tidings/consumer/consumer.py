@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tidings.application.retry import RetryPolicy
+from tidings.causality.records import dead_letter_record
 from tidings.consumer.admission import Admission, Rejection, UnknownTypes
 from tidings.consumer.database_watch import DatabaseWatch
 from tidings.consumer.dead_letters import DeadLetterReason, DeadLetterStore
@@ -51,6 +52,7 @@ from tidings.consumer.subscriptions import IntegrationSubscriptions
 from tidings.contracts.cloudevents import DEFAULT_MAX_BYTES, CloudEvent
 from tidings.contracts.registry import ContractRegistry, default_registry
 from tidings.errors import ConfigurationError
+from tidings.persistence.migrations import ensure_current
 from tidings.transports.base import Delivery, Transport, TransportError
 from tidings.transports.registry import open_transport
 
@@ -170,6 +172,7 @@ class Consumer:
                 f"context {self.context.name!r} subscribes no IntegrationEventHandler; "
                 "ctx.subscribe(handler) with handle(self, event: SomeIntegrationEvent)"
             )
+        await ensure_current(self.context.async_engine, self.context.name)
         self._running = True
         failures = 0
         try:
@@ -428,6 +431,7 @@ class Consumer:
             event_version=None if event is None else event.dataversion,
             partition_key=None if event is None else event.subject,
             first_failed_at=first_failed_at,
+            record=None if event is None else dead_letter_record(self.group, event, reason, error),
         )
         while True:
             try:

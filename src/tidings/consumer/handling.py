@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tidings.causality.records import Outcome, handled_row, insert_handled
 from tidings.consumer.inbox import claim, inbox_row, insert_unless_present
 from tidings.consumer.items import HandlerFailed, Item
 from tidings.consumer.subscriptions import IntegrationSubscription, IntegrationSubscriptions
@@ -57,6 +58,7 @@ class HandlerRunner:
                         await self._run_handlers(session, item)
                     except Exception as error:
                         raise HandlerFailed(item, error) from error
+            await session.execute(insert_handled, self._records(items, first_of_id, claimed))
         return len(fresh), len(items) - len(fresh)
 
     async def handle_once(self, item: Item) -> bool:
@@ -68,9 +70,28 @@ class HandlerRunner:
                 self._inbox_insert, inbox_row(self.group, item.event.id)
             )
             if not getattr(claimed, "rowcount", 1):
+                await session.execute(insert_handled, self._record(item, Outcome.DUPLICATE))
                 return False
             await self._run_handlers(session, item)
+            await session.execute(insert_handled, self._record(item, Outcome.HANDLED))
         return True
+
+    def _records(
+        self, items: Sequence[Item], first_of_id: dict[str, Item], claimed: set[str]
+    ) -> list[dict[str, Any]]:
+        """The handled records of a micro-batch: one insert with the inbox claim's commit."""
+        return [
+            self._record(
+                item,
+                Outcome.HANDLED
+                if item.event.id in claimed and first_of_id[item.event.id] is item
+                else Outcome.DUPLICATE,
+            )
+            for item in items
+        ]
+
+    def _record(self, item: Item, outcome: Outcome) -> dict[str, Any]:
+        return handled_row(self.group, item.event, item.received_at, outcome)
 
     async def _run_handlers(self, session: Any, item: Item) -> None:
         self._continue_flow(item)
