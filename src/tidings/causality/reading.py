@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, or_, select
+from sqlalchemy import Connection, or_, select, true
 
 from tidings.context import BoundedContext
 from tidings.persistence.tables import handled_records, outbox, published_records
@@ -62,16 +62,26 @@ class Records:
 
 
 def read_flow(
-    contexts: list[BoundedContext], correlation_id: str | None, event_ids: set[str]
+    contexts: list[BoundedContext],
+    correlation_id: str | None,
+    event_ids: set[str],
+    *,
+    everything: bool = False,
 ) -> Records:
-    """Every record of ``correlation_id`` (or, without one, of ``event_ids``) in ``contexts``."""
+    """Every record of ``correlation_id`` (or, without one, of ``event_ids``) in ``contexts``;
+    ``everything``: all records (audits of a small run)."""
     records = Records([], [])
     for context in contexts:
         with context.engine.connect() as connection:
             records.publications += _publications(
-                connection, context.name, correlation_id, event_ids
+                connection,
+                context.name,
+                _matching(_p, correlation_id, event_ids, everything),
+                _matching(_o, correlation_id, event_ids, everything),
             )
-            records.receptions += _receptions(connection, context.name, correlation_id, event_ids)
+            records.receptions += _receptions(
+                connection, context.name, _matching(_h, correlation_id, event_ids, everything)
+            )
     return records
 
 
@@ -125,10 +135,8 @@ def latest_correlations(contexts: list[BoundedContext], limit: int) -> list[str]
 
 
 def _publications(
-    connection: Connection, context: str, correlation_id: str | None, event_ids: set[str]
+    connection: Connection, context: str, wanted_p: Any, wanted_o: Any
 ) -> list[Publication]:
-    wanted_p = _matching(_p, correlation_id, event_ids)
-    wanted_o = _matching(_o, correlation_id, event_ids)
     found = [
         Publication(context=context, **row._mapping)
         for row in connection.execute(
@@ -164,9 +172,7 @@ def _publications(
     return found
 
 
-def _receptions(
-    connection: Connection, context: str, correlation_id: str | None, event_ids: set[str]
-) -> list[Reception]:
+def _receptions(connection: Connection, context: str, wanted: Any) -> list[Reception]:
     query = (
         select(
             _h.consumer,
@@ -181,13 +187,17 @@ def _receptions(
             _h.reason,
             _h.detail,
         )
-        .where(_matching(_h, correlation_id, event_ids))
+        .where(wanted)
         .order_by(_h.handled_at)
     )
     return [Reception(context=context, **row._mapping) for row in connection.execute(query)]
 
 
-def _matching(columns: Any, correlation_id: str | None, event_ids: set[str]) -> Any:
+def _matching(
+    columns: Any, correlation_id: str | None, event_ids: set[str], everything: bool = False
+) -> Any:
+    if everything:
+        return true()
     conditions = []
     if correlation_id is not None:
         conditions.append(columns.correlation_id == correlation_id)

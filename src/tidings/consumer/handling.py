@@ -97,6 +97,18 @@ class HandlerRunner:
         self._continue_flow(item)
         for subscription in self.subscriptions.by_contract[type(item.contract)]:
             await _call(session, subscription.call, subscription.is_async, item.contract)
+        await self._dispatch_recorded()
+
+    async def _dispatch_recorded(self) -> None:
+        """Dispatch the domain events the item's handlers recorded on aggregates now, not
+        at commit: what their handlers publish then carries this item's correlation id and
+        trigger, not those of the micro-batch's last event."""
+        uow = self.context._current.get()
+        if uow is None:
+            return
+        while events := uow.pull_aggregate_events():
+            for event in events:
+                await self.context.async_domain_events.publish(event)
 
     async def _run_batch(
         self, session: Any, subscriptions: Sequence[IntegrationSubscription], run: list[Item]
@@ -113,6 +125,7 @@ class HandlerRunner:
             for item in run:
                 self._continue_flow(item)
                 await _call(session, subscription.call, subscription.is_async, item.contract)
+                await self._dispatch_recorded()
 
     def _continue_flow(self, item: Item, *, causation: bool = True) -> None:
         """Events a handler publishes continue the flow of the event it handles."""
