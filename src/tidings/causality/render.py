@@ -53,6 +53,8 @@ def _add_event(parent: Tree, event: EventNode, trace: Trace, note: str = "") -> 
         f"[cyan]{escape(event.context)}[/] published [bold]{escape(event.event_type)}[/]"
         f"{version} [dim]{escape(event.event_id)}[/] {when}{note}"
     )
+    if not event.handlings and not event.pending:
+        node.add("[dim]no subscriber among these contexts[/]")
     for handling in event.handlings:
         branch = node.add(_handling_line(event, handling, trace))
         for child in handling.published:

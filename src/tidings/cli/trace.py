@@ -64,16 +64,18 @@ def trace(
                 return
             if output is TraceFormat.MERMAID:
                 raise ConfigurationError("--format mermaid draws one use case: give --id ID")
-            table = Table("correlation id", "context", "started", "events", "status", "gaps")
+            table = Table("context", "started", "events", "status", "gaps")
+            table.add_column("correlation id", no_wrap=True)
             for found in traces:
                 summary = render.summary(found)
+                started = found.started_at
                 table.add_row(
-                    str(found.correlation_id),
                     str(found.origin),
-                    str(summary["started_at"]),
+                    "?" if started is None else started.strftime("%Y-%m-%d %H:%M:%S"),
                     str(summary["events"]),
                     render.status_markup(found),
                     str(len(summary["gaps"])),
+                    str(found.correlation_id),
                 )
             console.print(table)
             return
