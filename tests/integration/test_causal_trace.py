@@ -31,8 +31,9 @@ from tidings import BoundedContext, IntegrationEventHandler, RetryPolicy
 from tidings.causality.audit import audit
 from tidings.causality.records import Outcome
 from tidings.causality.render import as_json, as_mermaid
-from tidings.causality.tree import Status, TraceNotFoundError, trace
+from tidings.causality.tree import Status, trace
 from tidings.consumer import Consumer
+from tidings.errors import TraceNotFoundError
 from tidings.outbox import Relay
 from tidings.persistence.tables import handled_records, outbox, published_records
 

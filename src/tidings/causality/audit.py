@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
-from tidings.causality.reading import Publication, Reception, Records, read_flow
+from tidings.causality.reading import Records, read_flow
 from tidings.causality.records import Outcome
 from tidings.causality.tree import Status, Trace, build
 from tidings.context import BoundedContext
@@ -91,6 +91,3 @@ def _recorded(contexts: list[BoundedContext]) -> tuple[set[str], set[tuple[str, 
                 handlings.add((name, event_id, outcome.value))
                 break
     return events, handlings
-
-
-__all__ = ["Audit", "Publication", "Reception", "audit"]

@@ -133,14 +133,18 @@ def _clip(value: str | None) -> str | None:
 
 
 def dead_letter_record(
-    consumer: str, event: CloudEvent, reason: str, error: BaseException | None
+    consumer: str,
+    event: CloudEvent,
+    reason: str,
+    error: BaseException | None,
+    received_at: datetime | None = None,
 ) -> dict[str, Any]:
     """The handled record of an event dead-lettered for ``reason``."""
     now = datetime.now(UTC)
     return handled_row(
         consumer,
         event,
-        now,
+        received_at or now,
         Outcome.DEAD_LETTERED,
         reason=str(reason),
         detail=None if error is None else f"{type(error).__name__}: {error}",

@@ -26,11 +26,7 @@ from tidings.causality.reading import (
 )
 from tidings.causality.records import Outcome
 from tidings.context import BoundedContext
-from tidings.errors import TidingsError
-
-
-class TraceNotFoundError(TidingsError):
-    """No context knows the id given to ``tidings trace``."""
+from tidings.errors import TraceNotFoundError
 
 
 class Status(StrEnum):

@@ -406,6 +406,7 @@ class Consumer:
             item.event,
             attempts=item.failures,
             first_failed_at=item.first_failed_at,
+            received_at=item.received_at,
         )
 
     async def _dead_letter(
@@ -417,6 +418,7 @@ class Consumer:
         *,
         attempts: int = 1,
         first_failed_at: datetime | None = None,
+        received_at: datetime | None = None,
     ) -> None:
         record = partial(
             self.dead_letters.add,
@@ -431,7 +433,9 @@ class Consumer:
             event_version=None if event is None else event.dataversion,
             partition_key=None if event is None else event.subject,
             first_failed_at=first_failed_at,
-            record=None if event is None else dead_letter_record(self.group, event, reason, error),
+            record=None
+            if event is None
+            else dead_letter_record(self.group, event, reason, error, received_at),
         )
         while True:
             try:
