@@ -154,7 +154,9 @@ class BoundedContext:
 
         Run it periodically (a cron job, a scheduled task); returns how many were deleted.
         """
-        return purge_causal(self.engine, older_than or self.causal_retention)
+        return purge_causal(
+            self.engine, self.causal_retention if older_than is None else older_than
+        )
 
     def dispose(self) -> None:
         """Close the connection pools (sync engine only; see :meth:`adispose`)."""

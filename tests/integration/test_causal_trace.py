@@ -9,8 +9,11 @@ embedded SQLite broker with SQLite files, and on RabbitMQ with PostgreSQL databa
 
 from __future__ import annotations
 
+import os
+import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -27,6 +30,7 @@ from tests.support.consumer_infra import (
     running,
     wait_until,
 )
+from tests.support.relay_processes import ROOT, TIDINGS
 from tidings import BoundedContext, IntegrationEventHandler, RetryPolicy
 from tidings.causality.audit import audit
 from tidings.causality.records import Outcome
@@ -70,8 +74,10 @@ async def stack(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
 
 
 class AuditItemPrice(IntegrationEventHandler):
+    refuse = True
+
     def handle(self, event: consumer_app.BasketItemPriceUpdatedIntegrationEvent) -> None:
-        if event.basket_id == "basket-3":
+        if self.refuse and event.basket_id == "basket-3":
             raise ValueError("basket-3 is not audited")
 
 
@@ -180,9 +186,17 @@ async def test_trace_follows_each_use_case_through_every_context(stack: Stack) -
         assert diagram.startswith("sequenceDiagram\n")
         assert f"-x{stack.names['audit']}: {consumer_app.ITEM_PRICE_UPDATED}" in diagram
 
+        # Replayed once its handler accepts it, the dead letter shows handled.
+        audit_context.integration_handlers[0].refuse = False
+        assert await Consumer(audit_context).replay() == (1, 0)
+        replayed = trace(everywhere, second.correlation_id)
+        [item_event] = replayed.events[0].handlings[0].published
+        assert item_event.handlings[0].outcome == Outcome.HANDLED
+        assert replayed.status is Status.IN_PROGRESS  # late still has not run
+
         found = audit(everywhere)
         assert (found.missing, found.invented, len(found.traces)) == (0, 0, 2)
-        assert len(found.recorded_handlings) == 2 + 3  # basket 2, audit 2 + 1 dead letter
+        assert len(found.recorded_handlings) == 2 + 3  # basket 2, audit 3 (one replayed)
         with pytest.raises(TraceNotFoundError, match="no correlation id or event id"):
             trace(everywhere, "no-such-id")
     finally:
@@ -222,6 +236,32 @@ async def test_a_redelivered_event_is_recorded_as_a_duplicate(tmp_path: Path) ->
             assert list(outcomes) == ["handled", "duplicate"]
         handling = trace([catalog, basket], row["event_id"]).events[0].handlings[0]
         assert (handling.outcome, handling.duplicates) == (Outcome.HANDLED, 1)
+
+        assert basket.purge_causal_records() == 0  # younger than causal_retention
+        assert basket.purge_causal_records(timedelta(0)) == 2
+        assert catalog.purge_causal_records(timedelta(0)) == 1
+        with pytest.raises(TraceNotFoundError):
+            trace([catalog, basket], row["event_id"])
     finally:
         await catalog.adispose()
         await basket.adispose()
+
+
+def test_the_command_exits_2_for_an_unknown_id(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        consumer_app.DATABASE_ENV: f"sqlite:///{tmp_path / 'basket.db'}",
+        consumer_app.BROKER_ENV: f"sqlite:///{tmp_path / 'broker.db'}",
+    }
+    app = "tests.support.consumer_app:context"
+    subprocess.run([TIDINGS, "db", "init", app], cwd=ROOT, env=env, check=True, timeout=60)
+    done = subprocess.run(
+        [TIDINGS, "trace", app, "--id", "no-such-id"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "no correlation id or event id 'no-such-id'" in done.stderr

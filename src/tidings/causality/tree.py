@@ -246,15 +246,17 @@ def _receptions_by_target(receptions: list[Reception]) -> dict[tuple[str, str], 
 
 def _handling(event: EventNode, context: str, receptions: list[Reception]) -> Handling:
     """The outcome that counts: handled (even after a dead letter was replayed), else the
-    last dead letter; duplicates are counted; nothing recorded is a gap."""
+    last dead letter, else duplicate; duplicates are counted; nothing recorded is a gap."""
     handled = [r for r in receptions if r.outcome == Outcome.HANDLED]
     dead = [r for r in receptions if r.outcome == Outcome.DEAD_LETTERED]
     chosen = handled[0] if handled else (dead[-1] if dead else None)
+    duplicates = [r for r in receptions if r.outcome == Outcome.DUPLICATE]
+    chosen = chosen or (duplicates[0] if duplicates else None)  # its first record purged
     handling = Handling(
         context=context,
         event_id=event.event_id,
         outcome=None if chosen is None else chosen.outcome,
-        duplicates=sum(r.outcome == Outcome.DUPLICATE for r in receptions),
+        duplicates=len(duplicates),
     )
     if chosen is None:
         return handling
