@@ -9,6 +9,7 @@ embedded SQLite broker with SQLite files, and on RabbitMQ with PostgreSQL databa
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 from collections.abc import AsyncIterator
@@ -265,3 +266,33 @@ def test_the_command_exits_2_for_an_unknown_id(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert "no correlation id or event id 'no-such-id'" in done.stderr
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgres"])
+async def test_archiving_relay_records_what_it_archives(database: str, tmp_path: Path) -> None:
+    broker = f"sqlite:///{tmp_path / 'broker.db'}"
+    with contextlib.ExitStack() as stack:
+        url = (
+            f"sqlite:///{tmp_path / 'catalog.db'}"
+            if database == "sqlite"
+            else stack.enter_context(postgres_database(f"{new_tag()}_archive"))
+        )
+        catalog = consumer_app.build_catalog(url, broker)
+        try:
+            for price in ("1", "2", "3"):
+                with catalog.transaction():
+                    consumer_app.ChangeProductPrice(catalog).execute("p-1", Decimal(price))
+            assert await Relay(catalog, retention="archive").drain() == 3
+            with catalog.engine.connect() as connection:
+                archived = connection.execute(
+                    select(outbox.c.event_id, outbox.c.published_at).order_by(outbox.c.position)
+                ).all()
+                recorded = dict(
+                    connection.execute(
+                        select(published_records.c.event_id, published_records.c.published_at)
+                    ).all()
+                )
+            assert [published for _, published in archived] == [recorded[e] for e, _ in archived]
+            assert len(recorded) == 3
+        finally:
+            await catalog.adispose()
