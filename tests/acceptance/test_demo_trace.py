@@ -3,8 +3,8 @@ every use case of the run: every integration event each context published and ev
 handling each context recorded, checked against the databases themselves (outbox,
 inbox and causal record tables), with no link missing and none invented.
 
-(A dead-lettered event showing as such is tested on a system of its own:
-tests/integration/test_causal_trace.py.)
+Then a poison message published into the demo's broker, dead-lettered by notifications,
+shows in its trace as dead-lettered with the reason.
 """
 
 from __future__ import annotations
@@ -137,3 +137,17 @@ def test_tidings_trace_recovers_every_use_case_of_a_demo_run(tmp_path: Path) -> 
         env, "tidings", "trace", SYSTEM, "--id", order["correlation_id"], "--format", "mermaid"
     )
     assert mermaid.startswith("sequenceDiagram") and "ordering->>payments" in mermaid
+
+    # A poison message in the demo's broker: notifications dead-letters it, the trace says so.
+    poison_id = _tidings(env, "tests.support.demo_poison", "poison-use-case").strip()
+    poisoned = json.loads(
+        _tidings(env, "tidings", "trace", SYSTEM, "--id", "poison-use-case", "--json")
+    )
+    assert poisoned["status"] == "dead_lettered"
+    nodes = {node["id"]: node for node in poisoned["nodes"]}
+    assert nodes[f"event:{poison_id}"]["recorded_by_producer"] is False
+    dead = nodes[f"handling:notifications:{poison_id}"]
+    assert (dead["outcome"], dead["reason"]) == ("dead_lettered", "invalid_payload")
+    assert "dead-lettered in notifications: invalid_payload" in " ".join(poisoned["gaps"])
+    shown = _tidings(env, "tidings", "trace", SYSTEM, "--id", poison_id)
+    assert "dead-lettered in notifications: invalid_payload" in shown
