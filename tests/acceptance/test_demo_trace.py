@@ -127,6 +127,14 @@ def test_tidings_trace_recovers_every_use_case_of_a_demo_run(tmp_path: Path) -> 
     consumer_published = {e for e, t in triggers.items() if t}
     assert consumer_published and consumer_published == {e.removeprefix("event:") for e in parents}
 
+    # Each order's use case holds its own payment: what payments published while
+    # handling one event of a micro-batch carries that event's flow, not the batch's.
+    for document in documents:
+        types = [n["type"] for n in document["nodes"] if n["kind"] == "event"]
+        if "ordering.order.confirmed" in types:
+            assert types.count("ordering.order.confirmed") == 1
+            assert types.count("payments.payment.completed") == 1
+
     # People's and diagram forms of one order's use case.
     order = next(
         d for d in documents if any(n.get("type") == "ordering.order.confirmed" for n in d["nodes"])
