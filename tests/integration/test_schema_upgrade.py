@@ -16,7 +16,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from sqlalchemy import insert, inspect, select
+from sqlalchemy import create_engine, insert, inspect, select
 
 from tests.support import consumer_app, released_schema_v1
 from tests.support.consumer_infra import declare, new_tag, postgres_database, running, wait_until
@@ -27,7 +27,7 @@ from tidings.contracts.envelope import outbox_row
 from tidings.errors import SchemaOutdatedError
 from tidings.outbox import Relay
 from tidings.persistence.migrations import LATEST_VERSION, current_version, upgrade
-from tidings.persistence.tables import handled_records, inbox, published_records
+from tidings.persistence.tables import handled_records, inbox, metadata, published_records
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -101,7 +101,7 @@ async def test_a_released_database_upgrades_and_keeps_working(
                 check=True,
             )
             assert expected in done.stdout
-        assert upgrade(catalog.engine) == (1, LATEST_VERSION)
+        catalog.create_tables()  # what `tidings db init` runs: an older schema is upgraded
         assert upgrade(catalog.engine) == (LATEST_VERSION, LATEST_VERSION)
         for context in (catalog, basket):
             with context.engine.connect() as connection:
@@ -140,3 +140,35 @@ def test_db_init_creates_the_latest_schema_stamped(tmp_path: Path) -> None:
         assert current_version(connection) == LATEST_VERSION
     assert upgrade(context.engine) == (LATEST_VERSION, LATEST_VERSION)
     context.dispose()
+
+
+def test_tables_created_from_the_metadata_count_as_the_latest_version(tmp_path: Path) -> None:
+    """Alembic (or metadata.create_all) creates every table but stamps no version."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'alembic.db'}")
+    metadata.create_all(engine)
+    with engine.connect() as connection:
+        assert current_version(connection) == LATEST_VERSION
+    released = create_engine(f"sqlite:///{tmp_path / 'released.db'}")
+    released_schema_v1.metadata.create_all(released)
+    with released.connect() as connection:
+        assert current_version(connection) == 1
+    empty = create_engine(f"sqlite:///{tmp_path / 'empty.db'}")
+    with empty.connect() as connection:
+        assert current_version(connection) == 0
+    for each in (engine, released, empty):
+        each.dispose()
+
+
+def test_purge_records_command(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        consumer_app.DATABASE_ENV: f"sqlite:///{tmp_path / 'basket.db'}",
+        consumer_app.BROKER_ENV: f"sqlite:///{tmp_path / 'broker.db'}",
+    }
+    app = "tests.support.consumer_app:context"
+    for command in (["db", "init", app], ["db", "purge-records", app, "--older-than-days", "0"]):
+        done = subprocess.run(
+            [TIDINGS, *command], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+    assert "basket: deleted 0 causal records" in done.stdout
