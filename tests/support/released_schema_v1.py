@@ -1,15 +1,20 @@
 """The tidings tables as released before schema versioning (tidings 0.x, commit 9db2086).
 
 Frozen copy for the upgrade tests: a database built from these definitions is what
-``tidings db upgrade`` must bring to the current schema. Never edit it.
+``tidings db upgrade`` must bring to the current schema; its column type is frozen
+with it. Never edit it.
 """
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
     DDL,
     BigInteger,
     Column,
+    DateTime,
     Float,
     Index,
     Integer,
@@ -21,8 +26,39 @@ from sqlalchemy import (
     Text,
     event,
 )
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
 
-from tidings.persistence.types import UtcDateTime
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in and out, whatever the database keeps.
+
+    PostgreSQL stores ``timestamptz``; SQLite and MariaDB have no zone, so values are
+    stored as naive UTC and read back as aware UTC.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("tidings stores aware datetimes only; got a naive one")
+        value = value.astimezone(UTC)
+        if dialect.name == "postgresql":
+            return value
+        return value.replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):  # SQLite fallback for rows written by hand
+            value = datetime.fromisoformat(value)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)  # type: ignore[no-any-return]
+        return value.astimezone(UTC)  # type: ignore[no-any-return]
+
 
 metadata = MetaData()
 
