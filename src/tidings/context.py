@@ -19,6 +19,8 @@ from tidings.application.query_bus import AsyncQueryBus, QueryBus, QueryHandlers
 from tidings.application.retry import RetryPolicy
 from tidings.application.subscriptions import DomainEventSubscriptions
 from tidings.application.unit_of_work import UnitOfWork, new_current_unit_of_work
+from tidings.causality.records import DEFAULT_CAUSAL_RETENTION
+from tidings.causality.records import purge as purge_causal
 from tidings.contracts.upcasting import Upcaster, Upcasters
 from tidings.domain.aggregate import AggregateRoot
 from tidings.errors import ConfigurationError, NoActiveTransactionError
@@ -69,6 +71,8 @@ class BoundedContext:
     :param trace_domain_handlers: run each inline domain event handler in a span of
         its own (named by the handler), when an OpenTelemetry SDK is configured; off
         by default, and free when off.
+    :param causal_retention: how long the causal records (what the context published
+        and handled, for ``tidings trace``) are kept; see :meth:`purge_causal_records`.
     """
 
     def __init__(
@@ -82,6 +86,7 @@ class BoundedContext:
         after_commit_retry: RetryPolicy | None = None,
         engine_options: dict[str, Any] | None = None,
         trace_domain_handlers: bool = False,
+        causal_retention: timedelta = DEFAULT_CAUSAL_RETENTION,
     ) -> None:
         if not name or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
             raise ConfigurationError(
@@ -94,6 +99,7 @@ class BoundedContext:
         self.database_url = database_url or f"sqlite:///{name}.db"
         self.broker_url = broker_url or DEFAULT_BROKER_URL
         self.consumer_group = consumer_group or name
+        self.causal_retention = causal_retention
         self._engine_options = dict(engine_options or {})
         self._engine: Engine | None = None
         self._async_engine: AsyncEngine | None = None
@@ -148,6 +154,15 @@ class BoundedContext:
     async def create_tables_async(self) -> list[str]:
         """Asyncio flavour of :meth:`create_tables`."""
         return await create_tables_async(self.async_engine)
+
+    def purge_causal_records(self, older_than: timedelta | None = None) -> int:
+        """Delete causal records older than ``older_than`` (default ``causal_retention``).
+
+        Run it periodically (a cron job, a scheduled task); returns how many were deleted.
+        """
+        return purge_causal(
+            self.engine, self.causal_retention if older_than is None else older_than
+        )
 
     def dispose(self) -> None:
         """Close the connection pools (sync engine only; see :meth:`adispose`)."""

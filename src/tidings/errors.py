@@ -65,3 +65,11 @@ class ContractValidationError(DecodeError):
 
 class ContractSnapshotError(ContractError):
     """A contract snapshot directory (``tidings contracts export``) is missing or unreadable."""
+
+
+class SchemaOutdatedError(TidingsError):
+    """A context's database holds tidings tables older than this version of tidings."""
+
+
+class TraceNotFoundError(TidingsError):
+    """No context given to ``tidings trace`` knows the id (correlation or event id)."""

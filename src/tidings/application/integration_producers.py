@@ -46,6 +46,7 @@ class _OutboxProducer:
                 source=self._source,
                 correlation_id=uow.correlation_id,
                 causation_id=uow.causation_id,
+                trigger_id=uow.trigger_id,
                 created_at=datetime.now(UTC),
                 partition_key=partition_key,
                 traceparent=parent,

@@ -76,6 +76,13 @@ class UnitOfWork:
     def causation_id(self, value: str | None) -> None:
         self._causation_id = value
 
+    @property
+    def trigger_id(self) -> str | None:
+        """What the transaction was opened for (the integration event a consumer handles),
+        whichever domain event's handler is publishing: recorded with each outbox row, it
+        links a consumer's publications to the handling that caused them."""
+        return self._causation_id
+
     def enter_handling(self, event: DomainEvent) -> tuple[int, DomainEvent | None]:
         """Make ``event`` the cause of what its handlers publish; returns the state to restore."""
         depth = self.depth

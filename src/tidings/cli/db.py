@@ -2,17 +2,54 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+from typing import Annotated
+
 import typer
 
 from tidings.cli.common import AppArg, console
 from tidings.cli.loading import load_context
+from tidings.persistence.migrations import upgrade
 
 db_app = typer.Typer(help="The tidings tables in a context's database.", no_args_is_help=True)
 
 
 @db_app.command("init")
 def db_init(target: AppArg) -> None:
-    """Create the outbox, publication log, inbox and relay tables if missing."""
+    """Create the tidings tables at the latest schema version (upgrading older ones)."""
     context = load_context(target)
     tables = context.create_tables()
     console.print(f"[green]✓[/] {context.database_url}: {', '.join(tables)}")
+
+
+@db_app.command("upgrade")
+def db_upgrade(target: AppArg) -> None:
+    """Apply the missing tidings schema migrations, in order; running it again does nothing.
+
+    Run it when deploying a new tidings version, before its relays and consumers start
+    (they refuse an outdated schema). A database without tidings tables gets them all.
+    """
+    context = load_context(target)
+    before, after = upgrade(context.engine)
+    if before == after:
+        console.print(f"[green]✓[/] {context.database_url}: schema version {after}, up to date")
+    else:
+        was = "no tidings tables" if before == 0 else f"version {before}"
+        console.print(f"[green]✓[/] {context.database_url}: {was} → version {after}")
+
+
+@db_app.command("purge-records")
+def db_purge_records(
+    target: AppArg,
+    older_than_days: Annotated[
+        float | None,
+        typer.Option(
+            "--older-than-days", help="Age in days (default: the context's causal_retention)."
+        ),
+    ] = None,
+) -> None:
+    """Delete the causal records (tidings trace) older than the context's retention."""
+    context = load_context(target)
+    older = None if older_than_days is None else timedelta(days=older_than_days)
+    deleted = context.purge_causal_records(older)
+    console.print(f"[green]✓[/] {context.name}: deleted {deleted} causal records")

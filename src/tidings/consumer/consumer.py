@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tidings.application.retry import RetryPolicy
+from tidings.causality.records import dead_letter_record
 from tidings.consumer.admission import Admission, Rejection, UnknownTypes
 from tidings.consumer.database_watch import DatabaseWatch
 from tidings.consumer.dead_letters import DeadLetterReason, DeadLetterStore
@@ -53,6 +54,7 @@ from tidings.contracts.registry import ContractRegistry, default_registry
 from tidings.errors import ConfigurationError
 from tidings.observability.metrics import count
 from tidings.observability.tracing import ProcessSpans, TraceParenting, messaging_system
+from tidings.persistence.migrations import ensure_current
 from tidings.transports.base import Delivery, Transport, TransportError
 from tidings.transports.registry import open_transport
 
@@ -182,6 +184,7 @@ class Consumer:
                 f"context {self.context.name!r} subscribes no IntegrationEventHandler; "
                 "ctx.subscribe(handler) with handle(self, event: SomeIntegrationEvent)"
             )
+        await ensure_current(self.context.async_engine, self.context.name)
         self._running = True
         failures = 0
         try:
@@ -421,6 +424,7 @@ class Consumer:
             item.event,
             attempts=item.failures,
             first_failed_at=item.first_failed_at,
+            received_at=item.received_at,
         )
 
     async def _dead_letter(
@@ -432,6 +436,7 @@ class Consumer:
         *,
         attempts: int = 1,
         first_failed_at: datetime | None = None,
+        received_at: datetime | None = None,
     ) -> None:
         record = partial(
             self.dead_letters.add,
@@ -446,6 +451,9 @@ class Consumer:
             event_version=None if event is None else event.dataversion,
             partition_key=None if event is None else event.subject,
             first_failed_at=first_failed_at,
+            record=None
+            if event is None
+            else dead_letter_record(self.group, event, reason, error, received_at),
         )
         while True:
             try:

@@ -18,6 +18,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tidings.causality.records import insert_handled
 from tidings.domain.ids import uuid7
 from tidings.persistence.tables import dead_letters
 
@@ -103,8 +104,9 @@ class DeadLetterStore:
         event_version: int | None = None,
         partition_key: str | None = None,
         first_failed_at: datetime | None = None,
+        record: Mapping[str, Any] | None = None,
     ) -> str:
-        """Store a dead letter; returns its id."""
+        """Store a dead letter; returns its id. ``record``: its causal record, kept with it."""
         now = datetime.now(UTC)
         letter_id = str(uuid7())
         async with self.engine.begin() as connection:
@@ -126,6 +128,8 @@ class DeadLetterStore:
                     last_failed_at=now,
                 )
             )
+            if record is not None:
+                await connection.execute(insert_handled, dict(record))
         return letter_id
 
     async def list(self, consumer: str | None = None, limit: int = 100) -> list[DeadLetter]:

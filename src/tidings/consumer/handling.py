@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tidings.causality.records import Outcome, handled_row, insert_handled
 from tidings.consumer.inbox import claim, inbox_row, insert_unless_present
 from tidings.consumer.items import HandlerFailed, Item
 from tidings.consumer.subscriptions import IntegrationSubscription, IntegrationSubscriptions
@@ -69,6 +70,7 @@ class HandlerRunner:
                         await self._run_handlers(session, item)
                     except Exception as error:
                         raise HandlerFailed(item, error) from error
+            await session.execute(insert_handled, self._records(items, first_of_id, claimed))
         # Committed: counted once per type, the batch's count at a time.
         name = self.context.name
         count("handled", name, [item.event.type for item in fresh])
@@ -86,12 +88,31 @@ class HandlerRunner:
                 self._inbox_insert, inbox_row(self.group, item.event.id)
             )
             if not getattr(claimed, "rowcount", 1):
+                await session.execute(insert_handled, self._record(item, Outcome.DUPLICATE))
                 duplicate = True
             else:
                 duplicate = False
                 await self._run_handlers(session, item)
+                await session.execute(insert_handled, self._record(item, Outcome.HANDLED))
         count("duplicates" if duplicate else "handled", self.context.name, (item.event.type,))
         return not duplicate
+
+    def _records(
+        self, items: Sequence[Item], first_of_id: dict[str, Item], claimed: set[str]
+    ) -> list[dict[str, Any]]:
+        """The handled records of a micro-batch: one insert with the inbox claim's commit."""
+        return [
+            self._record(
+                item,
+                Outcome.HANDLED
+                if item.event.id in claimed and first_of_id[item.event.id] is item
+                else Outcome.DUPLICATE,
+            )
+            for item in items
+        ]
+
+    def _record(self, item: Item, outcome: Outcome) -> dict[str, Any]:
+        return handled_row(self.group, item.event, item.received_at, outcome)
 
     async def _run_handlers(self, session: Any, item: Item) -> None:
         self._continue_flow(item)
@@ -99,7 +120,19 @@ class HandlerRunner:
         with self.spans.activate(self.spans.start(item.event)):
             for subscription in self.subscriptions.by_contract[type(item.contract)]:
                 await _call(session, subscription.call, subscription.is_async, item.contract)
+            await self._dispatch_recorded()
         record_handler_duration(self.context.name, item.event.type, started)
+
+    async def _dispatch_recorded(self) -> None:
+        """Dispatch the domain events the item's handlers recorded on aggregates now, not
+        at commit: what their handlers publish then carries this item's correlation id and
+        trigger, not those of the micro-batch's last event."""
+        uow = self.context._current.get()
+        if uow is None:
+            return
+        while events := uow.pull_aggregate_events():
+            for event in events:
+                await self.context.async_domain_events.publish(event)
 
     async def _run_batch(
         self, session: Any, subscriptions: Sequence[IntegrationSubscription], run: list[Item]
@@ -127,6 +160,7 @@ class HandlerRunner:
                         await _call(
                             session, subscription.call, subscription.is_async, item.contract
                         )
+                        await self._dispatch_recorded()
         finally:
             self.spans.end(spans)
         record_handler_duration(self.context.name, run[0].event.type, started)  # the run's

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from tidings.contracts.cloudevents import CloudEvent
 from tidings.contracts.integration_event import IntegrationEvent
@@ -20,6 +20,7 @@ class Item:
     failures: int = 0
     first_failed_at: datetime | None = None
     last_error: BaseException | None = None
+    received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     @property
     def key(self) -> str:

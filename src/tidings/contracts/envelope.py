@@ -26,6 +26,7 @@ def outbox_row(
     partition_key: str | None = None,
     traceparent: str | None = None,
     tracestate: str | None = None,
+    trigger_id: str | None = None,
 ) -> dict[str, Any]:
     """The outbox row of ``event``: column name to value, payload already JSON."""
     cls = type(event)
@@ -42,6 +43,7 @@ def outbox_row(
         "causation_id": causation_id,
         "traceparent": traceparent,
         "tracestate": tracestate,
+        "trigger_id": trigger_id,
     }
 
 

@@ -40,6 +40,7 @@ def check_convergence(shop: Shop) -> list[Check]:
         _reservations_match_orders(shop, order_rows),
         _no_dead_letters(shop),
         _outboxes_drained(shop),
+        _traces_complete(shop),
     ]
 
 
@@ -125,4 +126,16 @@ def _outboxes_drained(shop: Shop) -> Check:
         "every outbox drained",
         not any(pending.values()),
         ", ".join(f"{name}: {count}" for name, count in pending.items() if count) or "all empty",
+    )
+
+
+def _traces_complete(shop: Shop) -> Check:
+    from tidings.causality.audit import audit
+
+    found = audit([module.context for module in shop.modules.values()])
+    return Check(
+        "every use case has a complete trace",
+        not found.incomplete and not found.missing and not found.invented,
+        f"{len(found.traces)} use cases, {len(found.incomplete)} incomplete; "
+        f"{found.missing} missing and {found.invented} invented links",
     )

@@ -12,13 +12,16 @@ from pathlib import Path
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+from sqlalchemy import select
 
+from tidings.causality.render import as_tree
+from tidings.causality.tree import Trace
 from tidings.demo.convergence import Check, check_convergence
 from tidings.demo.environment import CONTEXTS, configure
 from tidings.demo.processes import ContextProcess
 from tidings.demo.view import LiveView
 from tidings.demo.workload import Shop, Workload, WorkloadSize, wait_until
-from tidings.persistence.tables import inbox
+from tidings.persistence.tables import inbox, published_records
 
 
 @dataclass(slots=True)
@@ -41,6 +44,7 @@ class DemoResult:
     events_handled: int
     kills: dict[str, int]
     max_lag: dict[str, float]
+    order_trace: Trace | None = None
 
     @property
     def converged(self) -> bool:
@@ -118,6 +122,7 @@ def run_demo(options: DemoOptions, console: Console) -> DemoResult:
             seconds = time.monotonic() - started
             checks = check_convergence(shop)
             handled = sum(shop.count(name, inbox) for name in CONTEXTS)
+            order_trace = _trace_of_an_order(shop)
         finally:
             if chaos is not None:
                 chaos.stopping.set()
@@ -132,7 +137,27 @@ def run_demo(options: DemoOptions, console: Console) -> DemoResult:
             events_handled=handled,
             kills={name: p.kills for name, p in processes.items() if p.kills},
             max_lag=view.max_lag,
+            order_trace=order_trace,
         )
+
+
+def _trace_of_an_order(shop: Shop) -> Trace | None:
+    """The causal tree of one order placed during the run (its confirmation's use case)."""
+    from examples.ecommerce.ordering.contracts import OrderConfirmedIntegrationEvent
+
+    from tidings.causality.tree import trace
+
+    ordering = shop.modules["ordering"].context
+    with ordering.read_connection() as connection:
+        event_id = connection.execute(
+            select(published_records.c.event_id)
+            .where(published_records.c.event_type == OrderConfirmedIntegrationEvent.event_type)
+            .order_by(published_records.c.published_at)
+            .limit(1)
+        ).scalar()
+    if event_id is None:
+        return None
+    return trace([module.context for module in shop.modules.values()], event_id)
 
 
 def report(result: DemoResult, console: Console) -> None:
@@ -146,6 +171,9 @@ def report(result: DemoResult, console: Console) -> None:
         mark = "[green]✓ pass[/]" if check.passed else "[red]✗ FAIL[/]"
         table.add_row(check.name, mark, check.detail)
     console.print(table)
+    if result.order_trace is not None:
+        console.print("the trace of one order (tidings trace … --id ID):")
+        console.print(as_tree(result.order_trace))
     if result.kills:
         killed = ", ".join(f"{name} x{count}" for name, count in sorted(result.kills.items()))
         console.print(f"chaos: killed with SIGKILL and restarted: {killed}")

@@ -36,6 +36,7 @@ from tidings.observability.tracing import messaging_system, send_span
 from tidings.outbox.lease import RelayLease, default_owner
 from tidings.outbox.store import OutboxStore, Retention
 from tidings.outbox.wakeup import Wakeup
+from tidings.persistence.migrations import ensure_current
 from tidings.transports.base import Transport, TransportError
 from tidings.transports.registry import open_transport
 
@@ -142,6 +143,7 @@ class Relay:
 
     async def run(self) -> None:
         """Relay until :meth:`stop`; survives broker and database outages."""
+        await ensure_current(self.context.async_engine, self.context.name)
         await self._connect()
         try:
             await self._wakeup.start()
@@ -164,6 +166,7 @@ class Relay:
 
     async def drain(self) -> int:
         """Relay until the outbox is empty, then return how many events were sent."""
+        await ensure_current(self.context.async_engine, self.context.name)
         await self._connect()
         before = self.stats.published
         try:

@@ -16,6 +16,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
+from tidings.causality.records import relay_marks
 from tidings.contracts.envelope import OutboxRow
 from tidings.persistence.tables import outbox, relay_lease
 
@@ -23,7 +24,7 @@ _c = outbox.c
 _columns = [c for c in outbox.c if c.name not in ("attempts", "last_error", "available_at")]
 # What the relay needs to build CloudEvents: every column it reads is converted per row,
 # so created_at and published_at (two timestamp conversions each) stay in the table.
-_relay_columns = [c for c in _columns if c.name not in ("created_at", "published_at")]
+_relay_columns = [c for c in _columns if c.name not in ("created_at", "published_at", "trigger_id")]
 
 
 class Retention(StrEnum):
@@ -91,8 +92,11 @@ class OutboxStore:
             # One array parameter: the statement text (and its cached plan) stays the same
             # for every batch, where IN would render one placeholder per row.
             in_batch = _c.position == any_(bindparam("positions", type_=ARRAY(BigInteger)))
-        self._delete = delete(outbox).where(in_batch)
-        self._archive = update(outbox).where(in_batch).values(published_at=bindparam("now"))
+        # Marking a confirmed row also writes its published record (tidings trace).
+        self._marks = {
+            Retention.DELETE: relay_marks(engine.dialect, in_batch, archive=False),
+            Retention.ARCHIVE: relay_marks(engine.dialect, in_batch, archive=True),
+        }
         self._failure = (
             update(outbox)
             .where(in_batch)
@@ -127,14 +131,11 @@ class OutboxStore:
         return rows
 
     async def mark_published(self, positions: list[int], retention: Retention) -> None:
-        """Delete or archive the rows the broker confirmed."""
+        """Delete or archive the rows the broker confirmed, recording them as published."""
+        parameters = {"positions": positions, "now": datetime.now(UTC)}
         async with self._single_statement("write") as connection:
-            if retention is Retention.DELETE:
-                await connection.execute(self._delete, {"positions": positions})
-            else:
-                await connection.execute(
-                    self._archive, {"positions": positions, "now": datetime.now(UTC)}
-                )
+            for statement in self._marks[retention]:
+                await connection.execute(statement, parameters)
 
     async def record_failure(self, positions: list[int], error: BaseException) -> None:
         """Count a failed attempt on rows, keeping the error for ``outbox status``."""

@@ -45,6 +45,10 @@ outbox = Table(
     Column("causation_id", String(200)),
     Column("traceparent", String(64)),
     Column("tracestate", String(512)),
+    # What the transaction was opened for (the integration event a consumer handled):
+    # links what a consumer's handlers publish, even through domain events, to the
+    # handling that caused it (tidings trace).
+    Column("trigger_id", String(200)),
     # Relay bookkeeping: retries, delayed availability, and archived (published) rows.
     Column("attempts", Integer, nullable=False, server_default="0"),
     Column("last_error", Text),
@@ -121,6 +125,55 @@ relay_lease = Table(
     Column("published_total", BigInteger, nullable=False, server_default="0"),
     Column("rate_per_s", Float, nullable=False, server_default="0"),
     Column("updated_at", UtcDateTime),
+)
+
+# Causal records (tidings trace): small rows kept for ``causal_retention`` after the
+# payloads are gone. A published record is written by the relay, from the outbox row, in
+# the statement that deletes (or archives) it; a handled record in the consumer's
+# transaction, or where a message is dead-lettered.
+published_records = Table(
+    "tidings_published",
+    metadata,
+    Column("event_id", String(36), primary_key=True),
+    Column("event_type", String(200), nullable=False),
+    Column("event_version", Integer, nullable=False),
+    Column("source", String(200), nullable=False),
+    Column("correlation_id", String(200)),
+    Column("causation_id", String(200)),
+    Column("trigger_id", String(200)),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("published_at", UtcDateTime, nullable=False),
+)
+Index("ix_tidings_published_correlation", published_records.c.correlation_id)
+Index("ix_tidings_published_published_at", published_records.c.published_at)
+
+handled_records = Table(
+    "tidings_handled",
+    metadata,
+    Column("record_id", _Position, primary_key=True, autoincrement=True),
+    Column("consumer", String(200), nullable=False),
+    Column("event_id", String(200), nullable=False),
+    Column("source", String(200)),
+    Column("event_type", String(200)),
+    Column("correlation_id", String(200)),
+    Column("causation_id", String(200)),
+    Column("received_at", UtcDateTime, nullable=False),
+    Column("handled_at", UtcDateTime, nullable=False),
+    # handled, duplicate or dead_lettered; a dead letter's reason and error.
+    Column("outcome", String(20), nullable=False),
+    Column("reason", String(40)),
+    Column("detail", Text),
+)
+Index("ix_tidings_handled_correlation", handled_records.c.correlation_id)
+Index("ix_tidings_handled_event", handled_records.c.event_id)
+Index("ix_tidings_handled_handled_at", handled_records.c.handled_at)
+
+# The version of the tables above in this database (tidings.persistence.migrations).
+schema_version = Table(
+    "tidings_schema",
+    metadata,
+    Column("version", Integer, primary_key=True),
+    Column("applied_at", UtcDateTime, nullable=False),
 )
 
 # PostgreSQL wakes relays with NOTIFY instead of making them poll. A statement-level

@@ -1,0 +1,141 @@
+"""The version of tidings' own tables in a database, and the upgrades between versions.
+
+Version 1 is the schema released before versioning (no ``tidings_schema`` table).
+``tidings db init`` creates the latest tables and stamps their version; ``tidings db
+upgrade`` applies the missing migrations in order, each stamped as it completes, so
+running it again does nothing. The relay and the consumer refuse to start on an older
+schema (:class:`~tidings.errors.SchemaOutdatedError`), because they write the tables
+that later versions add.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Connection, Engine, func, inspect, select, text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tidings.errors import SchemaOutdatedError
+from tidings.persistence.tables import (
+    handled_records,
+    metadata,
+    published_records,
+    schema_version,
+)
+
+logger = logging.getLogger("tidings.schema")
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One step from ``version - 1`` to ``version``; ``apply`` is safe to run twice."""
+
+    version: int
+    description: str
+    apply: Callable[[Connection], None]
+
+
+def _add_causal_records(connection: Connection) -> None:
+    outbox_columns = {c["name"] for c in inspect(connection).get_columns("tidings_outbox")}
+    if "trigger_id" not in outbox_columns:
+        # Portable DDL: a nullable column needs no rewrite of existing rows anywhere.
+        connection.execute(text("ALTER TABLE tidings_outbox ADD COLUMN trigger_id VARCHAR(200)"))
+    metadata.create_all(connection, tables=[published_records, handled_records, schema_version])
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        2,
+        "causal records (tidings_published, tidings_handled), outbox trigger_id",
+        _add_causal_records,
+    ),
+)
+LATEST_VERSION = MIGRATIONS[-1].version
+
+
+def current_version(connection: Connection) -> int:
+    """The schema version of the database: 0 when it holds no tidings tables.
+
+    A database without a stamp but with every current table (created from
+    ``tidings.metadata`` by Alembic or ``metadata.create_all``) counts as the latest;
+    one with the outbox but not the causal tables was made by the release before
+    versioning (1).
+    """
+    tables = set(inspect(connection).get_table_names())
+    if schema_version.name in tables:
+        stamped = connection.execute(select(func.max(schema_version.c.version))).scalar()
+        if stamped is not None:
+            return int(stamped)
+    if "tidings_outbox" not in tables:
+        return 0
+    if set(metadata.tables) <= tables:
+        columns = {c["name"] for c in inspect(connection).get_columns("tidings_outbox")}
+        if "trigger_id" in columns:
+            return LATEST_VERSION
+    return 1
+
+
+def upgrade_connection(connection: Connection) -> tuple[int, int]:
+    """Bring the tidings tables to :data:`LATEST_VERSION`; (version before, after)."""
+    before = current_version(connection)
+    if before == 0:
+        metadata.create_all(connection)
+        _stamp(connection, LATEST_VERSION)
+        return before, LATEST_VERSION
+    for migration in MIGRATIONS:
+        if migration.version > before:
+            logger.info(
+                "tidings schema: applying %d (%s)", migration.version, migration.description
+            )
+            migration.apply(connection)
+            _stamp(connection, migration.version)
+    metadata.create_all(connection)  # tables added without a migration of their own
+    _stamp(connection, max(before, LATEST_VERSION))
+    return before, max(before, LATEST_VERSION)
+
+
+def upgrade(engine: Engine) -> tuple[int, int]:
+    """:func:`upgrade_connection` in one transaction (where the database has them for DDL)."""
+    with engine.begin() as connection:
+        return upgrade_connection(connection)
+
+
+async def upgrade_async(engine: AsyncEngine) -> tuple[int, int]:
+    """Asyncio flavour of :func:`upgrade`."""
+    async with engine.begin() as connection:
+        return await connection.run_sync(upgrade_connection)
+
+
+async def ensure_current(engine: AsyncEngine, context: str) -> None:
+    """Raise :class:`SchemaOutdatedError` if the database's tidings tables are outdated.
+
+    Checked when a relay or consumer starts. A database that does not answer is not
+    judged here: the process waits it out as for any outage.
+    """
+    try:
+        async with engine.connect() as connection:
+            version = await connection.run_sync(current_version)
+    except (DBAPIError, OSError) as error:
+        logger.warning("could not check the tidings schema version (%s); going on", error)
+        return
+    if version < LATEST_VERSION:
+        found = "no tidings tables" if version == 0 else f"tidings schema version {version}"
+        raise SchemaOutdatedError(
+            f"the database of context {context!r} has {found}; this tidings needs schema "
+            f"version {LATEST_VERSION}: run `tidings db upgrade APP` with APP naming that "
+            "context (e.g. myapp.catalog:context) before starting relays and consumers"
+        )
+
+
+def _stamp(connection: Connection, version: int) -> None:
+    stamped = connection.execute(
+        select(schema_version.c.version).where(schema_version.c.version == version)
+    ).first()
+    if stamped is None:
+        connection.execute(
+            schema_version.insert().values(version=version, applied_at=datetime.now(UTC))
+        )

@@ -1,0 +1,174 @@
+"""A database made by the previous release (no schema version, no causal records) is
+upgraded by ``tidings db upgrade`` and keeps working: its pending outbox row is relayed
+and recorded, the consumer handles it and records it, its old inbox rows still guard.
+
+The previous release's tables are a frozen copy (tests/support/released_schema_v1.py).
+Run on SQLite files and on PostgreSQL databases.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, insert, inspect, select
+
+from tests.support import consumer_app, released_schema_v1
+from tests.support.consumer_infra import declare, new_tag, postgres_database, running, wait_until
+from tests.support.relay_processes import ROOT, TIDINGS
+from tidings import BoundedContext
+from tidings.consumer import Consumer
+from tidings.contracts.envelope import outbox_row
+from tidings.errors import SchemaOutdatedError
+from tidings.outbox import Relay
+from tidings.persistence.migrations import LATEST_VERSION, current_version, upgrade
+from tidings.persistence.tables import handled_records, inbox, metadata, published_records
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def databases(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'catalog.db'}", f"sqlite:///{tmp_path / 'basket.db'}"
+        return
+    tag = new_tag()
+    with (
+        postgres_database(f"{tag}_catalog") as catalog,
+        postgres_database(f"{tag}_basket") as basket,
+    ):
+        yield catalog, basket
+
+
+def _released(url: str, broker: str, name: str) -> BoundedContext:
+    """A context whose database was created by the previous release."""
+    context = BoundedContext(name, database_url=url, broker_url=broker)
+    released_schema_v1.metadata.create_all(context.engine)
+    consumer_app.metadata.create_all(context.engine)
+    return context
+
+
+async def test_a_released_database_upgrades_and_keeps_working(
+    databases: tuple[str, str], tmp_path: Path
+) -> None:
+    broker = f"sqlite:///{tmp_path / 'broker.db'}"
+    catalog = _released(databases[0], broker, "catalog")
+    basket = _released(databases[1], broker, "basket")
+    basket.subscribe(consumer_app.RecordPriceChange(basket))
+    event = consumer_app.ProductPriceChangedIntegrationEvent(product_id="p-1", price=Decimal(5))
+    row = outbox_row(
+        event,
+        source="catalog",
+        correlation_id="use-case-1",
+        causation_id=None,
+        created_at=datetime.now(UTC),
+    )
+    del row["trigger_id"]  # the released outbox has no such column
+    with catalog.engine.begin() as connection:
+        connection.execute(insert(released_schema_v1.outbox).values(**row))
+    with basket.engine.begin() as connection:
+        connection.execute(
+            insert(released_schema_v1.inbox).values(
+                consumer="basket", event_id="handled-long-ago", processed_at=datetime.now(UTC)
+            )
+        )
+    consumer = Consumer(basket)
+    try:
+        with catalog.engine.connect() as connection:
+            assert current_version(connection) == 1
+        with pytest.raises(SchemaOutdatedError, match="tidings db upgrade"):
+            await Relay(catalog).drain()
+        with pytest.raises(SchemaOutdatedError, match="tidings db upgrade"):
+            await consumer.run()
+
+        # The command, as an operator runs it (the basket through the test app's env).
+        env = {
+            **os.environ,
+            consumer_app.DATABASE_ENV: databases[1],
+            consumer_app.BROKER_ENV: broker,
+        }
+        for expected in ("version 1 → version 2", "up to date"):
+            done = subprocess.run(
+                [TIDINGS, "db", "upgrade", "tests.support.consumer_app:context"],
+                cwd=ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=True,
+            )
+            assert expected in done.stdout
+        catalog.create_tables()  # what `tidings db init` runs: an older schema is upgraded
+        assert upgrade(catalog.engine) == (LATEST_VERSION, LATEST_VERSION)
+        for context in (catalog, basket):
+            with context.engine.connect() as connection:
+                assert current_version(connection) == LATEST_VERSION
+                columns = {c["name"] for c in inspect(connection).get_columns("tidings_outbox")}
+                assert "trigger_id" in columns
+
+        consumer = Consumer(basket)
+        await declare(consumer)
+        assert await Relay(catalog).drain() == 1
+        async with running(consumer):
+            await wait_until(lambda: consumer.stats.handled == 1, what="the old row's event")
+        with catalog.engine.connect() as connection:
+            recorded = connection.execute(select(published_records)).mappings().one()
+        assert (recorded["event_id"], recorded["correlation_id"]) == (
+            str(event.event_id),
+            "use-case-1",
+        )
+        with basket.engine.connect() as connection:
+            assert connection.execute(select(handled_records.c.outcome)).scalars().all() == [
+                "handled"
+            ]
+            assert set(connection.execute(select(inbox.c.event_id)).scalars()) == {
+                "handled-long-ago",
+                str(event.event_id),
+            }
+    finally:
+        await catalog.adispose()
+        await basket.adispose()
+
+
+def test_db_init_creates_the_latest_schema_stamped(tmp_path: Path) -> None:
+    context = BoundedContext("fresh", database_url=f"sqlite:///{tmp_path / 'fresh.db'}")
+    context.create_tables()
+    with context.engine.connect() as connection:
+        assert current_version(connection) == LATEST_VERSION
+    assert upgrade(context.engine) == (LATEST_VERSION, LATEST_VERSION)
+    context.dispose()
+
+
+def test_tables_created_from_the_metadata_count_as_the_latest_version(tmp_path: Path) -> None:
+    """Alembic (or metadata.create_all) creates every table but stamps no version."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'alembic.db'}")
+    metadata.create_all(engine)
+    with engine.connect() as connection:
+        assert current_version(connection) == LATEST_VERSION
+    released = create_engine(f"sqlite:///{tmp_path / 'released.db'}")
+    released_schema_v1.metadata.create_all(released)
+    with released.connect() as connection:
+        assert current_version(connection) == 1
+    empty = create_engine(f"sqlite:///{tmp_path / 'empty.db'}")
+    with empty.connect() as connection:
+        assert current_version(connection) == 0
+    for each in (engine, released, empty):
+        each.dispose()
+
+
+def test_purge_records_command(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        consumer_app.DATABASE_ENV: f"sqlite:///{tmp_path / 'basket.db'}",
+        consumer_app.BROKER_ENV: f"sqlite:///{tmp_path / 'broker.db'}",
+    }
+    app = "tests.support.consumer_app:context"
+    for command in (["db", "init", app], ["db", "purge-records", app, "--older-than-days", "0"]):
+        done = subprocess.run(
+            [TIDINGS, *command], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+    assert "basket: deleted 0 causal records" in done.stdout
