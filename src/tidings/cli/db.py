@@ -9,7 +9,6 @@ import typer
 
 from tidings.cli.common import AppArg, console
 from tidings.cli.loading import load_context
-from tidings.persistence.migrations import upgrade
 
 db_app = typer.Typer(help="The tidings tables in a context's database.", no_args_is_help=True)
 
@@ -30,6 +29,8 @@ def db_upgrade(target: AppArg) -> None:
     (they refuse an outdated schema). A database without tidings tables gets them all.
     """
     context = load_context(target)
+    from tidings.persistence.migrations import upgrade
+
     before, after = upgrade(context.engine)
     if before == after:
         console.print(f"[green]✓[/] {context.database_url}: schema version {after}, up to date")
