@@ -72,6 +72,9 @@ def _database(folder: Path) -> dict[str, dict[str, set[tuple[str, ...]]]]:
 
 def test_tidings_trace_recovers_every_use_case_of_a_demo_run(tmp_path: Path) -> None:
     assert_converged(run_demo(folder=tmp_path))
+    page = (tmp_path / "event-flow.html").read_text()  # the demo draws the map too
+    assert "<svg" in page and "ordering.order.confirmed" in page
+    assert (tmp_path / "event-flow.mmd").read_text().startswith("flowchart LR")
     saved = dict(os.environ)
     try:
         env = {**saved, **configure(tmp_path, database=None, broker=None), "COLUMNS": "200"}

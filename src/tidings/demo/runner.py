@@ -45,6 +45,7 @@ class DemoResult:
     kills: dict[str, int]
     max_lag: dict[str, float]
     order_trace: Trace | None = None
+    map_files: list[Path] = field(default_factory=list)
 
     @property
     def converged(self) -> bool:
@@ -123,6 +124,7 @@ def run_demo(options: DemoOptions, console: Console) -> DemoResult:
             checks = check_convergence(shop)
             handled = sum(shop.count(name, inbox) for name in CONTEXTS)
             order_trace = _trace_of_an_order(shop)
+            map_files = _write_map(shop, folder) if options.folder else []
         finally:
             if chaos is not None:
                 chaos.stopping.set()
@@ -138,7 +140,19 @@ def run_demo(options: DemoOptions, console: Console) -> DemoResult:
             kills={name: p.kills for name, p in processes.items() if p.kills},
             max_lag=view.max_lag,
             order_trace=order_trace,
+            map_files=map_files,
         )
+
+
+def _write_map(shop: Shop, folder: Path) -> list[Path]:
+    """The system's event-flow map (``tidings map``) as HTML and Mermaid in ``folder``."""
+    from tidings.eventmap import build_map, to_html, to_mermaid
+
+    event_map = build_map(module.context for module in shop.modules.values())
+    page, chart = folder / "event-flow.html", folder / "event-flow.mmd"
+    page.write_text(to_html(event_map, title="the reference system's event flow"))
+    chart.write_text(to_mermaid(event_map))
+    return [page, chart]
 
 
 def _trace_of_an_order(shop: Shop) -> Trace | None:
@@ -174,6 +188,8 @@ def report(result: DemoResult, console: Console) -> None:
     if result.order_trace is not None:
         console.print("the trace of one order (tidings trace … --id ID):")
         console.print(as_tree(result.order_trace))
+    if result.map_files:
+        console.print("the event-flow map: " + ", ".join(str(p) for p in result.map_files))
     if result.kills:
         killed = ", ".join(f"{name} x{count}" for name, count in sorted(result.kills.items()))
         console.print(f"chaos: killed with SIGKILL and restarted: {killed}")
