@@ -37,6 +37,8 @@ from tidings.errors import (
     MissingExtraError,
     NoActiveTransactionError,
     NoQueryHandlerError,
+    PublishedFromUseCaseError,
+    PublishedFromUseCaseWarning,
     TidingsError,
     UnknownContractError,
 )
@@ -69,6 +71,8 @@ __all__ = [
     "MissingExtraError",
     "NoActiveTransactionError",
     "NoQueryHandlerError",
+    "PublishedFromUseCaseError",
+    "PublishedFromUseCaseWarning",
     "Query",
     "QueryBus",
     "QueryHandler",

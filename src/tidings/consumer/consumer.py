@@ -427,6 +427,7 @@ class Consumer:
         if uow is not None:
             uow.correlation_id = item.event.correlationid or uow.correlation_id
             uow.causation_id = item.event.id if causation else None
+            uow.in_handler = True  # what the handler publishes comes from a handler
 
     async def _handle_alone(self, item: _Item) -> None:
         """Retry at once a few times; then block the key and retry later with backoff.

@@ -58,12 +58,17 @@ class ContextRuntime:
         self.max_depth = max_depth
 
     def new_unit_of_work(
-        self, correlation_id: str | None, causation_id: str | None, **sessions: Any
+        self,
+        correlation_id: str | None,
+        causation_id: str | None,
+        in_handler: bool,
+        **sessions: Any,
     ) -> UnitOfWork:
         return UnitOfWork(
             correlation_id=correlation_id or str(uuid7()),
             causation_id=causation_id,
             max_depth=self.max_depth,
+            in_handler=in_handler,
             **sessions,
         )
 
@@ -90,7 +95,9 @@ class ContextRuntime:
         return sum(self._run_one(item) for item in work)
 
     def _run_one(self, item: PendingWork) -> bool:
-        scope = TransactionScope(self, item.correlation_id, str(item.event.event_id))
+        scope = TransactionScope(
+            self, item.correlation_id, str(item.event.event_id), in_handler=True
+        )
         try:
             with scope as session:
                 claimed = session.execute(self.log.claim, {"p_entry_id": item.entry_id})
@@ -149,7 +156,9 @@ class ContextRuntime:
         return done
 
     async def _arun_one(self, item: PendingWork) -> bool:
-        scope = TransactionScope(self, item.correlation_id, str(item.event.event_id))
+        scope = TransactionScope(
+            self, item.correlation_id, str(item.event.event_id), in_handler=True
+        )
         try:
             async with scope as session:
                 result = await session.execute(self.log.claim, {"p_entry_id": item.entry_id})
@@ -224,6 +233,7 @@ class TransactionScope:
         "_causation_id",
         "_connection",
         "_correlation_id",
+        "_in_handler",
         "_joined",
         "_recording",
         "_rt",
@@ -237,8 +247,11 @@ class TransactionScope:
         correlation_id: str | None = None,
         causation_id: str | None = None,
         connection: AsyncConnection | None = None,
+        *,
+        in_handler: bool = False,
     ) -> None:
         self._rt = runtime
+        self._in_handler = in_handler
         self._correlation_id = correlation_id
         self._causation_id = causation_id
         self._connection = connection
@@ -257,7 +270,9 @@ class TransactionScope:
         return session
 
     def _begin(self, **sessions: Any) -> None:
-        uow = self._rt.new_unit_of_work(self._correlation_id, self._causation_id, **sessions)
+        uow = self._rt.new_unit_of_work(
+            self._correlation_id, self._causation_id, self._in_handler, **sessions
+        )
         self._uow = uow
         self._token = self._rt.current.set(uow)
         self._recording = listen_for_recorded_events(uow.keep_alive)
