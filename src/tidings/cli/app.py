@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 import tidings
+from tidings.cli.asyncapi import asyncapi
 from tidings.cli.loading import load_context
 from tidings.errors import TidingsError
 
@@ -34,6 +35,7 @@ dlq_app = typer.Typer(
 app.add_typer(db_app, name="db")
 app.add_typer(outbox_app, name="outbox")
 app.add_typer(dlq_app, name="dlq")
+app.command()(asyncapi)
 
 console = Console()
 errors = Console(stderr=True)
