@@ -9,12 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-TargetsArg = Annotated[
-    list[str],
-    typer.Argument(
-        help="Contexts (MODULE:ATTRIBUTE) or a tidings.System (e.g. examples.ecommerce.system)."
-    ),
-]
+from tidings.cli.arguments import TargetsArg
 
 
 def asyncapi(
