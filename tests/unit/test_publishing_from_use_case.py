@@ -9,7 +9,7 @@ no integration event or after-commit handler running) is a
 from __future__ import annotations
 
 import warnings
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import ClassVar
 
@@ -106,6 +106,24 @@ class OpenTicketOnPriceChanged(IntegrationEventHandler):
         )
 
 
+class OpenTicketsOnPriceChanged(IntegrationEventHandler):
+    """The same, through ``handle_batch``."""
+
+    publishes = (TicketOpenedIntegrationEvent,)
+
+    def __init__(self, context: BoundedContext) -> None:
+        self._context = context
+
+    async def handle(self, event: ProductPriceChangedIntegrationEvent) -> None:
+        await self.handle_batch([event])
+
+    async def handle_batch(self, events: Sequence[ProductPriceChangedIntegrationEvent]) -> None:
+        for event in events:
+            await self._context.async_integration_events.publish(
+                TicketOpenedIntegrationEvent(ticket_id=event.product_id)
+            )
+
+
 def _context(tmp_path: Path, *, strict: bool = False) -> BoundedContext:
     context = BoundedContext(
         "support", database_url=f"sqlite:///{tmp_path / 'support.db'}", strict_publishing=strict
@@ -144,6 +162,15 @@ def test_a_use_case_publishing_an_integration_event_warns_at_its_own_line(
 
     assert seen[0].filename == __file__  # points at the use case, not at tidings
     assert context.outbox_count() == 1  # only a warning: the event is still published
+
+
+def test_tests_can_turn_the_warning_into_an_error(context: BoundedContext) -> None:
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", category=PublishedFromUseCaseWarning)
+        with pytest.raises(PublishedFromUseCaseWarning), context.transaction():
+            OpenTicketAndTellEveryone(context).execute("t-1")
+
+    assert context.outbox_count() == 0
 
 
 def test_strict_publishing_refuses_it_and_rolls_the_use_case_back(
@@ -211,11 +238,12 @@ def test_recorded_aggregate_events_dispatched_at_commit_count_as_handled(
     assert strict.outbox_count() == 1
 
 
-@pytest.mark.parametrize("batch", [False, True], ids=["one-by-one", "batch"])
+@pytest.mark.parametrize("batch", [False, True], ids=["handle", "handle_batch"])
 async def test_an_integration_event_handler_publishing_is_fine(
     async_strict: BoundedContext, batch: bool
 ) -> None:
-    async_strict.subscribe(OpenTicketOnPriceChanged(async_strict))
+    handler = OpenTicketsOnPriceChanged if batch else OpenTicketOnPriceChanged
+    async_strict.subscribe(handler(async_strict))
     consumer = Consumer(async_strict, MemoryTransport("memory://unused"))
     events = [price_changed("product-1", 1)] + ([price_changed("product-2", 2)] if batch else [])
 
