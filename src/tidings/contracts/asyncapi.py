@@ -38,7 +38,6 @@ from tidings.contracts.asyncapi_bindings import (
     BrokerLayout,
     Json,
     broker_layout,
-    content_type,
 )
 from tidings.contracts.cloudevents import JSON_CONTENT_TYPE, SPEC_VERSION
 from tidings.contracts.integration_event import ENVELOPE_FIELDS, IntegrationEvent
@@ -123,7 +122,7 @@ def asyncapi_document(
                 f"CloudEvents {SPEC_VERSION} in {layout.mode} mode. {layout.description}"
             ),
         },
-        "defaultContentType": content_type(layout),
+        "defaultContentType": layout.content_type,
         "servers": layout.servers,
         "channels": builder.channels,
         "operations": builder.operations,
@@ -248,7 +247,7 @@ class _Builder:
             "title": f"{contract.event_type} v{contract.event_version}",
             "summary": _first_line(contract.__doc__)
             or f"{contract.__name__}, version {contract.event_version}",
-            "contentType": content_type(self.layout),
+            "contentType": self.layout.content_type,
             "correlationId": {"$ref": "#/components/correlationIds/correlationId"},
         }
         key = contract.__tidings_key_field__
