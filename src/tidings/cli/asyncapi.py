@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from tidings.cli.arguments import TargetsArg
+from tidings.cli.common import TargetsArg, errors
 
 
 def asyncapi(
@@ -53,7 +52,7 @@ def asyncapi(
         print(text, end="")
         return
     out.write_text(text, encoding="utf-8")
-    Console(stderr=True).print(
+    errors.print(
         f"[green]✓[/] {out}: {len(document['channels'])} channels, "
         f"{len(document['operations'])} operations",
         soft_wrap=True,

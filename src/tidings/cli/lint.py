@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from tidings.cli.arguments import TargetsArg
+from tidings.cli.common import JsonOpt, TargetsArg, console
 
 
-def lint(
-    targets: TargetsArg,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
-) -> None:
+def lint(targets: TargetsArg, as_json: JsonOpt = False) -> None:
     """Warn about event names that break the articles' rules.
 
     Domain events must be specific past-tense facts (ProductPutOnSale,
@@ -42,7 +37,6 @@ def lint(
             )
         )
     else:
-        console = Console()
         for warning in warnings:
             where = f" in {warning.context}" if warning.context else ""
             console.print(

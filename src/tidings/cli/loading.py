@@ -7,11 +7,12 @@ import os
 import sys
 from collections.abc import Sequence
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tidings.context import BoundedContext
 from tidings.errors import ConfigurationError
-from tidings.system import System
+
+if TYPE_CHECKING:  # imported when a command loads its target, not for --help
+    from tidings.context import BoundedContext
 
 
 def load_context(spec: str) -> BoundedContext:
@@ -20,6 +21,8 @@ def load_context(spec: str) -> BoundedContext:
     The current directory is importable, as with ``python -m``, so ``tidings relay
     myapp.catalog:context`` works from the project root.
     """
+    from tidings.context import BoundedContext
+
     value = _load_attribute(spec, "context")
     if not isinstance(value, BoundedContext):
         raise ConfigurationError(
@@ -35,6 +38,9 @@ def load_contexts(specs: Sequence[str]) -> list[BoundedContext]:
     a bare ``module`` takes its ``system`` attribute, else its ``context``. Contexts
     named twice are kept once, in the order first named.
     """
+    from tidings.context import BoundedContext
+    from tidings.system import System
+
     contexts: list[BoundedContext] = []
     for spec in specs:
         value = _load_attribute(spec, None)
@@ -71,6 +77,9 @@ def import_target_module(module_name: str) -> ModuleType:
 
 
 def _load_attribute(spec: str, default: str | None) -> Any:
+    from tidings.context import BoundedContext
+    from tidings.system import System
+
     module_name, _, attribute = spec.partition(":")
     if not module_name:
         raise ConfigurationError(f"{spec!r} is not MODULE:ATTRIBUTE, e.g. myapp.catalog:context")

@@ -29,35 +29,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tidings.application.retry import RetryPolicy
+from tidings.consumer.admission import Admission, Rejection, UnknownTypes
+from tidings.consumer.database_watch import DatabaseWatch
 from tidings.consumer.dead_letters import DeadLetterReason, DeadLetterStore
 from tidings.consumer.decoding import decode_delivery
-from tidings.consumer.inbox import claim, inbox_row, insert_unless_present, purge_statement
-from tidings.consumer.subscriptions import IntegrationSubscription, IntegrationSubscriptions
+from tidings.consumer.handling import HandlerRunner
+from tidings.consumer.inbox import purge_statement
+from tidings.consumer.items import HandlerFailed, Item
+from tidings.consumer.subscriptions import IntegrationSubscriptions
 from tidings.contracts.cloudevents import DEFAULT_MAX_BYTES, CloudEvent
-from tidings.contracts.envelope import to_contract
-from tidings.contracts.integration_event import IntegrationEvent
 from tidings.contracts.registry import ContractRegistry, default_registry
-from tidings.errors import (
-    ConfigurationError,
-    ContractValidationError,
-    DecodeError,
-    MessageTooLargeError,
-    UnknownContractError,
-)
+from tidings.errors import ConfigurationError
 from tidings.transports.base import Delivery, Transport, TransportError
 from tidings.transports.registry import open_transport
 
@@ -66,15 +59,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("tidings.consumer")
 
-_PROBE = text("SELECT 1")
-_PROBE_TIMEOUT = 5.0
-
-
-class UnknownTypes(StrEnum):
-    """What to do with a message whose (type, version) no handler can read."""
-
-    DEAD_LETTER = "dead_letter"
-    IGNORE = "ignore"
+__all__ = ["Consumer", "ConsumerStats", "UnknownTypes"]
 
 
 @dataclass(slots=True)
@@ -89,29 +74,6 @@ class ConsumerStats:
     batches: int = 0
     reconnects: int = 0
     database_outages: int = 0
-
-
-class _HandlerFailed(Exception):
-    """A handler raised inside a micro-batch: the failure belongs to ``item``."""
-
-    def __init__(self, item: _Item, error: Exception) -> None:
-        super().__init__(f"{item.event.type} {item.event.id}: {error!r}")
-        self.item = item
-        self.error = error
-
-
-@dataclass(slots=True)
-class _Item:
-    delivery: Delivery
-    event: CloudEvent
-    contract: IntegrationEvent
-    failures: int = 0
-    first_failed_at: datetime | None = None
-    last_error: BaseException | None = None
-
-    @property
-    def key(self) -> str:
-        return self.event.subject or self.event.id
 
 
 class Consumer:
@@ -158,16 +120,29 @@ class Consumer:
         self.dead_letters = DeadLetterStore(context.async_engine)
         self.stats = ConsumerStats()
         self._stopping = asyncio.Event()
+        self._admission = Admission(
+            self.subscriptions,
+            context.upcasters,
+            registry,
+            max_message_bytes=max_message_bytes,
+            unknown_types=self.unknown_types,
+        )
+        self._handlers = HandlerRunner(context, self.subscriptions, self.group)
+        self._database = DatabaseWatch(context.async_engine, self.group, self.retry, self._stopping)
         # Keys whose head event is waiting for a delayed retry, with the events queued
         # behind it; a task per blocked key works through its queue.
-        self._blocked: dict[str, deque[_Item]] = {}
+        self._blocked: dict[str, deque[Item]] = {}
         self._lanes: set[asyncio.Task[None]] = set()
-        self._inbox_insert = insert_unless_present(context.async_engine.dialect)
         # While run() runs, batches go back to back on one connection: no pool checkout
         # (and liveness ping) per batch. Dropped after a failed batch, which may have
         # broken it, and when run() ends.
         self._running = False
         self._connection: AsyncConnection | None = None
+
+    @property
+    def keys_waiting_for_retry(self) -> int:
+        """Partition keys whose head event waits for a delayed retry right now."""
+        return len(self._blocked)
 
     # -- lifecycle --------------------------------------------------------------------
     async def stop(self) -> None:
@@ -272,7 +247,7 @@ class Consumer:
     # -- processing -------------------------------------------------------------------
     async def process(self, deliveries: Sequence[Delivery]) -> None:
         """Handle deliveries in order: poison to dead letters, the rest in one transaction."""
-        items: list[_Item] = []
+        items: list[Item] = []
         for delivery in deliveries:
             item = await self._admit(delivery)
             if item is None:
@@ -291,7 +266,7 @@ class Consumer:
             await self._drop_connection()
             failed, error = (
                 (failure.item, failure.error)
-                if isinstance(failure, _HandlerFailed)
+                if isinstance(failure, HandlerFailed)
                 else (None, failure)
             )
             if not await self._charge(failed, error):  # the failed item's first attempt
@@ -305,131 +280,35 @@ class Consumer:
             return
         await self.transport.ack_many([item.delivery for item in items])
 
-    async def _admit(self, delivery: Delivery) -> _Item | None:
-        """Decode and validate; dead-letter (or ignore) and ack what cannot be handled."""
-        event: CloudEvent | None = None
-        try:
-            if len(delivery.body) > self.max_message_bytes:
-                raise MessageTooLargeError(
-                    f"message of {len(delivery.body)} bytes exceeds the "
-                    f"{self.max_message_bytes}-byte limit"
-                )
-            event = decode_delivery(delivery.body, delivery.headers, self.max_message_bytes)
-            _check_lengths(event)
-            if event.type not in self.subscriptions.versions:
-                self.stats.ignored += 1  # not ours: a shared stream carries other types
-                await delivery.ack()
-                return None
-            contract = self._read_contract(event)
-        except MessageTooLargeError as error:
-            await self._dead_letter(delivery, DeadLetterReason.TOO_LARGE, error, event)
-            return None
-        except UnknownContractError as error:
-            if self.unknown_types is UnknownTypes.IGNORE:
-                self.stats.ignored += 1
-                await delivery.ack()
-            else:
-                await self._dead_letter(delivery, DeadLetterReason.UNKNOWN_TYPE, error, event)
-            return None
-        except ContractValidationError as error:
-            await self._dead_letter(delivery, DeadLetterReason.INVALID_PAYLOAD, error, event)
-            return None
-        except DecodeError as error:
-            await self._dead_letter(delivery, DeadLetterReason.UNDECODABLE, error, event)
-            return None
-        return _Item(delivery, event, contract)
+    async def _admit(self, delivery: Delivery) -> Item | None:
+        """Decode and validate; dead-letter (or pass over) and ack what cannot be handled."""
+        admitted = self._admission.admit(delivery)
+        if admitted is None:
+            self.stats.ignored += 1
+            await delivery.ack()
+        elif isinstance(admitted, Rejection):
+            await self._dead_letter(delivery, admitted.reason, admitted.error, admitted.event)
+        else:
+            return admitted
+        return None
 
-    def _read_contract(self, event: CloudEvent) -> IntegrationEvent:
-        wanted = self.subscriptions.versions[event.type]
-        upcasters = self.context.upcasters
-        if event.dataversion not in wanted and upcasters:
-            try:
-                payload = json.loads(event.data_json)
-                if isinstance(payload, dict):
-                    version, payload = upcasters.upcast(
-                        event.type, event.dataversion, payload, wanted
-                    )
-                    data_json = json.dumps(payload).encode()
-                    event = replace(event, dataversion=version, data_json=data_json)
-            except Exception as error:
-                # An upcaster meets whatever a producer sent: its failure is bad input.
-                raise ContractValidationError(
-                    f"{event.type} v{event.dataversion} payload cannot be upcast: {error!r}"
-                ) from error
-        if event.dataversion not in wanted:
-            raise UnknownContractError(event.type, event.dataversion)
-        return to_contract(event, self.registry)
-
-    async def _handle_together(self, items: Sequence[_Item]) -> None:
+    async def _handle_together(self, items: Sequence[Item]) -> None:
         """All items in one transaction; duplicates (inbox) skipped. Raises on any failure."""
         if self._connection is None and self._running:
             self._connection = await self.context.async_engine.connect()
-        async with self.context.transaction(connection=self._connection) as session:
-            first_of_id: dict[str, _Item] = {}
-            for item in items:
-                first_of_id.setdefault(item.event.id, item)
-            claimed = await claim(session, self.group, list(first_of_id))
-            fresh = [item for event_id, item in first_of_id.items() if event_id in claimed]
-            for run in _runs_of_one_contract(fresh):
-                subscriptions = self.subscriptions.by_contract[type(run[0].contract)]
-                if any(subscription.call_batch for subscription in subscriptions):
-                    # A failure here is charged to no event: the one-by-one retry
-                    # that follows finds the event it belongs to.
-                    await self._run_batch(session, subscriptions, run)
-                    continue
-                for item in run:
-                    try:
-                        await self._run_handlers(session, item)
-                    except Exception as error:
-                        raise _HandlerFailed(item, error) from error
+        handled, duplicates = await self._handlers.handle_together(items, self._connection)
         # Counted once committed: a failed batch is handled again one by one.
-        self.stats.handled += len(fresh)
-        self.stats.duplicates += len(items) - len(fresh)
+        self.stats.handled += handled
+        self.stats.duplicates += duplicates
 
-    async def _handle_once(self, item: _Item) -> None:
+    async def _handle_once(self, item: Item) -> None:
         """One event in its own transaction, continuing its flow's correlation."""
-        async with self.context.transaction(
-            correlation_id=item.event.correlationid, causation_id=item.event.id
-        ) as session:
-            claimed = await session.execute(
-                self._inbox_insert, inbox_row(self.group, item.event.id)
-            )
-            if not getattr(claimed, "rowcount", 1):
-                self.stats.duplicates += 1
-                return
-            await self._run_handlers(session, item)
-        self.stats.handled += 1
+        if await self._handlers.handle_once(item):
+            self.stats.handled += 1
+        else:
+            self.stats.duplicates += 1
 
-    async def _run_handlers(self, session: Any, item: _Item) -> None:
-        self._continue_flow(item)
-        for subscription in self.subscriptions.by_contract[type(item.contract)]:
-            await _call(session, subscription.call, subscription.is_async, item.contract)
-
-    async def _run_batch(
-        self, session: Any, subscriptions: Sequence[IntegrationSubscription], run: list[_Item]
-    ) -> None:
-        """Each handler once for the run (``handle_batch``) or once per event (``handle``)."""
-        for subscription in subscriptions:
-            if subscription.call_batch is not None:
-                self._continue_flow(run[0], causation=False)
-                contracts = [item.contract for item in run]
-                await _call(
-                    session, subscription.call_batch, subscription.batch_is_async, contracts
-                )
-                continue
-            for item in run:
-                self._continue_flow(item)
-                await _call(session, subscription.call, subscription.is_async, item.contract)
-
-    def _continue_flow(self, item: _Item, *, causation: bool = True) -> None:
-        """Events a handler publishes continue the flow of the event it handles."""
-        uow = self.context._current.get()
-        if uow is not None:
-            uow.correlation_id = item.event.correlationid or uow.correlation_id
-            uow.causation_id = item.event.id if causation else None
-            uow.in_handler = True  # what the handler publishes comes from a handler
-
-    async def _handle_alone(self, item: _Item) -> None:
+    async def _handle_alone(self, item: Item) -> None:
         """Retry at once a few times; then block the key and retry later with backoff.
 
         Attempts made in a failed batch count (``item.failures``), so the handler runs
@@ -447,13 +326,13 @@ class Consumer:
         if item.failures >= self.max_attempts:
             await self._give_up(item)
             return
-        queue: deque[_Item] = deque([item])
+        queue: deque[Item] = deque([item])
         self._blocked[item.key] = queue
         lane = asyncio.create_task(self._work_blocked_key(item.key, queue))
         self._lanes.add(lane)
         lane.add_done_callback(self._lanes.discard)
 
-    async def _work_blocked_key(self, key: str, queue: deque[_Item]) -> None:
+    async def _work_blocked_key(self, key: str, queue: deque[Item]) -> None:
         try:
             while queue:
                 item = queue[0]
@@ -488,47 +367,25 @@ class Consumer:
             with contextlib.suppress(Exception):
                 await connection.close()
 
-    async def _charge(self, item: _Item | None, error: BaseException) -> bool:
+    async def _charge(self, item: Item | None, error: BaseException) -> bool:
         """Count a failed attempt against ``item``, unless the database was unreachable.
 
         An outage is not the event's fault: then nothing is counted, and the consumer
         waits for the database before it goes on, so that a restart never sends healthy
         events to the dead letters. False if the consumer was stopped meanwhile.
         """
-        if await self._database_reachable():
+        if await self._database.reachable():
             if item is not None:
                 self._note_failure(item, error)
             return True
         return await self._wait_for_database(error)
 
-    async def _database_reachable(self) -> bool:
-        try:
-            async with asyncio.timeout(_PROBE_TIMEOUT):
-                async with self.context.async_engine.connect() as connection:
-                    await connection.execute(_PROBE)
-        except Exception:
-            return False
-        return True
-
     async def _wait_for_database(self, error: BaseException) -> bool:
-        self.stats.database_outages += 1
-        logger.warning(
-            "%s: the database is unreachable (%r); waiting for it, nothing is counted "
-            "against the events meanwhile",
-            self.group,
-            error,
-        )
-        attempt = 0
-        while not self._stopping.is_set():
-            attempt += 1
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.retry.delay(attempt))
-            if await self._database_reachable():
-                logger.warning("%s: the database is back; going on", self.group)
-                return True
-        return False
+        waited = await self._database.wait_for(error)
+        self.stats.database_outages = self._database.outages
+        return waited
 
-    def _note_failure(self, item: _Item, error: BaseException) -> None:
+    def _note_failure(self, item: Item, error: BaseException) -> None:
         item.failures += 1
         item.first_failed_at = item.first_failed_at or datetime.now(UTC)
         item.last_error = error
@@ -542,7 +399,7 @@ class Consumer:
             error,
         )
 
-    async def _give_up(self, item: _Item) -> None:
+    async def _give_up(self, item: Item) -> None:
         assert item.last_error is not None
         await self._dead_letter(
             item.delivery,
@@ -584,7 +441,7 @@ class Consumer:
             except Exception as failure:
                 # The message must be kept, not lost and not a crash: a database that
                 # does not answer is waited for; any other failure is a bug to surface.
-                if await self._database_reachable():
+                if await self._database.reachable():
                     raise
                 if not await self._wait_for_database(failure):
                     return  # stopped: unacknowledged, so delivered again
@@ -613,8 +470,8 @@ class Consumer:
         for letter in letters:
             try:
                 event = decode_delivery(letter.body, letter.headers, self.max_message_bytes)
-                contract = self._read_contract(event)
-                item = _Item(Delivery(letter.body, dict(letter.headers)), event, contract)
+                contract = self._admission.read_contract(event)
+                item = Item(Delivery(letter.body, dict(letter.headers)), event, contract)
                 await self._handle_once(item)
             except Exception as error:
                 failed += 1
@@ -623,40 +480,3 @@ class Consumer:
             succeeded += 1
             await self.dead_letters.remove([letter.letter_id])
         return succeeded, failed
-
-
-def _runs_of_one_contract(items: list[_Item]) -> list[list[_Item]]:
-    """Split ``items`` into consecutive runs of the same contract class, order kept."""
-    runs: list[list[_Item]] = []
-    for item in items:
-        if runs and type(runs[-1][0].contract) is type(item.contract):
-            runs[-1].append(item)
-        else:
-            runs.append([item])
-    return runs
-
-
-async def _call(session: Any, call: Any, is_async: bool, argument: Any) -> None:
-    if is_async:
-        await call(argument)
-    else:
-        # Synchronous handlers use the synchronous face of the same session.
-        await session.run_sync(_call_sync, call, argument)
-
-
-def _call_sync(_session: Any, call: Any, argument: Any) -> None:
-    call(argument)
-
-
-_MAX_ID_LENGTH = 200  # the width of the id columns of the inbox, outbox and dead letters
-
-
-def _check_lengths(event: CloudEvent) -> None:
-    """Ids from other systems may be any length; ours are 36 characters."""
-    for name in ("id", "correlationid", "causationid", "subject"):
-        value = getattr(event, name)
-        if value is not None and len(value) > _MAX_ID_LENGTH:
-            raise DecodeError(
-                f"attribute {name!r} is {len(value)} characters long; tidings stores at most "
-                f"{_MAX_ID_LENGTH}"
-            )

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, ClassVar
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from tidings.domain import clock
 from tidings.domain.events import as_utc
 from tidings.domain.ids import uuid7
 
 _SUFFIX = "IntegrationEvent"
 # Carried by the CloudEvents envelope (id, time), not repeated in the payload.
 ENVELOPE_FIELDS = frozenset({"event_id", "occurred_at"})
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class IntegrationEvent(BaseModel):
@@ -47,7 +44,7 @@ class IntegrationEvent(BaseModel):
     partition_key_field: ClassVar[str | None] = None
 
     event_id: UUID = Field(default_factory=uuid7)
-    occurred_at: datetime = Field(default_factory=_utc_now)
+    occurred_at: datetime = Field(default_factory=clock.utc_now)
 
     @field_validator("occurred_at")
     @classmethod

@@ -7,14 +7,11 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar, dataclass_transform
 from uuid import UUID
 
+from tidings.domain import clock
 from tidings.domain.ids import uuid7
 from tidings.domain.records import FrozenRecord
 
 _INTEGRATION_SUFFIX = "IntegrationEvent"
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def as_utc(moment: datetime) -> datetime:
@@ -53,7 +50,7 @@ class DomainEvent(FrozenRecord):
     # dataclass_transform base, so subclass fields without defaults type-check too.
     _: dataclasses.KW_ONLY
     event_id: UUID = dataclasses.field(default_factory=uuid7)
-    occurred_at: datetime = dataclasses.field(default_factory=_utc_now)
+    occurred_at: datetime = dataclasses.field(default_factory=clock.utc_now)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         if cls.__name__.endswith(_INTEGRATION_SUFFIX):

@@ -15,6 +15,9 @@ import uuid
 _lock = threading.Lock()
 _last_ms = 0
 _counter = 0
+# Where time and randomness come from; tidings.testing.deterministic() replaces both.
+_clock_ns = time.time_ns
+_entropy = os.urandom
 
 
 def uuid7() -> uuid.UUID:
@@ -25,11 +28,11 @@ def uuid7() -> uuid.UUID:
     resolution.
     """
     global _last_ms, _counter
-    now_ms = time.time_ns() // 1_000_000
+    now_ms = _clock_ns() // 1_000_000
     with _lock:
         if now_ms > _last_ms:
             _last_ms = now_ms
-            _counter = int.from_bytes(os.urandom(2), "big") & 0x3FF
+            _counter = int.from_bytes(_entropy(2), "big") & 0x3FF
         else:
             _counter += 1
             if _counter > 0xFFF:
@@ -37,6 +40,6 @@ def uuid7() -> uuid.UUID:
                 _last_ms += 1
                 _counter = 0
         ms, counter = _last_ms, _counter
-    rand = int.from_bytes(os.urandom(8), "big") & 0x3FFF_FFFF_FFFF_FFFF
+    rand = int.from_bytes(_entropy(8), "big") & 0x3FFF_FFFF_FFFF_FFFF
     value = (ms << 80) | (0x7 << 76) | (counter << 64) | (0b10 << 62) | rand
     return uuid.UUID(int=value)

@@ -264,6 +264,13 @@ class MemoryTransport(Transport):
         """Forget ``group`` and the events kept for it."""
         self._require_broker().groups.pop(group, None)
 
+    def backlog(self, group: str) -> int:
+        """Messages kept for ``group`` and not yet acknowledged (0 for an unknown group)."""
+        subscription = self._require_broker().groups.get(group)
+        if subscription is None:
+            return 0
+        return sum(len(q.pending) + len(q.in_flight) for q in subscription.keys.values())
+
     async def subscribe(self, group: str, event_types: Collection[str]) -> AsyncIterator[Delivery]:
         """Deliveries for ``group``, sharing keys with the group's other consumers."""
         wanted = frozenset(event_types)

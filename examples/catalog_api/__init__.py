@@ -1,0 +1,1 @@
+"""The catalog behind HTTP endpoints (FastAPI), with a search context indexing it."""

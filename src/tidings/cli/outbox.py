@@ -1,0 +1,116 @@
+"""``tidings outbox``: a context's outbox, inspected and replayed."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import typer
+
+from tidings.cli.common import AppArg, BrokerOpt, JsonOpt, console, iso
+from tidings.cli.loading import load_context
+
+outbox_app = typer.Typer(help="Inspect and replay a context's outbox.", no_args_is_help=True)
+
+
+@outbox_app.command("status")
+def outbox_status(target: AppArg, as_json: JsonOpt = False) -> None:
+    """Pending events, relay lag, stuck rows with their last error, publish rate."""
+    import asyncio
+
+    from rich.table import Table
+
+    from tidings.outbox.store import OutboxStore
+
+    context = load_context(target)
+
+    async def read() -> Any:
+        try:
+            return await OutboxStore(context.async_engine).status()
+        finally:
+            await context.adispose()
+
+    status = asyncio.run(read())
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "context": context.name,
+                    "pending": status.pending,
+                    "lag_seconds": round(status.lag_seconds, 3),
+                    "oldest_pending_at": iso(status.oldest_pending_at),
+                    "archived": status.archived,
+                    "publish_rate_per_s": status.publish_rate_per_s,
+                    "relay_owner": status.relay_owner,
+                    "relay_lease_expires_at": iso(status.relay_lease_expires_at),
+                    "stuck": [
+                        {
+                            "position": row.position,
+                            "event_id": row.event_id,
+                            "event_type": row.event_type,
+                            "attempts": row.attempts,
+                            "last_error": row.last_error,
+                            "created_at": iso(row.created_at),
+                        }
+                        for row in status.stuck
+                    ],
+                }
+            )
+        )
+        return
+    table = Table(title=f"outbox of {context.name}", show_header=False)
+    table.add_row("pending", str(status.pending))
+    table.add_row("lag", f"{status.lag_seconds:.3f} s")
+    table.add_row("archived", str(status.archived))
+    rate = status.publish_rate_per_s
+    table.add_row("publish rate", "no relay yet" if rate is None else f"{rate:.1f} events/s")
+    table.add_row("relay", status.relay_owner or "none")
+    console.print(table)
+    if status.stuck:
+        stuck = Table(title="stuck rows (failed attempts)")
+        for column in ("position", "type", "attempts", "last error"):
+            stuck.add_column(column)
+        for row in status.stuck:
+            stuck.add_row(
+                str(row.position), row.event_type, str(row.attempts), row.last_error or ""
+            )
+        console.print(stuck)
+
+
+@outbox_app.command("replay")
+def outbox_replay(
+    target: AppArg,
+    since: Annotated[
+        str,
+        typer.Option(
+            help="Re-send archived events created at or after this ISO 8601 time "
+            "(UTC unless it has an offset), e.g. 2026-11-23T10:00:00.5+01:00."
+        ),
+    ],
+    broker: BrokerOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Re-send archived events (retention=archive), e.g. to a newly added subscriber.
+
+    Consumers that already handled them skip them through their inbox.
+    """
+    import asyncio
+
+    from tidings.outbox.replay import replay_archived
+    from tidings.transports.registry import open_transport
+
+    context = load_context(target)
+    try:
+        parsed = datetime.fromisoformat(since)
+    except ValueError as error:
+        raise typer.BadParameter(
+            f"{since!r} is not an ISO 8601 time", param_hint="--since"
+        ) from error
+    moment = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    transport = open_transport(broker or context.broker_url)
+    count = asyncio.run(replay_archived(context, transport, moment, progress=not as_json))
+    if as_json:
+        print(json.dumps({"context": context.name, "replayed": count}))
+    else:
+        console.print(f"[green]✓[/] re-sent {count} archived events of {context.name}")

@@ -1,0 +1,134 @@
+"""The long-running commands: ``tidings relay``, ``tidings consume`` and ``tidings run``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from tidings.cli.common import AppArg, BrokerOpt, console, run_until_signalled
+from tidings.cli.loading import load_context
+
+
+def relay(
+    target: AppArg,
+    batch_size: Annotated[int, typer.Option(help="Events per broker batch.")] = 500,
+    retention: Annotated[
+        str, typer.Option(help="What to do with confirmed rows: delete or archive.")
+    ] = "delete",
+    broker: BrokerOpt = None,
+    lease_ttl: Annotated[
+        float,
+        typer.Option(help="Seconds before a standby relay takes over from a silent one."),
+    ] = 10.0,
+) -> None:
+    """Forward the context's outbox to its broker until interrupted (SIGINT/SIGTERM).
+
+    Stops gracefully: the batch in flight is confirmed and marked before exit.
+    """
+    from tidings.outbox.relay import Relay
+    from tidings.transports.registry import open_transport
+
+    context = load_context(target)
+    transport = open_transport(broker) if broker else None
+    worker = Relay(
+        context, transport, batch_size=batch_size, retention=retention, lease_ttl=lease_ttl
+    )
+    console.print(
+        f"relaying [bold]{context.name}[/] from {context.database_url} to "
+        f"{worker.transport.url} (Ctrl-C to stop)"
+    )
+    run_until_signalled(worker.run(), worker.stop)
+    console.print(f"stopped after {worker.stats.published} events")
+
+
+def run_context(
+    target: AppArg,
+    relay_only: Annotated[bool, typer.Option("--relay-only", help="Do not consume.")] = False,
+) -> None:
+    """Run the context's relay and consumer together until interrupted.
+
+    The simplest way to operate a context: one process forwards its outbox, handles
+    the integration events it subscribes to, and completes pending after-commit work.
+    """
+    from tidings.worker import ContextWorker
+
+    context = load_context(target)
+    worker = ContextWorker(context, consume=not relay_only)
+    parts = ["relay"] + (["consumer"] if worker.consumer else [])
+    console.print(f"running {context.name}: {' + '.join(parts)} (Ctrl-C to stop)")
+    run_until_signalled(worker.run(), worker.stop)
+
+
+def consume(
+    target: AppArg,
+    broker: BrokerOpt = None,
+    group: Annotated[
+        str | None, typer.Option(help="Subscription name; defaults to the context's name.")
+    ] = None,
+    batch_size: Annotated[
+        int, typer.Option(min=1, help="Most events handled in one transaction.")
+    ] = 200,
+    max_attempts: Annotated[
+        int, typer.Option(min=1, help="Attempts in all before an event is dead-lettered.")
+    ] = 6,
+    immediate_retries: Annotated[
+        int, typer.Option(min=0, help="Retries at once, before backing off.")
+    ] = 2,
+    retry_initial: Annotated[
+        float, typer.Option(min=0, help="Seconds before the first delayed retry (doubling).")
+    ] = 0.2,
+    retry_max: Annotated[
+        float, typer.Option(min=0, help="Longest wait between retries, in seconds.")
+    ] = 30.0,
+    max_message_bytes: Annotated[
+        int, typer.Option(min=1, help="Larger messages are dead-lettered as too_large.")
+    ] = 1_048_576,
+    unknown_types: Annotated[
+        str,
+        typer.Option(help="dead_letter (default) or ignore: a type/version no handler can read."),
+    ] = "dead_letter",
+) -> None:
+    """Run the context's integration event handlers until interrupted (SIGINT/SIGTERM).
+
+    Each event is handled once (inbox), bad input is dead-lettered, failures are
+    retried with backoff; see `tidings dlq --help`.
+    """
+    from tidings.application.retry import RetryPolicy
+    from tidings.consumer.consumer import Consumer
+    from tidings.errors import ConfigurationError
+    from tidings.transports.registry import open_transport
+
+    context = load_context(target)
+    if not context.integration_handlers:
+        raise ConfigurationError(
+            f"context {context.name!r} subscribes no IntegrationEventHandler, so there is "
+            "nothing to consume; ctx.subscribe(handler) with handle(self, event: "
+            "SomeIntegrationEvent)"
+        )
+    if unknown_types not in ("dead_letter", "ignore"):
+        raise typer.BadParameter("dead_letter or ignore", param_hint="--unknown-types")
+    if retry_max < retry_initial:
+        raise typer.BadParameter("must be at least --retry-initial", param_hint="--retry-max")
+    transport = open_transport(broker) if broker else None
+    worker = Consumer(
+        context,
+        transport,
+        group=group,
+        batch_size=batch_size,
+        max_attempts=max_attempts,
+        immediate_retries=immediate_retries,
+        retry=RetryPolicy(initial_delay=retry_initial, max_delay=retry_max),
+        max_message_bytes=max_message_bytes,
+        unknown_types=unknown_types,
+    )
+    console.print(
+        f"consuming [bold]{', '.join(sorted(worker.subscriptions.event_types))}[/] for "
+        f"{worker.group} from {worker.transport.url} (Ctrl-C to stop)"
+    )
+    run_until_signalled(worker.run(), worker.stop)
+    stats = worker.stats
+    console.print(
+        f"stopped: {stats.handled} handled, {stats.duplicates} duplicates skipped, "
+        f"{stats.dead_lettered} dead-lettered"
+    )

@@ -1,0 +1,125 @@
+"""Admission: from a delivery to a readable contract, or the reason it cannot be handled.
+
+Bad input never reaches a handler. A delivery is admitted as an :class:`Item`, rejected
+with a dead-letter reason, or (a type the group does not read) passed over: ``None``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from enum import StrEnum
+
+from tidings.consumer.dead_letters import DeadLetterReason
+from tidings.consumer.decoding import decode_delivery
+from tidings.consumer.items import Item
+from tidings.consumer.subscriptions import IntegrationSubscriptions
+from tidings.contracts.cloudevents import CloudEvent
+from tidings.contracts.envelope import to_contract
+from tidings.contracts.integration_event import IntegrationEvent
+from tidings.contracts.registry import ContractRegistry
+from tidings.contracts.upcasting import Upcasters
+from tidings.errors import (
+    ContractValidationError,
+    DecodeError,
+    MessageTooLargeError,
+    UnknownContractError,
+)
+from tidings.transports.base import Delivery
+
+
+class UnknownTypes(StrEnum):
+    """What to do with a message whose (type, version) no handler can read."""
+
+    DEAD_LETTER = "dead_letter"
+    IGNORE = "ignore"
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why a delivery cannot be handled: it goes to the dead letters with ``reason``."""
+
+    reason: DeadLetterReason
+    error: Exception
+    event: CloudEvent | None
+
+
+_MAX_ID_LENGTH = 200  # the width of the id columns of the inbox, outbox and dead letters
+
+
+class Admission:
+    """Decodes and validates deliveries for one consumer group."""
+
+    def __init__(
+        self,
+        subscriptions: IntegrationSubscriptions,
+        upcasters: Upcasters,
+        registry: ContractRegistry,
+        *,
+        max_message_bytes: int,
+        unknown_types: UnknownTypes,
+    ) -> None:
+        self.subscriptions = subscriptions
+        self.upcasters = upcasters
+        self.registry = registry
+        self.max_message_bytes = max_message_bytes
+        self.unknown_types = unknown_types
+
+    def admit(self, delivery: Delivery) -> Item | Rejection | None:
+        """The delivery as an item to handle, a rejection, or None: not for this group."""
+        event: CloudEvent | None = None
+        try:
+            if len(delivery.body) > self.max_message_bytes:
+                raise MessageTooLargeError(
+                    f"message of {len(delivery.body)} bytes exceeds the "
+                    f"{self.max_message_bytes}-byte limit"
+                )
+            event = decode_delivery(delivery.body, delivery.headers, self.max_message_bytes)
+            _check_lengths(event)
+            if event.type not in self.subscriptions.versions:
+                return None  # not ours: a shared stream carries other types
+            contract = self.read_contract(event)
+        except MessageTooLargeError as error:
+            return Rejection(DeadLetterReason.TOO_LARGE, error, event)
+        except UnknownContractError as error:
+            if self.unknown_types is UnknownTypes.IGNORE:
+                return None
+            return Rejection(DeadLetterReason.UNKNOWN_TYPE, error, event)
+        except ContractValidationError as error:
+            return Rejection(DeadLetterReason.INVALID_PAYLOAD, error, event)
+        except DecodeError as error:
+            return Rejection(DeadLetterReason.UNDECODABLE, error, event)
+        return Item(delivery, event, contract)
+
+    def read_contract(self, event: CloudEvent) -> IntegrationEvent:
+        """The contract ``event`` carries, upcast to a version the handlers read."""
+        wanted = self.subscriptions.versions[event.type]
+        upcasters = self.upcasters
+        if event.dataversion not in wanted and upcasters:
+            try:
+                payload = json.loads(event.data_json)
+                if isinstance(payload, dict):
+                    version, payload = upcasters.upcast(
+                        event.type, event.dataversion, payload, wanted
+                    )
+                    data_json = json.dumps(payload).encode()
+                    event = replace(event, dataversion=version, data_json=data_json)
+            except Exception as error:
+                # An upcaster meets whatever a producer sent: its failure is bad input.
+                raise ContractValidationError(
+                    f"{event.type} v{event.dataversion} payload cannot be upcast: {error!r}"
+                ) from error
+        if event.dataversion not in wanted:
+            raise UnknownContractError(event.type, event.dataversion)
+        return to_contract(event, self.registry)
+
+
+def _check_lengths(event: CloudEvent) -> None:
+    """Ids from other systems may be any length; ours are 36 characters."""
+    for name in ("id", "correlationid", "causationid", "subject"):
+        value = getattr(event, name)
+        if value is not None and len(value) > _MAX_ID_LENGTH:
+            raise DecodeError(
+                f"attribute {name!r} is {len(value)} characters long; tidings stores at most "
+                f"{_MAX_ID_LENGTH}"
+            )
