@@ -139,8 +139,16 @@ def _tidings(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_the_reference_system_passes_lint() -> None:
-    result = _tidings("lint", "examples.ecommerce.system")
+@pytest.mark.parametrize(
+    "targets",
+    [
+        ["examples.ecommerce.system"],
+        ["examples.catalog_api.app:catalog", "examples.catalog_api.app:search"],
+    ],
+    ids=["ecommerce", "catalog_api"],
+)
+def test_the_shipped_examples_pass_lint(targets: list[str]) -> None:
+    result = _tidings("lint", *targets)
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "follow the articles' rules" in result.stdout
