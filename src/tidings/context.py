@@ -67,6 +67,10 @@ class BoundedContext:
     :param max_cascade_depth: how deep handlers may publish events from handlers
         before the chain is taken for a cycle.
     :param after_commit_retry: backoff of failing after-commit handlers.
+    :param strict_publishing: raise :class:`~tidings.errors.PublishedFromUseCaseError`
+        when a use case publishes an integration event itself instead of leaving it to
+        an event handler; by default that is a
+        :class:`~tidings.errors.PublishedFromUseCaseWarning`.
     :param engine_options: extra keyword arguments for ``create_engine``.
     :param trace_domain_handlers: run each inline domain event handler in a span of
         its own (named by the handler), when an OpenTelemetry SDK is configured; off
@@ -87,6 +91,7 @@ class BoundedContext:
         engine_options: dict[str, Any] | None = None,
         trace_domain_handlers: bool = False,
         causal_retention: timedelta = DEFAULT_CAUSAL_RETENTION,
+        strict_publishing: bool = False,
     ) -> None:
         if not name or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
             raise ConfigurationError(
@@ -113,8 +118,13 @@ class BoundedContext:
         self.domain_events = DomainEventProducer(self.subscriptions, self._current)
         self.async_domain_events = AsyncDomainEventProducer(self.subscriptions, self._current)
         system = messaging_system(self.broker_url)
-        self.integration_events = IntegrationEventProducer(name, self._current, system)
-        self.async_integration_events = AsyncIntegrationEventProducer(name, self._current, system)
+        self.strict_publishing = strict_publishing
+        self.integration_events = IntegrationEventProducer(
+            name, self._current, system, strict=strict_publishing
+        )
+        self.async_integration_events = AsyncIntegrationEventProducer(
+            name, self._current, system, strict=strict_publishing
+        )
         self.query_bus = QueryBus(self._query_handlers)
         self.async_query_bus = AsyncQueryBus(self._query_handlers)
 

@@ -23,6 +23,21 @@ class NoActiveTransactionError(TidingsError):
     """Something that must happen inside a transaction was attempted outside one."""
 
 
+class PublishedFromUseCaseError(TidingsError):
+    """An integration event was published by a use case, not by an event handler, in a
+    context created with ``strict_publishing=True`` (the articles' "publishing both from
+    the use case" mistake)."""
+
+
+class PublishedFromUseCaseWarning(UserWarning):
+    """An integration event was published by a use case rather than by an event handler.
+
+    The articles' "publishing both from the use case" mistake: the use case then knows
+    what other contexts need. Publish the integration event from a domain event handler
+    instead. Raised as :class:`PublishedFromUseCaseError` under ``strict_publishing``.
+    """
+
+
 class NoQueryHandlerError(TidingsError):
     """``QueryBus.ask`` got a query no handler is registered for."""
 

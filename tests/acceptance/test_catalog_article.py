@@ -21,6 +21,9 @@ from tests.conftest import ContextFactory
 from tidings import DomainEventHandler
 from tidings.persistence.tables import outbox, publication_log
 
+# The articles' scenarios publish integration events from domain event handlers only.
+pytestmark = pytest.mark.filterwarnings("error::tidings.PublishedFromUseCaseWarning")
+
 
 class RememberPublishedEvents(DomainEventHandler):
     """A test spy: the ProductPutOnSale events the use case published."""

@@ -14,6 +14,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from tests.conftest import ContextFactory
 from tidings import AggregateRoot, BoundedContext, DomainEvent, DomainEventHandler, UseCase
 
+# The articles' scenarios publish integration events from domain event handlers only.
+pytestmark = pytest.mark.filterwarnings("error::tidings.PublishedFromUseCaseWarning")
+
 
 class OrderingModel(DeclarativeBase):
     metadata = MetaData()

@@ -33,6 +33,7 @@ class UnitOfWork:
         "cause",
         "correlation_id",
         "depth",
+        "in_handler",
         "max_depth",
         "outbox",
         "session",
@@ -45,6 +46,7 @@ class UnitOfWork:
         correlation_id: str,
         causation_id: str | None = None,
         max_depth: int = 32,
+        in_handler: bool = False,
         session: Any = None,
         async_session: Any = None,
     ) -> None:
@@ -55,6 +57,10 @@ class UnitOfWork:
         self.cause: DomainEvent | None = None
         self.max_depth = max_depth
         self.depth = 0
+        # True while an integration event handler or an after-commit handler runs in
+        # this transaction: with ``cause`` (inline domain event handlers) it tells a
+        # publish from a handler apart from one made by the use case itself.
+        self.in_handler = in_handler
         self.session = session
         self.async_session = async_session
         self.outbox: list[dict[str, Any]] = []

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 import tidings
-from tidings.cli import demo, lint, processes, trace
+from tidings.cli import asyncapi, demo, lint, processes, trace
 from tidings.cli.common import console, errors
 from tidings.cli.contracts import app as contracts_app
 from tidings.cli.db import db_app
@@ -36,6 +36,7 @@ app.command("run")(processes.run_context)
 app.command()(processes.consume)
 app.command("map")(map_command)
 app.command()(trace.trace)
+app.command()(asyncapi.asyncapi)
 
 
 def _version(value: bool) -> None:

@@ -17,6 +17,14 @@ errors = Console(stderr=True)
 AppArg = Annotated[
     str, typer.Argument(help="The context, as MODULE:ATTRIBUTE (e.g. myapp.catalog:context).")
 ]
+TargetsArg = Annotated[
+    list[str],
+    typer.Argument(
+        help="Contexts (MODULE:ATTRIBUTE) or a tidings.System (e.g. examples.ecommerce.system).",
+        show_default=False,
+        metavar="TARGET",
+    ),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 BrokerOpt = Annotated[
     str | None, typer.Option(help="Broker URL; defaults to the context's broker_url.")

@@ -1,42 +1,50 @@
-"""``tidings lint``: the articles' naming rules, checked on an application's events."""
+"""``tidings lint``: the articles' naming rules over one or more contexts."""
 
 from __future__ import annotations
 
+import json
+
 import typer
 
-from tidings.cli.common import AppArg, console
-from tidings.cli.loading import load_context
+from tidings.cli.common import JsonOpt, TargetsArg, console
 
 
-def lint(target: AppArg) -> None:
-    """Warn about domain event names that are not specific past-tense facts.
+def lint(targets: TargetsArg, as_json: JsonOpt = False) -> None:
+    """Warn about event names that break the articles' rules.
 
-    Checks every DomainEvent subclass imported by the application. Exits with 1 when
-    there are warnings, so it can guard a CI pipeline.
+    Domain events must be specific past-tense facts (ProductPutOnSale,
+    ProductPriceChanged; not ProductUpdated); integration events a context
+    publishes must be generic state, not a domain verb phrase
+    (ProductUpdatedIntegrationEvent; not ProductPutOnSaleIntegrationEvent).
+    Publishing from a use case is detected at run time instead (see
+    BoundedContext(strict_publishing=...)).
+
+    Exit codes: 0 no warnings; 1 warnings (so it can guard CI); 2 the targets
+    cannot be loaded.
     """
-    from tidings.domain.events import DomainEvent
-    from tidings.naming import check_domain_event_name
+    from tidings.cli.loading import load_contexts
+    from tidings.lint import lint_contexts
 
-    load_context(target)
-    warnings = [
-        warning
-        for cls in sorted(_all_subclasses(DomainEvent), key=lambda c: c.__qualname__)
-        for warning in check_domain_event_name(cls.__name__)
-    ]
-    for warning in warnings:
-        console.print(f"[yellow]{warning.name}[/] ({warning.rule}): {warning.advice}")
+    contexts = load_contexts(targets)
+    warnings = lint_contexts(contexts)
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "contexts": [context.name for context in contexts],
+                    "warnings": [warning.to_json() for warning in warnings],
+                }
+            )
+        )
+    else:
+        for warning in warnings:
+            where = f" in {warning.context}" if warning.context else ""
+            console.print(
+                f"[yellow]{warning.name}[/] ({warning.kind}{where}, {warning.rule}): "
+                f"{warning.advice}",
+                soft_wrap=True,
+            )
+        if not warnings:
+            console.print("[green]✓[/] event names follow the articles' rules")
     if warnings:
         raise typer.Exit(1)
-    console.print("[green]✓[/] domain event names read as specific facts")
-
-
-def _all_subclasses(cls: type) -> set[type]:
-    found: set[type] = set()
-    pending: list[type] = [cls]
-    while pending:
-        subclasses: list[type] = pending.pop().__subclasses__()
-        for sub in subclasses:
-            if sub not in found:
-                found.add(sub)
-                pending.append(sub)
-    return found

@@ -171,6 +171,7 @@ class HandlerRunner:
         if uow is not None:
             uow.correlation_id = item.event.correlationid or uow.correlation_id
             uow.causation_id = item.event.id if causation else None
+            uow.in_handler = True  # what the handler publishes comes from a handler
 
 
 def _runs_of_one_contract(items: list[Item]) -> list[list[Item]]:

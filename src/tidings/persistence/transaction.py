@@ -60,12 +60,17 @@ class ContextRuntime:
         self.max_depth = max_depth
 
     def new_unit_of_work(
-        self, correlation_id: str | None, causation_id: str | None, **sessions: Any
+        self,
+        correlation_id: str | None,
+        causation_id: str | None,
+        in_handler: bool,
+        **sessions: Any,
     ) -> UnitOfWork:
         return UnitOfWork(
             correlation_id=correlation_id or str(uuid7()),
             causation_id=causation_id,
             max_depth=self.max_depth,
+            in_handler=in_handler,
             **sessions,
         )
 
@@ -94,7 +99,9 @@ class ContextRuntime:
         return sum(self._run_one(item) for item in work)
 
     def _run_one(self, item: PendingWork) -> bool:
-        scope = TransactionScope(self, item.correlation_id, str(item.event.event_id))
+        scope = TransactionScope(
+            self, item.correlation_id, str(item.event.event_id), in_handler=True
+        )
         try:
             with attached(item.trace_context), scope as session:
                 claimed = session.execute(self.log.claim, {"p_entry_id": item.entry_id})
@@ -155,7 +162,9 @@ class ContextRuntime:
         return done
 
     async def _arun_one(self, item: PendingWork) -> bool:
-        scope = TransactionScope(self, item.correlation_id, str(item.event.event_id))
+        scope = TransactionScope(
+            self, item.correlation_id, str(item.event.event_id), in_handler=True
+        )
         try:
             with attached(item.trace_context):
                 async with scope as session:
@@ -231,6 +240,7 @@ class TransactionScope:
         "_causation_id",
         "_connection",
         "_correlation_id",
+        "_in_handler",
         "_joined",
         "_recording",
         "_rt",
@@ -244,8 +254,11 @@ class TransactionScope:
         correlation_id: str | None = None,
         causation_id: str | None = None,
         connection: AsyncConnection | None = None,
+        *,
+        in_handler: bool = False,
     ) -> None:
         self._rt = runtime
+        self._in_handler = in_handler
         self._correlation_id = correlation_id
         self._causation_id = causation_id
         self._connection = connection
@@ -264,7 +277,9 @@ class TransactionScope:
         return session
 
     def _begin(self, **sessions: Any) -> None:
-        uow = self._rt.new_unit_of_work(self._correlation_id, self._causation_id, **sessions)
+        uow = self._rt.new_unit_of_work(
+            self._correlation_id, self._causation_id, self._in_handler, **sessions
+        )
         self._uow = uow
         self._token = self._rt.current.set(uow)
         self._recording = listen_for_recorded_events(uow.keep_alive)
