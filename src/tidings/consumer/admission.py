@@ -1,7 +1,15 @@
 """Admission: from a delivery to a readable contract, or the reason it cannot be handled.
 
 Bad input never reaches a handler. A delivery is admitted as an :class:`Item`, rejected
-with a dead-letter reason, or (a type the group does not read) passed over: ``None``.
+with a dead-letter reason, or passed over: ``None``.
+
+The rule for a type the group does not handle depends on the transport. A broker that
+routes by type (RabbitMQ, NATS, memory) should never deliver one: it is a misrouting,
+dead-lettered as ``unknown_type``. A shared log (SQLite file, Redis, Kafka) carries every
+context's types, and its transport passes over the others by their routing metadata
+before anything is decoded; one without routing metadata is passed over here (None).
+On every transport, a message whose routing metadata names another type than its
+CloudEvent is dead-lettered as ``routing_mismatch``.
 """
 
 from __future__ import annotations
@@ -23,6 +31,8 @@ from tidings.errors import (
     ContractValidationError,
     DecodeError,
     MessageTooLargeError,
+    RoutingMismatchError,
+    UnhandledTypeError,
     UnknownContractError,
 )
 from tidings.transports.base import Delivery
@@ -58,12 +68,14 @@ class Admission:
         *,
         max_message_bytes: int,
         unknown_types: UnknownTypes,
+        routes_by_type: bool = True,
     ) -> None:
         self.subscriptions = subscriptions
         self.upcasters = upcasters
         self.registry = registry
         self.max_message_bytes = max_message_bytes
         self.unknown_types = unknown_types
+        self.routes_by_type = routes_by_type
 
     def admit(self, delivery: Delivery) -> Item | Rejection | None:
         """The delivery as an item to handle, a rejection, or None: not for this group."""
@@ -76,12 +88,21 @@ class Admission:
                 )
             event = decode_delivery(delivery.body, delivery.headers, self.max_message_bytes)
             _check_lengths(event)
+            routed = delivery.routed_type
+            if routed is not None and routed != event.type:
+                return Rejection(
+                    DeadLetterReason.ROUTING_MISMATCH,
+                    RoutingMismatchError(routed, event.type),
+                    event,
+                )
             if event.type not in self.subscriptions.versions:
-                return None  # not ours: a shared stream carries other types
+                if not self.routes_by_type:
+                    return None  # a shared log without routing metadata: not ours
+                raise UnhandledTypeError(event.type, self.subscriptions.event_types)
             contract = self.read_contract(event)
         except MessageTooLargeError as error:
             return Rejection(DeadLetterReason.TOO_LARGE, error, event)
-        except UnknownContractError as error:
+        except (UnknownContractError, UnhandledTypeError) as error:
             if self.unknown_types is UnknownTypes.IGNORE:
                 return None
             return Rejection(DeadLetterReason.UNKNOWN_TYPE, error, event)

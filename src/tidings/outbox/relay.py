@@ -13,6 +13,19 @@ Run it as ``tidings relay APP`` or embedded::
     task = asyncio.create_task(relay.run())
     ...
     await relay.stop()   # finishes the batch in flight, then returns
+
+Unroutable events
+    A broker that routes by type (RabbitMQ, NATS, memory) may confirm an event that no
+    subscription takes, and drop it. The transport reports such events and the relay
+    never counts them as delivered. While their type has been unroutable for less
+    than ``unrouted_grace`` seconds (a consumer starting at the same moment has not
+    declared its subscription yet), the relay holds the outbox at the first of them
+    and tries again every ``_HOLD_INTERVAL``, so nothing is lost and per-key order is
+    kept. Past the grace the type is taken as having no subscriber yet: its events
+    are archived as *unrouted* (even with retention ``delete``), with a warning and
+    ``stats.unroutable``, and the relay goes on; ``tidings outbox replay --unrouted``
+    sends them again once a subscriber exists. A shared log (SQLite file, Redis,
+    Kafka) keeps every event for groups declared later: nothing is unroutable there.
 """
 
 from __future__ import annotations
@@ -24,7 +37,7 @@ import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 
@@ -48,6 +61,8 @@ _RETRYABLE = (TransportError, OperationalError, DBAPIError, OSError, TimeoutErro
 # often it reads from the start of the outbox again, to pick up rows whose transaction
 # took a position early but committed after later positions had been read.
 _RESCAN_INTERVAL = 1.0
+# How long the relay waits before publishing again events no subscription took yet.
+_HOLD_INTERVAL = 0.25
 
 # Rows, and their CloudEvents grouped by consecutive source.
 _Batch = tuple[Sequence[OutboxRow], list[tuple[str, list[CloudEvent]]]]
@@ -58,6 +73,10 @@ class RelayStats:
     """Counters of one relay run, for progress displays and benchmarks."""
 
     published: int = 0
+    #: Events no subscription took, archived as unrouted (after ``unrouted_grace``).
+    unroutable: int = 0
+    #: Times the relay held the outbox because a type had no subscription yet.
+    held: int = 0
     batches: int = 0
     failures: int = 0
     last_error: str | None = None
@@ -91,6 +110,8 @@ class Relay:
     :param lease_ttl: seconds before a standby relay takes over from a silent one.
     :param complete_after_commit: also run due after-commit handlers of the context
         (work left behind by failures or crashes), every ``after_commit_interval`` s.
+    :param unrouted_grace: seconds an event type that no subscription takes holds the
+        outbox before its events are archived as unrouted (see "Unroutable events").
     """
 
     def __init__(
@@ -105,6 +126,7 @@ class Relay:
         max_idle_interval: float = 1.0,
         complete_after_commit: bool = True,
         after_commit_interval: float = 5.0,
+        unrouted_grace: float = 30.0,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
@@ -130,6 +152,9 @@ class Relay:
         # Positions confirmed by the broker whose delete (or archive) is in flight.
         self._marking_positions: frozenset[int] = frozenset()
         self._rescan_at = 0.0
+        self.unrouted_grace = unrouted_grace
+        # Event types the broker routed nowhere, since when (monotonic).
+        self._unrouted_since: dict[str, float] = {}
         self.stats = RelayStats()
 
     # -- lifecycle --------------------------------------------------------------------
@@ -195,9 +220,17 @@ class Relay:
                 return 0
             if len(rows) == self.batch_size and time.monotonic() < self._rescan_at:
                 self._read_ahead = asyncio.ensure_future(self._read(after=rows[-1]["position"]))
+            unroutable: list[int] = []
+            start = 0
             for source, events in groups:
-                await self.transport.publish_batch(source, events)
+                taken_by_none = await self.transport.publish_batch(source, events)
+                unroutable += sorted(start + index for index in taken_by_none)
+                start += len(events)
             published = True
+            if unroutable or self._unrouted_since:
+                kept = await self._keep_unroutable(rows, unroutable)
+                if kept is not False:
+                    return kept
             await self._settle_marking()  # at most one mark in flight
             positions = [row["position"] for row in rows]
             self._marking_positions = frozenset(positions)
@@ -212,6 +245,73 @@ class Relay:
         self.stats.record(len(rows))
         self._unreported += len(rows)
         return len(rows)
+
+    async def _keep_unroutable(
+        self, rows: Sequence[OutboxRow], unroutable: list[int]
+    ) -> int | Literal[False] | None:
+        """Hold the outbox at, or archive as unrouted, what no subscription took.
+
+        False when the batch goes on as usual. Otherwise the rows are marked here: the
+        ones before the first held event are published (those no subscription took
+        are archived as unrouted) and the rest stay pending. Returns how many were
+        marked, or None after holding (the relay then publishes again shortly).
+        """
+        now = time.monotonic()
+        held_at: int | None = None
+        unrouted: list[int] = []
+        for index in unroutable:
+            event_type = rows[index]["event_type"]
+            since = self._unrouted_since.setdefault(event_type, now)
+            if now - since < self.unrouted_grace:
+                held_at = index
+                break
+            unrouted.append(index)
+        sent = rows if held_at is None else rows[:held_at]
+        nowhere = {rows[index]["event_type"] for index in unroutable}
+        for row in sent:
+            if row["event_type"] not in nowhere:
+                self._unrouted_since.pop(row["event_type"], None)  # taken again
+        if held_at is None and not unrouted:
+            return False
+        await self._drop_pipeline()
+        lost = {rows[index]["position"] for index in unrouted}
+        routed = [row["position"] for row in sent if row["position"] not in lost]
+        if routed:
+            await self.store.mark_published(routed, self.retention)
+        if lost:
+            await self.store.mark_unrouted(
+                sorted(lost), f"no subscription took it within {self.unrouted_grace:g} s"
+            )
+            self.stats.unroutable += len(lost)
+            logger.warning(
+                "%s: no subscription took %d event(s) of type(s) %s for %g s: archived "
+                "as unrouted; 'tidings outbox replay --unrouted' sends them again",
+                self.context.name,
+                len(lost),
+                ", ".join(sorted({rows[index]["event_type"] for index in unrouted})),
+                self.unrouted_grace,
+            )
+        self.stats.record(len(sent))
+        self._unreported += len(sent)
+        if held_at is None:
+            return len(sent)
+        event_type = rows[held_at]["event_type"]
+        self.stats.held += 1
+        if self.stats.held == 1 or self.stats.held % 100 == 0:
+            logger.warning(
+                "%s: no subscription takes %s yet; holding the outbox for up to %g s so "
+                "that a consumer starting now gets it (tidings declare APP declares one)",
+                self.context.name,
+                event_type,
+                self.unrouted_grace,
+            )
+        with contextlib.suppress(*_RETRYABLE):
+            await self.store.record_failure(
+                [rows[held_at]["position"]],
+                TransportError(f"no subscription takes {event_type} yet: held"),
+            )
+        await self._sleep(_HOLD_INTERVAL)
+        return None
 
     async def _next_batch(self) -> _Batch:
         if self._read_ahead is not None:
