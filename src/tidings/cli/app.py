@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 import tidings
-from tidings.cli import demo, lint, processes
+from tidings.cli import declare, demo, lint, processes
 from tidings.cli.common import console, errors
 from tidings.cli.db import db_app
 from tidings.cli.dlq import dlq_app
@@ -31,6 +31,7 @@ app.command()(processes.relay)
 app.command()(demo.demo)
 app.command("run")(processes.run_context)
 app.command()(processes.consume)
+app.command()(declare.declare)
 
 
 def _version(value: bool) -> None:
