@@ -60,3 +60,8 @@ def handled(engine: Engine) -> tuple[int, int]:
             select(func.count(), func.count(ticks.c.event_id.distinct()))
         ).one()
     return int(rows), int(distinct)
+
+
+def seqs_in_handling_order(engine: Engine) -> list[int]:
+    with engine.connect() as connection:
+        return list(connection.execute(select(ticks.c.seq).order_by(ticks.c.id)).scalars())

@@ -8,8 +8,9 @@ routes by type (RabbitMQ, NATS, memory) should never deliver one: it is a misrou
 dead-lettered as ``unknown_type``. A shared log (SQLite file, Redis, Kafka) carries every
 context's types, and its transport passes over the others by their routing metadata
 before anything is decoded; one without routing metadata is passed over here (None).
-On every transport, a message whose routing metadata names another type than its
-CloudEvent is dead-lettered as ``routing_mismatch``.
+A message whose routing metadata names another type than its CloudEvent (on a shared
+log: a type the group handles, on a body of another type) is dead-lettered as
+``routing_mismatch``.
 """
 
 from __future__ import annotations
@@ -89,16 +90,15 @@ class Admission:
             event = decode_delivery(delivery.body, delivery.headers, self.max_message_bytes)
             _check_lengths(event)
             routed = delivery.routed_type
-            if routed is not None and routed != event.type:
-                return Rejection(
-                    DeadLetterReason.ROUTING_MISMATCH,
-                    RoutingMismatchError(routed, event.type),
-                    event,
-                )
             if event.type not in self.subscriptions.versions:
-                if not self.routes_by_type:
+                if self.routes_by_type:
+                    raise UnhandledTypeError(event.type, self.subscriptions.event_types)
+                if routed is None:
                     return None  # a shared log without routing metadata: not ours
-                raise UnhandledTypeError(event.type, self.subscriptions.event_types)
+                # The transport let it through by a type the group handles.
+                return self._mismatch(routed, event)
+            if routed is not None and routed != event.type:
+                return self._mismatch(routed, event)
             contract = self.read_contract(event)
         except MessageTooLargeError as error:
             return Rejection(DeadLetterReason.TOO_LARGE, error, event)
@@ -111,6 +111,11 @@ class Admission:
         except DecodeError as error:
             return Rejection(DeadLetterReason.UNDECODABLE, error, event)
         return Item(delivery, event, contract)
+
+    @staticmethod
+    def _mismatch(routed: str, event: CloudEvent) -> Rejection:
+        error = RoutingMismatchError(routed, event.type)
+        return Rejection(DeadLetterReason.ROUTING_MISMATCH, error, event)
 
     def read_contract(self, event: CloudEvent) -> IntegrationEvent:
         """The contract ``event`` carries, upcast to a version the handlers read."""

@@ -20,7 +20,9 @@ Stream
     subscribed to is discarded at once, just like an unbound routing key on RabbitMQ.
     So before publishing a subject that no consumer was seen filtering, the transport
     lists the stream's consumers (one round trip, then remembered): events of
-    subjects nobody takes are reported unroutable, and the relay keeps them.
+    subjects nobody takes are not sent (the stream would drop them, and remember
+    their ``Nats-Msg-Id`` for the duplicate window, dropping them again when sent
+    later) but reported unroutable, and the relay keeps them.
 
 Messages
     CloudEvents binary mode in NATS headers: ``ce-<attribute>``, ``content-type`` for
@@ -212,11 +214,14 @@ class NatsTransport(Transport):
             acks: list[asyncio.Future[Any]] = []
             try:
                 async with asyncio.timeout(self.options.confirm_timeout):
-                    # Checked before publishing: a consumer added meanwhile then gets the
-                    # event and the replay of it too (a duplicate), never neither.
+                    # Checked before publishing, and what nobody takes is not sent: the
+                    # stream would drop it, and its Nats-Msg-Id would then make JetStream
+                    # drop the event sent again later as a duplicate (duplicate_window).
                     untaken = await self._untaken({subject for subject, *_ in messages})
                     # Sent one after another (so in order) without waiting for acks.
                     for subject, headers, body in messages:
+                        if subject in untaken:
+                            continue
                         acks.append(
                             await js.publish_async(
                                 subject, body, headers=headers, stream=self.options.stream

@@ -329,7 +329,13 @@ class RabbitMQTransport(Transport):
             body=message.body,
             headers=headers,
             redelivered=bool(getattr(message.delivery, "redelivered", False)),
-            routed_type=getattr(message.delivery, "routing_key", None),
+            # Only tidings' exchange routes by type: a message put straight into the
+            # queue (default exchange) carries the queue's name as routing key.
+            routed_type=(
+                getattr(message.delivery, "routing_key", None)
+                if getattr(message.delivery, "exchange", None) == self.options.exchange
+                else None
+            ),
             _transport_token=_Received(message, unacked),
             _transport=self,
         )
