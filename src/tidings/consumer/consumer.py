@@ -162,9 +162,10 @@ class Consumer:
     async def declare(self) -> None:
         """Create the context's durable subscription without consuming.
 
-        A subscription receives the events published after it was declared; declare it
-        when deploying a context (``tidings consume`` does it on start), before the
-        producers it listens to go live.
+        On a broker that routes by type a subscription receives the events published
+        after it was declared (on a shared log, also what the log still keeps); declare
+        it when deploying a context (``tidings declare``; ``tidings consume`` and
+        ``tidings run`` do it on start), before the producers it listens to go live.
         """
         await self.transport.connect()
         try:

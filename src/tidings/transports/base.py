@@ -120,7 +120,8 @@ class Transport(abc.ABC):
         """Create the durable subscription of consuming context ``group`` if missing.
 
         Events of ``event_types`` published after this call are kept for the group
-        even while none of its consumers runs. Idempotent.
+        even while none of its consumers runs; on a shared log a new group also gets
+        what the log kept from before (it starts at the beginning). Idempotent.
         """
 
     @abc.abstractmethod
