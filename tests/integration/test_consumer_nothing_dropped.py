@@ -276,3 +276,26 @@ async def test_a_relay_holds_an_unroutable_event_until_its_subscriber_is_declare
         await producer.adispose()
         await consuming.adispose()
         await relay_brokers.remove("rabbitmq", tag, [startup_app.NAME])
+
+
+async def test_tidings_run_declares_the_subscription_before_its_relay_sends_anything(
+    tmp_path: Path,
+) -> None:
+    """A context consuming its own events (``tidings run``'s ContextWorker): declared
+    first, so the relay never finds its own events unroutable."""
+    from tidings.worker import ContextWorker
+
+    url = f"memory://worker-{new_tag()}"
+    context = startup_app.build(f"sqlite:///{tmp_path / 'both.db'}", url)
+    relay_app.publish_ticks(context, 0, 100)
+    worker = ContextWorker(context)
+    task = asyncio.create_task(worker.run())
+    try:
+        assert worker.consumer is not None and worker.relay is not None
+        consumer = worker.consumer
+        await wait_until(lambda: consumer.stats.handled >= 100, timeout=30, what="100")
+    finally:
+        await worker.stop()
+        await task
+        MemoryTransport.discard_broker(url)
+    assert (worker.relay.stats.held, worker.relay.stats.unroutable) == (0, 0)
