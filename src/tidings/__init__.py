@@ -37,7 +37,9 @@ from tidings.errors import (
     MissingExtraError,
     NoActiveTransactionError,
     NoQueryHandlerError,
+    RoutingMismatchError,
     TidingsError,
+    UnhandledTypeError,
     UnknownContractError,
 )
 from tidings.persistence import metadata
@@ -73,8 +75,10 @@ __all__ = [
     "QueryBus",
     "QueryHandler",
     "RetryPolicy",
+    "RoutingMismatchError",
     "System",
     "TidingsError",
+    "UnhandledTypeError",
     "UnknownContractError",
     "UseCase",
     "__version__",
