@@ -14,18 +14,8 @@ Run it as ``tidings relay APP`` or embedded::
     ...
     await relay.stop()   # finishes the batch in flight, then returns
 
-Unroutable events
-    A broker that routes by type (RabbitMQ, NATS, memory) may confirm an event that no
-    subscription takes, and drop it. The transport reports such events and the relay
-    never counts them as delivered. While their type has been unroutable for less
-    than ``unrouted_grace`` seconds (a consumer starting at the same moment has not
-    declared its subscription yet), the relay holds the outbox at the first of them
-    and tries again every ``_HOLD_INTERVAL``, so nothing is lost and per-key order is
-    kept. Past the grace the type is taken as having no subscriber yet: its events
-    are archived as *unrouted* (even with retention ``delete``), with a warning and
-    ``stats.unroutable``, and the relay goes on; ``tidings outbox replay --unrouted``
-    sends them again once a subscriber exists. A shared log (SQLite file, Redis,
-    Kafka) keeps every event for groups declared later: nothing is unroutable there.
+Events no subscription takes are never counted as delivered: see
+:mod:`tidings.outbox.unrouted` (``unrouted_grace``, ``stats.held``, ``stats.unroutable``).
 """
 
 from __future__ import annotations
@@ -46,6 +36,7 @@ from tidings.contracts.cloudevents import CloudEvent
 from tidings.contracts.envelope import OutboxRow, cloud_event_from_row
 from tidings.outbox.lease import RelayLease, default_owner
 from tidings.outbox.store import OutboxStore, Retention
+from tidings.outbox.unrouted import UnroutedTypes
 from tidings.outbox.wakeup import Wakeup
 from tidings.transports.base import Transport, TransportError
 from tidings.transports.registry import open_transport
@@ -111,7 +102,7 @@ class Relay:
     :param complete_after_commit: also run due after-commit handlers of the context
         (work left behind by failures or crashes), every ``after_commit_interval`` s.
     :param unrouted_grace: seconds an event type that no subscription takes holds the
-        outbox before its events are archived as unrouted (see "Unroutable events").
+        outbox before its events are archived as unrouted (:mod:`tidings.outbox.unrouted`).
     """
 
     def __init__(
@@ -152,9 +143,7 @@ class Relay:
         # Positions confirmed by the broker whose delete (or archive) is in flight.
         self._marking_positions: frozenset[int] = frozenset()
         self._rescan_at = 0.0
-        self.unrouted_grace = unrouted_grace
-        # Event types the broker routed nowhere, since when (monotonic).
-        self._unrouted_since: dict[str, float] = {}
+        self._unrouted = UnroutedTypes(unrouted_grace)
         self.stats = RelayStats()
 
     # -- lifecycle --------------------------------------------------------------------
@@ -227,7 +216,7 @@ class Relay:
                 unroutable += sorted(start + index for index in taken_by_none)
                 start += len(events)
             published = True
-            if unroutable or self._unrouted_since:
+            if unroutable or self._unrouted:
                 kept = await self._keep_unroutable(rows, unroutable)
                 if kept is not False:
                     return kept
@@ -251,64 +240,33 @@ class Relay:
     ) -> int | Literal[False] | None:
         """Hold the outbox at, or archive as unrouted, what no subscription took.
 
-        False when the batch goes on as usual. Otherwise the rows are marked here: the
-        ones before the first held event are published (those no subscription took
-        are archived as unrouted) and the rest stay pending. Returns how many were
-        marked, or None after holding (the relay then publishes again shortly).
+        False when the batch goes on as usual; else its rows are marked already and
+        this returns how many, or None after holding (publishing again shortly).
         """
-        now = time.monotonic()
-        held_at: int | None = None
-        unrouted: list[int] = []
-        for index in unroutable:
-            event_type = rows[index]["event_type"]
-            since = self._unrouted_since.setdefault(event_type, now)
-            if now - since < self.unrouted_grace:
-                held_at = index
-                break
-            unrouted.append(index)
-        sent = rows if held_at is None else rows[:held_at]
-        nowhere = {rows[index]["event_type"] for index in unroutable}
-        for row in sent:
-            if row["event_type"] not in nowhere:
-                self._unrouted_since.pop(row["event_type"], None)  # taken again
-        if held_at is None and not unrouted:
+        settled = await self._unrouted.settle(
+            self.context.name, self.store, self.retention, rows, unroutable
+        )
+        if settled is None:
             return False
         await self._drop_pipeline()
-        lost = {rows[index]["position"] for index in unrouted}
-        routed = [row["position"] for row in sent if row["position"] not in lost]
-        if routed:
-            await self.store.mark_published(routed, self.retention)
-        if lost:
-            await self.store.mark_unrouted(
-                sorted(lost), f"no subscription took it within {self.unrouted_grace:g} s"
-            )
-            self.stats.unroutable += len(lost)
-            logger.warning(
-                "%s: no subscription took %d event(s) of type(s) %s for %g s: archived "
-                "as unrouted; 'tidings outbox replay --unrouted' sends them again",
-                self.context.name,
-                len(lost),
-                ", ".join(sorted({rows[index]["event_type"] for index in unrouted})),
-                self.unrouted_grace,
-            )
-        self.stats.record(len(sent))
-        self._unreported += len(sent)
-        if held_at is None:
-            return len(sent)
-        event_type = rows[held_at]["event_type"]
+        self.stats.unroutable += settled.unrouted
+        self.stats.record(settled.sent)
+        self._unreported += settled.sent
+        if settled.held_type is None or settled.held_position is None:
+            return settled.sent
         self.stats.held += 1
         if self.stats.held == 1 or self.stats.held % 100 == 0:
             logger.warning(
                 "%s: no subscription takes %s yet; holding the outbox for up to %g s so "
                 "that a consumer starting now gets it (tidings declare APP declares one)",
                 self.context.name,
-                event_type,
-                self.unrouted_grace,
+                settled.held_type,
+                self._unrouted.grace,
             )
         with contextlib.suppress(*_RETRYABLE):
             await self.store.record_failure(
-                [rows[held_at]["position"]],
-                TransportError(f"no subscription takes {event_type} yet: held"),
+                [settled.held_position],
+                TransportError(f"no subscription takes {settled.held_type} yet: held"),
             )
         await self._sleep(_HOLD_INTERVAL)
         return None
