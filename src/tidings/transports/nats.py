@@ -120,6 +120,7 @@ _BROKER_ERRORS: tuple[type[BaseException], ...] = (OSError, TimeoutError, nats.e
 _CLOSE_ERRORS: tuple[type[BaseException], ...] = (*_BROKER_ERRORS, asyncio.CancelledError)
 _FORBIDDEN = frozenset("*>")
 _CLOSE_TIMEOUT = 2.0
+_CONSUMERS_PER_PAGE = 256
 # How long one fetch waits on the server for messages before asking again.
 _FETCH_WAIT = 5.0
 
@@ -264,7 +265,13 @@ class NatsTransport(Transport):
         if not unknown:
             return unknown
         filters: list[str] = []
-        for info in await self._jetstream().consumers_info(self.options.stream):
+        infos: list[Any] = []
+        while True:  # the server lists 256 consumers per page
+            page = await self._jetstream().consumers_info(self.options.stream, len(infos))
+            infos += page
+            if len(page) < _CONSUMERS_PER_PAGE:
+                break
+        for info in infos:
             config = info.config
             filters.extend(config.filter_subjects or [])
             if config.filter_subject:
