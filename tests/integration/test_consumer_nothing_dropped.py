@@ -38,6 +38,7 @@ from tidings import BoundedContext
 from tidings.consumer import Consumer
 from tidings.contracts.cloudevents import encode_binary
 from tidings.outbox.relay import Relay
+from tidings.outbox.store import OutboxStore
 from tidings.transports import open_transport
 from tidings.transports.memory import MemoryTransport
 
@@ -264,6 +265,11 @@ async def test_a_relay_holds_an_unroutable_event_until_its_subscriber_is_declare
         task = asyncio.create_task(relay.run())
         await wait_until(lambda: relay.stats.held >= 2, timeout=15, what="the relay holding")
         assert relay.stats.published == 0
+        status = await OutboxStore(producer.async_engine).status()
+        assert status.pending == 50
+        assert "no subscription takes relaytest.meter.ticked yet: held" in str(
+            status.stuck[0].last_error
+        )
         async with running(consumer):  # declares the subscription first
             await wait_until(lambda: consumer.stats.handled >= 50, timeout=30, what="50")
         await relay.stop()
