@@ -66,6 +66,31 @@ class UnknownContractError(ContractError):
         self.version = version
 
 
+class UnhandledTypeError(ContractError):
+    """A broker that routes by type delivered a type the consuming group does not handle."""
+
+    def __init__(self, event_type: str, group_types: frozenset[str] | set[str]) -> None:
+        super().__init__(
+            f"type {event_type!r} was delivered to a group that handles only "
+            f"{sorted(group_types)}: a binding or subscription routes it here by mistake; "
+            "remove that binding, or subscribe a handler to the type"
+        )
+        self.event_type = event_type
+
+
+class RoutingMismatchError(ContractError):
+    """The broker's routing metadata names another type than the CloudEvent it carries."""
+
+    def __init__(self, routed_type: str, event_type: str) -> None:
+        super().__init__(
+            f"the broker routed this message as {routed_type!r} but its CloudEvent says "
+            f"{event_type!r}: a producer wrote inconsistent metadata; fix the producer, "
+            "then replay the letter if it should be handled"
+        )
+        self.routed_type = routed_type
+        self.event_type = event_type
+
+
 class DecodeError(ContractError):
     """Bytes that are not a valid CloudEvent carrying a valid contract payload."""
 

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.integration.transports.conformance import collect
-from tests.support import relay_app
+from tests.support import relay_app, relay_brokers
 from tests.support.relay_processes import APP, ROOT, TIDINGS, environment, tidings_json
 from tidings import BoundedContext
 from tidings.domain.ids import uuid7
@@ -117,22 +117,26 @@ async def test_outbox_status_reports_pending_events_lag_and_stuck_rows_with_thei
 async def test_outbox_replay_resends_archived_events_created_since_a_time_to_a_new_subscriber(
     postgres_url: str, tmp_path: Path
 ) -> None:
-    broker = f"sqlite:///{tmp_path / 'broker.db'}"
+    # RabbitMQ, where a subscription gets only what is published after it exists (a
+    # shared log such as the SQLite broker gives a late group everything it keeps).
+    tag = uuid7().hex[-12:]
+    broker = relay_brokers.broker_url("rabbitmq", tag, tmp_path)
     context = relay_app.build(postgres_url, broker)
     env = environment(postgres_url, broker)
-    group = f"latecomer-{uuid7().hex[-8:]}"
+    group = f"latecomer-{tag}"
     started = datetime.now(UTC).replace(microsecond=0)
     await asyncio.to_thread(relay_app.publish_ticks, context, 0, 500, keys=10)
     # --since takes whole seconds: let the clock pass one before the second half.
     since = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1)
     await asyncio.sleep((since - datetime.now(UTC)).total_seconds())
     await asyncio.to_thread(relay_app.publish_ticks, context, 500, 500, keys=10)
-    relay = Relay(context, retention="archive", complete_after_commit=False)
+    relay = Relay(context, retention="archive", complete_after_commit=False, unrouted_grace=0)
     assert await relay.drain() == 1000
+    assert relay.stats.unroutable == 1000  # nobody subscribed yet
     await context.adispose()
 
     status = await asyncio.to_thread(tidings_json, "outbox", "status", APP, env=env)
-    assert (status["pending"], status["archived"]) == (0, 1000)
+    assert (status["pending"], status["archived"], status["unrouted"]) == (0, 1000, 1000)
 
     async with open_transport(broker) as consumer:
         # A subscriber added after the events were relayed gets them only by a replay.
@@ -152,3 +156,4 @@ async def test_outbox_replay_resends_archived_events_created_since_a_time_to_a_n
         assert replay["replayed"] == 1000
         everything = await collect(consumer, group, {relay_app.EVENT_TYPE}, 1000, timeout=60)
         relay_app.check_arrivals(everything, range(1000))
+    await relay_brokers.remove("rabbitmq", tag, [group])

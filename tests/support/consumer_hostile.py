@@ -30,6 +30,8 @@ class Hostile:
     reason: str
     headers: dict[str, Any] = field(default_factory=dict)
     kind: str = ""
+    #: What the broker's routing metadata says (``Delivery.routed_type``).
+    routed_type: str | None = None
 
 
 def _envelope(**overrides: Any) -> dict[str, Any]:
@@ -193,6 +195,15 @@ def binary_headers(draw: st.DrawFn) -> Hostile:
     return Hostile(body, "undecodable", headers, kind=f"binary {broken}")
 
 
+@st.composite
+def misrouted(draw: st.DrawFn) -> Hostile:
+    """A good event whose routing metadata (routing key, subject, header) names another
+    type: a broker cannot produce it from tidings' own publishing, a forger can."""
+    routed = draw(st.sampled_from(["billing.invoice.sent", PRICE_CHANGED + ".v2", "x"]))
+    body = _json(_envelope(id=draw(_ids), subject="product-1"))
+    return Hostile(body, "routing_mismatch", kind="routing mismatch", routed_type=routed)
+
+
 def _not_utf8(value: bytes) -> bool:
     try:
         value.decode("utf-8")
@@ -210,6 +221,8 @@ structured_hostile = st.one_of(
     unknown_version(),
 )
 any_hostile = st.one_of(structured_hostile, binary_headers())
+#: Every reason the admission gives, including what only routing metadata can carry.
+every_admission_reason = st.one_of(any_hostile, misrouted())
 
 
 def generate(strategy: st.SearchStrategy[Hostile], count: int, seed: int = 0) -> list[Hostile]:

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.support import consumer_app
-from tests.support.consumer_hostile import MAX_BYTES, any_hostile, generate
+from tests.support.consumer_hostile import MAX_BYTES, every_admission_reason, generate
 from tests.support.consumer_infra import (
     dead_letter_reasons,
     effect_counts,
@@ -27,6 +27,7 @@ from tidings import BoundedContext
 from tidings.consumer import Consumer, DeadLetterReason
 from tidings.transports.base import Delivery
 from tidings.transports.memory import MemoryTransport
+from tidings.transports.sqlite import SqliteTransport
 
 
 @pytest.fixture
@@ -47,12 +48,17 @@ def _consumer(context: BoundedContext, **options: Any) -> Consumer:
 async def test_hostile_deliveries_are_dead_lettered_with_their_reason_and_good_ones_handled(
     basket: BoundedContext,
 ) -> None:
-    hostile = generate(any_hostile, 600, seed=1)
+    hostile = generate(every_admission_reason, 600, seed=1)
     good = [price_changed(f"product-{i % 7}", i) for i in range(600)]
     consumer = _consumer(basket)
 
     for bad, event in zip(hostile, good, strict=True):
-        await consumer.process([Delivery(bad.body, dict(bad.headers)), Delivery(structured(event))])
+        await consumer.process(
+            [
+                Delivery(bad.body, dict(bad.headers), routed_type=bad.routed_type),
+                Delivery(structured(event), routed_type=event.type),
+            ]
+        )
 
     expected = Counter(message.reason for message in hostile)
     assert dead_letter_reasons(basket.engine) == expected
@@ -97,16 +103,53 @@ async def test_a_failing_upcaster_dead_letters_the_message_instead_of_crashing(
     assert "KeyError" in (letter.error_message or "")
 
 
-async def test_messages_of_types_the_group_does_not_handle_are_acknowledged_and_ignored(
+async def test_a_type_the_group_does_not_handle_from_a_routing_broker_is_dead_lettered(
     basket: BoundedContext,
 ) -> None:
+    """The memory broker routes by type, like RabbitMQ and NATS: a type the group does
+    not handle reached it by a misrouting, and is kept as ``unknown_type``."""
     consumer = _consumer(basket)
+    other = price_changed("product-1", 1, type="billing.invoice.sent")
+
+    await consumer.process([Delivery(structured(other), routed_type=other.type)])
+
+    [letter] = await consumer.dead_letters.list()
+    assert letter.reason == "unknown_type"
+    assert "billing.invoice.sent" in (letter.error_message or "")
+    assert consumer.stats.ignored == 0
+
+
+async def test_a_type_the_group_does_not_handle_on_a_shared_log_without_metadata_is_passed_over(
+    basket: BoundedContext, tmp_path: Path
+) -> None:
+    """A shared log carries other contexts' types: without routing metadata to skip it
+    by, the consumer passes it over (``ignored``), it is not a dead letter."""
+    consumer = Consumer(basket, SqliteTransport(f"sqlite:///{tmp_path / 'broker.db'}"))
     other = price_changed("product-1", 1, type="billing.invoice.sent")
 
     await consumer.process([Delivery(structured(other))])
 
     assert consumer.stats.ignored == 1
     assert await consumer.dead_letters.count() == 0
+
+
+async def test_routing_metadata_that_disagrees_with_the_body_is_dead_lettered(
+    basket: BoundedContext, tmp_path: Path
+) -> None:
+    for transport in (
+        MemoryTransport("memory://unused"),
+        SqliteTransport(f"sqlite:///{tmp_path / 'broker.db'}"),
+    ):
+        consumer = Consumer(basket, transport)
+        event = price_changed("product-1", 1)
+        forged = Delivery(structured(event), routed_type="billing.invoice.sent")
+
+        await consumer.process([forged])
+
+        assert consumer.stats.dead_lettered == 1
+    letters = await consumer.dead_letters.list()
+    assert [letter.reason for letter in letters] == ["routing_mismatch"] * 2
+    assert effect_counts(basket.engine) == (0, 0)
 
 
 async def test_unknown_versions_can_be_ignored_instead_of_dead_lettered(

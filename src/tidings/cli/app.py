@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 import tidings
-from tidings.cli import asyncapi, demo, lint, processes, trace
+from tidings.cli import asyncapi, declare, demo, lint, processes, trace
 from tidings.cli.common import console, errors
 from tidings.cli.contracts import app as contracts_app
 from tidings.cli.db import db_app
@@ -37,6 +37,7 @@ app.command()(processes.consume)
 app.command("map")(map_command)
 app.command()(trace.trace)
 app.command()(asyncapi.asyncapi)
+app.command()(declare.declare)
 
 
 def _version(value: bool) -> None:

@@ -41,6 +41,7 @@ def outbox_status(target: AppArg, as_json: JsonOpt = False) -> None:
                     "lag_seconds": round(status.lag_seconds, 3),
                     "oldest_pending_at": iso(status.oldest_pending_at),
                     "archived": status.archived,
+                    "unrouted": status.unrouted,
                     "publish_rate_per_s": status.publish_rate_per_s,
                     "relay_owner": status.relay_owner,
                     "relay_lease_expires_at": iso(status.relay_lease_expires_at),
@@ -63,6 +64,7 @@ def outbox_status(target: AppArg, as_json: JsonOpt = False) -> None:
     table.add_row("pending", str(status.pending))
     table.add_row("lag", f"{status.lag_seconds:.3f} s")
     table.add_row("archived", str(status.archived))
+    table.add_row("unrouted (archived)", str(status.unrouted))
     rate = status.publish_rate_per_s
     table.add_row("publish rate", "no relay yet" if rate is None else f"{rate:.1f} events/s")
     table.add_row("relay", status.relay_owner or "none")
@@ -82,34 +84,48 @@ def outbox_status(target: AppArg, as_json: JsonOpt = False) -> None:
 def outbox_replay(
     target: AppArg,
     since: Annotated[
-        str,
+        str | None,
         typer.Option(
             help="Re-send archived events created at or after this ISO 8601 time "
-            "(UTC unless it has an offset), e.g. 2026-11-23T10:00:00.5+01:00."
+            "(UTC unless it has an offset), e.g. 2026-11-23T10:00:00.5+01:00. "
+            "Required unless --unrouted."
         ),
-    ],
+    ] = None,
+    unrouted: Annotated[
+        bool,
+        typer.Option(
+            "--unrouted",
+            help="Only the events archived as unrouted (no subscription took them when "
+            "published, whatever the retention); those taken now lose the mark.",
+        ),
+    ] = False,
     broker: BrokerOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Re-send archived events (retention=archive), e.g. to a newly added subscriber.
+    """Re-send archived events (retention=archive, or unrouted), e.g. to a new subscriber.
 
-    Consumers that already handled them skip them through their inbox.
+    Consumers that already handled them skip them through their inbox. Declare the new
+    subscriber first (`tidings declare`).
     """
     import asyncio
 
     from tidings.outbox.replay import replay_archived
     from tidings.transports.registry import open_transport
 
+    if since is None and not unrouted:
+        raise typer.BadParameter("give --since, or --unrouted", param_hint="--since")
     context = load_context(target)
     try:
-        parsed = datetime.fromisoformat(since)
+        parsed = datetime.fromisoformat(since) if since else datetime(1970, 1, 1)
     except ValueError as error:
         raise typer.BadParameter(
             f"{since!r} is not an ISO 8601 time", param_hint="--since"
         ) from error
     moment = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     transport = open_transport(broker or context.broker_url)
-    count = asyncio.run(replay_archived(context, transport, moment, progress=not as_json))
+    count = asyncio.run(
+        replay_archived(context, transport, moment, progress=not as_json, unrouted_only=unrouted)
+    )
     if as_json:
         print(json.dumps({"context": context.name, "replayed": count}))
     else:

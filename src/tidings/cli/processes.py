@@ -29,12 +29,22 @@ def relay(
         float,
         typer.Option(help="Seconds before a standby relay takes over from a silent one."),
     ] = 10.0,
+    unrouted_grace: Annotated[
+        float,
+        typer.Option(
+            help="Seconds an event type no subscription takes holds the outbox (for a "
+            "consumer starting at the same time) before its events are archived as "
+            "unrouted (see `tidings outbox replay --unrouted`)."
+        ),
+    ] = 30.0,
     metrics_port: MetricsPortOpt = None,
     metrics_host: MetricsHostOpt = DEFAULT_HOST,
 ) -> None:
     """Forward the context's outbox to its broker until interrupted (SIGINT/SIGTERM).
 
-    Stops gracefully: the batch in flight is confirmed and marked before exit.
+    Stops gracefully: the batch in flight is confirmed and marked before exit. Events
+    the broker routes to no subscription are never counted as sent: see
+    --unrouted-grace.
     """
     from tidings.outbox.relay import Relay
     from tidings.transports.registry import open_transport
@@ -43,14 +53,22 @@ def relay(
     start_metrics(metrics_port, metrics_host, context, outbox=True)
     transport = open_transport(broker) if broker else None
     worker = Relay(
-        context, transport, batch_size=batch_size, retention=retention, lease_ttl=lease_ttl
+        context,
+        transport,
+        batch_size=batch_size,
+        retention=retention,
+        lease_ttl=lease_ttl,
+        unrouted_grace=unrouted_grace,
     )
     console.print(
         f"relaying [bold]{context.name}[/] from {context.database_url} to "
         f"{worker.transport.url} (Ctrl-C to stop)"
     )
     run_until_signalled(worker.run(), worker.stop)
-    console.print(f"stopped after {worker.stats.published} events")
+    stats = worker.stats
+    console.print(
+        f"stopped after {stats.published} events ({stats.unroutable} archived as unrouted)"
+    )
 
 
 def run_context(
@@ -64,6 +82,7 @@ def run_context(
 
     The simplest way to operate a context: one process forwards its outbox, handles
     the integration events it subscribes to, and completes pending after-commit work.
+    The consumer's subscription is declared before the relay starts.
     """
     from tidings.worker import ContextWorker
 
@@ -110,7 +129,8 @@ def consume(
     """Run the context's integration event handlers until interrupted (SIGINT/SIGTERM).
 
     Each event is handled once (inbox), bad input is dead-lettered, failures are
-    retried with backoff; see `tidings dlq --help`.
+    retried with backoff; see `tidings dlq --help`. The subscription is declared
+    before anything is consumed (as `tidings declare` does).
     """
     from tidings.application.retry import RetryPolicy
     from tidings.consumer.consumer import Consumer
@@ -150,5 +170,5 @@ def consume(
     stats = worker.stats
     console.print(
         f"stopped: {stats.handled} handled, {stats.duplicates} duplicates skipped, "
-        f"{stats.dead_lettered} dead-lettered"
+        f"{stats.dead_lettered} dead-lettered, {stats.skipped} of other types skipped"
     )

@@ -1,7 +1,16 @@
 """Admission: from a delivery to a readable contract, or the reason it cannot be handled.
 
 Bad input never reaches a handler. A delivery is admitted as an :class:`Item`, rejected
-with a dead-letter reason, or (a type the group does not read) passed over: ``None``.
+with a dead-letter reason, or passed over: ``None``.
+
+The rule for a type the group does not handle depends on the transport. A broker that
+routes by type (RabbitMQ, NATS, memory) should never deliver one: it is a misrouting,
+dead-lettered as ``unknown_type``. A shared log (SQLite file, Redis, Kafka) carries every
+context's types, and its transport passes over the others by their routing metadata
+before anything is decoded; one without routing metadata is passed over here (None).
+A message whose routing metadata names another type than its CloudEvent (on a shared
+log: a type the group handles, on a body of another type) is dead-lettered as
+``routing_mismatch``.
 """
 
 from __future__ import annotations
@@ -23,6 +32,8 @@ from tidings.errors import (
     ContractValidationError,
     DecodeError,
     MessageTooLargeError,
+    RoutingMismatchError,
+    UnhandledTypeError,
     UnknownContractError,
 )
 from tidings.transports.base import Delivery
@@ -58,12 +69,14 @@ class Admission:
         *,
         max_message_bytes: int,
         unknown_types: UnknownTypes,
+        routes_by_type: bool = True,
     ) -> None:
         self.subscriptions = subscriptions
         self.upcasters = upcasters
         self.registry = registry
         self.max_message_bytes = max_message_bytes
         self.unknown_types = unknown_types
+        self.routes_by_type = routes_by_type
 
     def admit(self, delivery: Delivery) -> Item | Rejection | None:
         """The delivery as an item to handle, a rejection, or None: not for this group."""
@@ -76,12 +89,20 @@ class Admission:
                 )
             event = decode_delivery(delivery.body, delivery.headers, self.max_message_bytes)
             _check_lengths(event)
+            routed = delivery.routed_type
             if event.type not in self.subscriptions.versions:
-                return None  # not ours: a shared stream carries other types
+                if self.routes_by_type:
+                    raise UnhandledTypeError(event.type, self.subscriptions.event_types)
+                if routed is None:
+                    return None  # a shared log without routing metadata: not ours
+                # The transport let it through by a type the group handles.
+                return self._mismatch(routed, event)
+            if routed is not None and routed != event.type:
+                return self._mismatch(routed, event)
             contract = self.read_contract(event)
         except MessageTooLargeError as error:
             return Rejection(DeadLetterReason.TOO_LARGE, error, event)
-        except UnknownContractError as error:
+        except (UnknownContractError, UnhandledTypeError) as error:
             if self.unknown_types is UnknownTypes.IGNORE:
                 return None
             return Rejection(DeadLetterReason.UNKNOWN_TYPE, error, event)
@@ -90,6 +111,11 @@ class Admission:
         except DecodeError as error:
             return Rejection(DeadLetterReason.UNDECODABLE, error, event)
         return Item(delivery, event, contract)
+
+    @staticmethod
+    def _mismatch(routed: str, event: CloudEvent) -> Rejection:
+        error = RoutingMismatchError(routed, event.type)
+        return Rejection(DeadLetterReason.ROUTING_MISMATCH, error, event)
 
     def read_contract(self, event: CloudEvent) -> IntegrationEvent:
         """The contract ``event`` carries, upcast to a version the handlers read."""

@@ -2,8 +2,10 @@
 
 For every delivery:
 
-1. Bad input never reaches a handler: oversized, undecodable, unknown or invalid
-   messages go to the dead-letter store with their reason, and are acknowledged.
+1. Bad input never reaches a handler: oversized, undecodable, unknown, misrouted or
+   invalid messages go to the dead-letter store with their reason, and are
+   acknowledged. On a shared log (SQLite file, Redis, Kafka) other contexts' types are
+   passed over by their routing metadata and counted (``stats.skipped``).
 2. Handlers run in the context's own transaction together with the inbox row of the
    event: a redelivered event finds its row and is acknowledged without effects.
 3. Deliveries are handled in micro-batches (one transaction, one commit for many
@@ -31,8 +33,8 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING
@@ -68,7 +70,12 @@ __all__ = ["Consumer", "ConsumerStats", "UnknownTypes"]
 
 @dataclass(slots=True)
 class ConsumerStats:
-    """Counters of one consumer run."""
+    """Counters of one consumer run.
+
+    ``skipped``: other contexts' types a shared log passed over by their routing
+    metadata; ``ignored``: messages acknowledged unread (``unknown_types="ignore"``, or a
+    shared-log message without routing metadata of a type the group does not handle).
+    """
 
     handled: int = 0
     duplicates: int = 0
@@ -78,6 +85,12 @@ class ConsumerStats:
     batches: int = 0
     reconnects: int = 0
     database_outages: int = 0
+    _skip_counter: Callable[[], int] = field(default=lambda: 0, repr=False, compare=False)
+
+    @property
+    def skipped(self) -> int:
+        """Other contexts' types the shared log passed over (read from the transport)."""
+        return self._skip_counter()
 
 
 class Consumer:
@@ -126,7 +139,8 @@ class Consumer:
         self.inbox_retention = inbox_retention
         self.subscriptions = IntegrationSubscriptions(context.integration_handlers)
         self.dead_letters = DeadLetterStore(context.async_engine)
-        self.stats = ConsumerStats()
+        skipped_before = self.transport.skipped
+        self.stats = ConsumerStats(_skip_counter=lambda: self.transport.skipped - skipped_before)
         self._stopping = asyncio.Event()
         self._admission = Admission(
             self.subscriptions,
@@ -134,6 +148,7 @@ class Consumer:
             registry,
             max_message_bytes=max_message_bytes,
             unknown_types=self.unknown_types,
+            routes_by_type=self.transport.routes_by_type,
         )
         spans = ProcessSpans(messaging_system(self.transport.url), self.group, trace_parenting)
         self._handlers = HandlerRunner(context, self.subscriptions, self.group, spans)
@@ -161,9 +176,10 @@ class Consumer:
     async def declare(self) -> None:
         """Create the context's durable subscription without consuming.
 
-        A subscription receives the events published after it was declared; declare it
-        when deploying a context (``tidings consume`` does it on start), before the
-        producers it listens to go live.
+        On a broker that routes by type a subscription receives the events published
+        after it was declared (on a shared log, also what the log still keeps); declare
+        it when deploying a context (``tidings declare``; ``tidings consume`` and
+        ``tidings run`` do it on start), before the producers it listens to go live.
         """
         await self.transport.connect()
         try:

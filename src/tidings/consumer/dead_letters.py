@@ -26,13 +26,22 @@ _c = dead_letters.c
 
 
 class DeadLetterReason(StrEnum):
-    """Why a message was dead-lettered."""
+    """Why a message was dead-lettered (docs/operations.md, "Dead-letter reasons")."""
 
     TOO_LARGE = "too_large"
+    """Larger than the consumer's ``max_message_bytes``."""
     UNDECODABLE = "undecodable"
+    """Not a CloudEvent: bad JSON, a missing or invalid attribute, an id too long."""
     UNKNOWN_TYPE = "unknown_type"
+    """A type the group does not handle delivered by a broker that routes by type
+    (a misrouting), or a version of a handled type that no handler reads."""
+    ROUTING_MISMATCH = "routing_mismatch"
+    """The broker's routing metadata (routing key, subject, type header or column)
+    names another type than the CloudEvent in the body."""
     INVALID_PAYLOAD = "invalid_payload"
+    """The payload fails the contract's validation, or an upcaster fails on it."""
     HANDLER_FAILED = "handler_failed"
+    """A handler kept failing for ``max_attempts`` attempts."""
 
 
 @dataclass(frozen=True, slots=True)

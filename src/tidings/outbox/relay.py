@@ -13,6 +13,9 @@ Run it as ``tidings relay APP`` or embedded::
     task = asyncio.create_task(relay.run())
     ...
     await relay.stop()   # finishes the batch in flight, then returns
+
+Events no subscription takes are never counted as delivered: see
+:mod:`tidings.outbox.unrouted` (``unrouted_grace``, ``stats.held``, ``stats.unroutable``).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 
@@ -35,6 +38,7 @@ from tidings.observability.metrics import count_rows, record_relay_delays
 from tidings.observability.tracing import messaging_system, send_span
 from tidings.outbox.lease import RelayLease, default_owner
 from tidings.outbox.store import OutboxStore, Retention
+from tidings.outbox.unrouted import UnroutedTypes
 from tidings.outbox.wakeup import Wakeup
 from tidings.persistence.migrations import ensure_current
 from tidings.transports.base import Transport, TransportError
@@ -51,6 +55,8 @@ _RETRYABLE = (TransportError, OperationalError, DBAPIError, OSError, TimeoutErro
 # often it reads from the start of the outbox again, to pick up rows whose transaction
 # took a position early but committed after later positions had been read.
 _RESCAN_INTERVAL = 1.0
+# How long the relay waits before publishing again events no subscription took yet.
+_HOLD_INTERVAL = 0.25
 
 # Rows, and their CloudEvents grouped by consecutive source.
 _Batch = tuple[Sequence[OutboxRow], list[tuple[str, list[CloudEvent]]]]
@@ -61,6 +67,10 @@ class RelayStats:
     """Counters of one relay run, for progress displays and benchmarks."""
 
     published: int = 0
+    #: Events no subscription took, archived as unrouted (after ``unrouted_grace``).
+    unroutable: int = 0
+    #: Times the relay held the outbox because a type had no subscription yet.
+    held: int = 0
     batches: int = 0
     failures: int = 0
     last_error: str | None = None
@@ -94,6 +104,8 @@ class Relay:
     :param lease_ttl: seconds before a standby relay takes over from a silent one.
     :param complete_after_commit: also run due after-commit handlers of the context
         (work left behind by failures or crashes), every ``after_commit_interval`` s.
+    :param unrouted_grace: seconds an event type that no subscription takes holds the
+        outbox before its events are archived as unrouted (:mod:`tidings.outbox.unrouted`).
     """
 
     def __init__(
@@ -108,6 +120,7 @@ class Relay:
         max_idle_interval: float = 1.0,
         complete_after_commit: bool = True,
         after_commit_interval: float = 5.0,
+        unrouted_grace: float = 30.0,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
@@ -133,6 +146,7 @@ class Relay:
         # Positions confirmed by the broker whose delete (or archive) is in flight.
         self._marking_positions: frozenset[int] = frozenset()
         self._rescan_at = 0.0
+        self._unrouted = UnroutedTypes(unrouted_grace)
         self.stats = RelayStats()
         self._system = messaging_system(self.transport.url)
 
@@ -201,10 +215,18 @@ class Relay:
                 return 0
             if len(rows) == self.batch_size and time.monotonic() < self._rescan_at:
                 self._read_ahead = asyncio.ensure_future(self._read(after=rows[-1]["position"]))
+            unroutable: list[int] = []
+            start = 0
             with send_span(self._system, rows):
                 for source, events in groups:
-                    await self.transport.publish_batch(source, events)
+                    taken_by_none = await self.transport.publish_batch(source, events)
+                    unroutable += sorted(start + index for index in taken_by_none)
+                    start += len(events)
             published = True
+            if unroutable or self._unrouted:
+                kept = await self._keep_unroutable(rows, unroutable)
+                if kept is not False:
+                    return kept
             count_rows("relayed", rows)
             record_relay_delays(rows)
             await self._settle_marking()  # at most one mark in flight
@@ -221,6 +243,42 @@ class Relay:
         self.stats.record(len(rows))
         self._unreported += len(rows)
         return len(rows)
+
+    async def _keep_unroutable(
+        self, rows: Sequence[OutboxRow], unroutable: list[int]
+    ) -> int | Literal[False] | None:
+        """Hold the outbox at, or archive as unrouted, what no subscription took.
+
+        False when the batch goes on as usual; else its rows are marked already and
+        this returns how many, or None after holding (publishing again shortly).
+        """
+        settled = await self._unrouted.settle(
+            self.context.name, self.store, self.retention, rows, unroutable
+        )
+        if settled is None:
+            return False
+        await self._drop_pipeline()
+        self.stats.unroutable += settled.unrouted
+        self.stats.record(settled.sent)
+        self._unreported += settled.sent
+        if settled.held_type is None or settled.held_position is None:
+            return settled.sent
+        self.stats.held += 1
+        if self.stats.held == 1 or self.stats.held % 100 == 0:
+            logger.warning(
+                "%s: no subscription takes %s yet; holding the outbox for up to %g s so "
+                "that a consumer starting now gets it (tidings declare APP declares one)",
+                self.context.name,
+                settled.held_type,
+                self._unrouted.grace,
+            )
+        with contextlib.suppress(*_RETRYABLE):
+            await self.store.record_failure(
+                [settled.held_position],
+                TransportError(f"no subscription takes {settled.held_type} yet: held"),
+            )
+        await self._sleep(_HOLD_INTERVAL)
+        return None
 
     async def _next_batch(self) -> _Batch:
         if self._read_ahead is not None:

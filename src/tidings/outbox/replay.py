@@ -1,4 +1,9 @@
-"""Re-sending archived outbox rows, for subscribers added after the fact."""
+"""Re-sending archived outbox rows, for subscribers added after the fact.
+
+With ``unrouted_only``, only the rows archived as unrouted (no subscription took them
+when they were published) are sent; those a subscription takes now lose that mark, so
+a second replay does not send them again, and the others keep it.
+"""
 
 from __future__ import annotations
 
@@ -23,17 +28,29 @@ async def replay_archived(
     *,
     batch_size: int = 500,
     progress: bool = False,
+    unrouted_only: bool = False,
 ) -> int:
-    """Publish archived events created at or after ``since`` again, in position order."""
+    """Publish archived events created at or after ``since`` again, in position order.
+
+    Returns how many were sent (events no subscription takes now included).
+    """
     store = OutboxStore(context.async_engine)
     sent = 0
     after = 0
     async with transport:
         with Progress(disable=not progress, transient=True) as bar:
             task = bar.add_task("replaying", total=None)
-            while rows := await store.archived_since(since, batch_size, after):
+            while rows := await store.archived_since(
+                since, batch_size, after, unrouted_only=unrouted_only
+            ):
                 events = [cloud_event_from_row(cast(Mapping[str, Any], row)) for row in rows]
-                await transport.publish_batch(context.name, events)
+                unroutable = await transport.publish_batch(context.name, events)
+                if unrouted_only:
+                    taken = [
+                        row["position"] for index, row in enumerate(rows) if index not in unroutable
+                    ]
+                    if taken:
+                        await store.clear_unrouted(taken)
                 after = rows[-1]["position"]
                 sent += len(rows)
                 bar.update(task, advance=len(rows))

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BigInteger, any_, bindparam, delete, func, select, update
+from sqlalchemy import BigInteger, any_, bindparam, case, delete, func, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import DBAPIError
@@ -25,6 +25,11 @@ _columns = [c for c in outbox.c if c.name not in ("attempts", "last_error", "ava
 # What the relay needs to build CloudEvents: every column it reads is converted per row,
 # so created_at and published_at (two timestamp conversions each) stay in the table.
 _relay_columns = [c for c in _columns if c.name not in ("created_at", "published_at", "trigger_id")]
+
+
+#: ``last_error`` of an archived row that no subscription took when it was published
+#: (whatever the retention): ``tidings outbox replay --unrouted`` re-sends these.
+UNROUTED_PREFIX = "unrouted: "
 
 
 class Retention(StrEnum):
@@ -53,6 +58,7 @@ class OutboxStatus:
     pending: int
     oldest_pending_at: datetime | None
     archived: int
+    unrouted: int
     stuck: list[StuckRow]
     publish_rate_per_s: float | None
     relay_owner: str | None
@@ -97,6 +103,11 @@ class OutboxStore:
             Retention.DELETE: relay_marks(engine.dialect, in_batch, archive=False),
             Retention.ARCHIVE: relay_marks(engine.dialect, in_batch, archive=True),
         }
+        self._unrouted = (
+            update(outbox)
+            .where(in_batch)
+            .values(published_at=bindparam("now"), last_error=bindparam("error"))
+        )
         self._failure = (
             update(outbox)
             .where(in_batch)
@@ -136,6 +147,22 @@ class OutboxStore:
         async with self._single_statement("write") as connection:
             for statement in self._marks[retention]:
                 await connection.execute(statement, parameters)
+
+    async def mark_unrouted(self, positions: list[int], reason: str) -> None:
+        """Archive rows the broker routed to no subscription, even with retention
+        ``delete``: ``tidings outbox replay --unrouted`` can send them again later."""
+        error = (UNROUTED_PREFIX + reason)[:2000]
+        async with self._single_statement("write") as connection:
+            await connection.execute(
+                self._unrouted, {"positions": positions, "now": datetime.now(UTC), "error": error}
+            )
+
+    async def clear_unrouted(self, positions: list[int]) -> None:
+        """Forget the unrouted mark of rows a replay got a subscription to take."""
+        async with self.engine.begin() as connection:
+            await connection.execute(
+                update(outbox).where(_c.position.in_(positions)).values(last_error=None)
+            )
 
     async def record_failure(self, positions: list[int], error: BaseException) -> None:
         """Count a failed attempt on rows, keeping the error for ``outbox status``."""
@@ -180,14 +207,19 @@ class OutboxStore:
         else:
             self._held[slot] = connection
 
-    async def archived_since(self, since: datetime, limit: int, after: int) -> Sequence[RowMapping]:
-        """Archived rows created at or after ``since``, past ``after``, in position order."""
+    async def archived_since(
+        self, since: datetime, limit: int, after: int, *, unrouted_only: bool = False
+    ) -> Sequence[RowMapping]:
+        """Archived rows created at or after ``since``, past ``after``, in position order
+        (only those no subscription took, with ``unrouted_only``)."""
         query = (
             select(*_columns)
             .where(_c.published_at.is_not(None), _c.created_at >= since, _c.position > after)
             .order_by(_c.position)
             .limit(limit)
         )
+        if unrouted_only:
+            query = query.where(_c.last_error.startswith(UNROUTED_PREFIX, autoescape=True))
         async with self.engine.connect() as connection:
             return (await connection.execute(query)).mappings().all()
 
@@ -207,11 +239,25 @@ class OutboxStore:
                     select(func.count(), func.min(_c.created_at)).where(pending)
                 )
             ).one()
-            archived = (
+            archived, unrouted = (
                 await connection.execute(
-                    select(func.count()).select_from(outbox).where(_c.published_at.is_not(None))
+                    select(
+                        func.count(),
+                        # SUM(CASE ...), not COUNT(...) FILTER: MariaDB has no FILTER.
+                        func.coalesce(
+                            func.sum(
+                                case(
+                                    (_c.last_error.startswith(UNROUTED_PREFIX, autoescape=True), 1),
+                                    else_=0,
+                                )
+                            ),
+                            0,
+                        ),
+                    )
+                    .select_from(outbox)
+                    .where(_c.published_at.is_not(None))
                 )
-            ).scalar_one()
+            ).one()
             stuck_rows = (
                 await connection.execute(
                     select(
@@ -240,6 +286,7 @@ class OutboxStore:
             pending=int(count),
             oldest_pending_at=_as_aware(oldest),
             archived=int(archived),
+            unrouted=int(unrouted),
             stuck=[StuckRow(*row) for row in stuck_rows],
             publish_rate_per_s=float(lease["rate_per_s"]) if lease else None,
             relay_owner=lease["owner"] if lease else None,

@@ -22,7 +22,7 @@ import signal
 from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
-from tidings.transports.base import Transport
+from tidings.transports.base import Transport, Unroutable
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -42,6 +42,7 @@ class CrashAfterConfirm(Transport):
     def __init__(self, inner: Transport, *, after_batches: int = 1) -> None:
         super().__init__(inner.url)
         self.inner = inner
+        self.routes_by_type = inner.routes_by_type
         self.after_batches = after_batches
         self.confirmed = 0
 
@@ -51,11 +52,12 @@ class CrashAfterConfirm(Transport):
     async def close(self) -> None:
         await self.inner.close()
 
-    async def publish_batch(self, source: str, events: Sequence[CloudEvent]) -> None:
-        await self.inner.publish_batch(source, events)
+    async def publish_batch(self, source: str, events: Sequence[CloudEvent]) -> Unroutable:
+        unroutable = await self.inner.publish_batch(source, events)
         self.confirmed += 1
         if self.confirmed >= self.after_batches:
             kill_now()
+        return unroutable
 
     async def declare_subscription(self, group: str, event_types: Collection[str]) -> None:
         await self.inner.declare_subscription(group, event_types)

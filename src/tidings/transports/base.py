@@ -10,6 +10,13 @@ Topology is the transport's business: every implementation documents how it keep
 per-partition-key order (``CloudEvent.subject`` carries the key) and how one
 consuming context gets its own subscription (fan-out across contexts, competing
 consumers within one).
+
+Two kinds of transport (:attr:`Transport.routes_by_type`): a **routing** broker
+(RabbitMQ, NATS, the memory broker) sends a group only the types it subscribed to, so
+a delivered message of another type is a misrouting; a **shared log** (the SQLite
+file, a Redis stream, a Kafka topic) holds every context's events, and each group
+passes over the types it does not read by their routing metadata
+(:attr:`Delivery.routed_type`), counting them in :attr:`Transport.skipped`.
 """
 
 from __future__ import annotations
@@ -23,6 +30,10 @@ from typing import Any
 
 from tidings.contracts.cloudevents import CloudEvent
 from tidings.errors import TidingsError
+
+#: Positions in a published batch of the events no subscription took.
+Unroutable = frozenset[int]
+NOTHING_UNROUTABLE: Unroutable = frozenset()
 
 
 class TransportError(TidingsError):
@@ -39,12 +50,16 @@ class Delivery:
 
     ``body`` and ``headers`` are what arrived, undecoded: the consumer decodes them so
     that bad input becomes a dead letter rather than a crash. ``redelivered`` is True
-    when the broker says it delivered this message before.
+    when the broker says it delivered this message before. ``routed_type`` is the event
+    type the broker routed or filtered the message by (routing key, subject, header or
+    column), None when the transport has no such metadata: the consumer dead-letters a
+    message whose body says another type.
     """
 
     body: bytes
     headers: dict[str, Any] = field(default_factory=dict)
     redelivered: bool = False
+    routed_type: str | None = None
     _transport_token: Any = None
     _transport: Transport | None = None
 
@@ -64,9 +79,15 @@ class Transport(abc.ABC):
 
     #: URL scheme(s) this transport serves.
     schemes: tuple[str, ...] = ()
+    #: True when the broker routes each event type to the groups subscribed to it; False
+    #: for a shared log that every group reads whole.
+    routes_by_type: bool = True
 
     def __init__(self, url: str) -> None:
         self.url = url
+        #: Messages of types the subscribing group does not read that a shared-log
+        #: transport passed over by their routing metadata (never decoded), since opened.
+        self.skipped = 0
 
     async def __aenter__(self) -> Transport:
         await self.connect()
@@ -84,11 +105,14 @@ class Transport(abc.ABC):
         """Close the connection, waiting for in-flight confirmations."""
 
     @abc.abstractmethod
-    async def publish_batch(self, source: str, events: Sequence[CloudEvent]) -> None:
+    async def publish_batch(self, source: str, events: Sequence[CloudEvent]) -> Unroutable:
         """Publish ``events`` of context ``source`` in order; return once all are confirmed.
 
-        Raises :class:`TransportError` if any is not confirmed: the caller then
-        retries the whole batch (duplicates are possible, loss is not).
+        Returns the positions (in ``events``) of the events the broker confirmed but
+        routed to no subscription, so they would be dropped: empty when every event
+        was taken, and always empty on a shared log, which keeps every event for the
+        groups declared later. Raises :class:`TransportError` if any is not confirmed:
+        the caller then retries the whole batch (duplicates are possible, loss is not).
         """
 
     @abc.abstractmethod
@@ -96,7 +120,8 @@ class Transport(abc.ABC):
         """Create the durable subscription of consuming context ``group`` if missing.
 
         Events of ``event_types`` published after this call are kept for the group
-        even while none of its consumers runs. Idempotent.
+        even while none of its consumers runs; on a shared log a new group also gets
+        what the log kept from before (it starts at the beginning). Idempotent.
         """
 
     @abc.abstractmethod

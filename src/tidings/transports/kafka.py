@@ -44,9 +44,12 @@ Ordering
     the old one may still be handling them.
 
 Subscriptions
-    ``declare_subscription`` commits the current end offset of every partition for a
-    group that has none yet, so the group keeps everything published afterwards even
-    before its first consumer joins. Consumers commit manually: the offset after a
+    ``declare_subscription`` commits the beginning offset of every partition for a
+    group that has none yet: a group declared after events were published still gets
+    everything the topic retains, even before its first consumer joins. The topic is a
+    shared log: a record whose ``ce_type`` header names a type the group does not read
+    is passed over without decoding (counted in ``Transport.skipped``); that header is
+    the delivery's ``routed_type``. Consumers commit manually: the offset after a
     message is committed only once it and every earlier message of its partition are
     acknowledged (events of unsubscribed types count as acknowledged). Commits are
     sent after each fetched batch is handed out and when a subscription closes, so
@@ -81,10 +84,12 @@ from aiokafka.partitioner import murmur2
 from tidings.contracts.cloudevents import CloudEvent, encode_binary
 from tidings.errors import ConfigurationError
 from tidings.transports.base import (
+    NOTHING_UNROUTABLE,
     Delivery,
     PublishNotConfirmedError,
     Transport,
     TransportError,
+    Unroutable,
 )
 
 if TYPE_CHECKING:
@@ -256,6 +261,7 @@ class KafkaTransport(Transport):
     """Integration events on one keyed Kafka topic, one consumer group per context."""
 
     schemes = ("kafka",)
+    routes_by_type = False
 
     def __init__(self, url: str) -> None:
         super().__init__(url)
@@ -302,9 +308,10 @@ class KafkaTransport(Transport):
             producer, self._producer = self._producer, None
             await producer.stop()  # flushes and waits for outstanding confirmations
 
-    async def publish_batch(self, source: str, events: Sequence[CloudEvent]) -> None:
+    async def publish_batch(self, source: str, events: Sequence[CloudEvent]) -> Unroutable:
+        """Append ``events`` to the topic; it keeps them for every group, declared or not."""
         if not events:
-            return
+            return NOTHING_UNROUTABLE
         producer = self.producer
         topic = self.options.topic
         try:
@@ -348,10 +355,12 @@ class KafkaTransport(Transport):
                 f"holding {len(events)} events (first error: {failures[0]!r}); retry the "
                 "whole batch"
             )
+        return NOTHING_UNROUTABLE
 
     async def declare_subscription(self, group: str, event_types: Collection[str]) -> None:
         # Kafka keeps offsets per group, not per type: a group without committed
-        # offsets gets the current ends, so it misses nothing published from now on.
+        # offsets starts at the beginning of what the topic retains, so one declared
+        # after events were published still gets them.
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.options.bootstrap_servers,
             group_id=group,
@@ -370,9 +379,9 @@ class KafkaTransport(Transport):
                 consumer.assign(tps)
                 missing = [tp for tp in tps if await consumer.committed(tp) is None]
                 if missing:
-                    ends = await consumer.end_offsets(missing)
+                    starts = await consumer.beginning_offsets(missing)
                     try:
-                        await consumer.commit({tp: ends[tp] for tp in missing})
+                        await consumer.commit({tp: starts[tp] for tp in missing})
                     except _GROUP_IS_LIVE as exc:
                         # Kafka takes offsets from outside a group only while it is
                         # empty. A live group's consumers read partitions without
@@ -439,14 +448,16 @@ class KafkaTransport(Transport):
                             break  # revoked while the handler ran
                         headers = {name: value for name, value in record.headers}
                         again = progress.delivered(record.offset)
-                        event_type = headers.get(f"{HEADER_PREFIX}type", b"")
-                        if event_type.decode(errors="replace") not in wanted:
+                        routed = headers.get(f"{HEADER_PREFIX}type", b"").decode(errors="replace")
+                        if routed not in wanted:
                             progress.acked(record.offset)
+                            self.skipped += 1
                             continue
                         yield Delivery(
                             body=record.value or b"",
                             headers=headers,
                             redelivered=again,
+                            routed_type=routed,
                             _transport_token=_Token(subscription, tp, record.offset),
                             _transport=self,
                         )

@@ -9,7 +9,9 @@ Topology
     A consuming group (one per context) gets its own copy of every matching event
     published after its subscription was declared: fan-out across groups. Within a
     group the messages wait in one queue per partition key (``CloudEvent.subject``,
-    or the source for keyless events).
+    or the source for keyless events). It routes by type (``routes_by_type``): an
+    event whose type no group subscribed to is not kept, and ``publish_batch``
+    reports it unroutable (the relay then keeps it, see docs/operations.md).
 
 Per-key order
     A key is *held* by the consumer that has an unacknowledged delivery of it; no
@@ -44,7 +46,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from tidings.contracts.cloudevents import STRUCTURED_CONTENT_TYPE, CloudEvent, encode_structured
 from tidings.errors import ConfigurationError
-from tidings.transports.base import Delivery, Transport, TransportError
+from tidings.transports.base import Delivery, Transport, TransportError, Unroutable
 
 _HEADERS = {"content-type": STRUCTURED_CONTENT_TYPE}
 DEFAULT_PREFETCH = 64
@@ -242,19 +244,28 @@ class MemoryTransport(Transport):
             )
         return self._broker
 
-    async def publish_batch(self, source: str, events: Sequence[CloudEvent]) -> None:
-        """Copy each event to every group subscribed to its type; confirmed on return."""
+    async def publish_batch(self, source: str, events: Sequence[CloudEvent]) -> Unroutable:
+        """Copy each event to every group subscribed to its type; confirmed on return.
+
+        Returns the positions of the events no group subscribed to (not kept).
+        """
         broker = self._require_broker()
         touched: set[_Group] = set()
-        for event in events:
+        unroutable: set[int] = set()
+        for index, event in enumerate(events):
             body = encode_structured(event)
             key = event.subject if event.subject is not None else event.source
+            taken = False
             for group in broker.groups.values():
                 if event.type in group.types:
                     group.append(_Message(event.type, key, body))
                     touched.add(group)
+                    taken = True
+            if not taken:
+                unroutable.add(index)
         for group in touched:
             group.signal.notify()
+        return frozenset(unroutable)
 
     async def declare_subscription(self, group: str, event_types: Collection[str]) -> None:
         """Start keeping events of ``event_types`` for ``group`` from now on."""
@@ -288,6 +299,7 @@ class MemoryTransport(Transport):
                     body=token.message.body,
                     headers=dict(_HEADERS),
                     redelivered=redelivered,
+                    routed_type=token.message.type,
                     _transport_token=token,
                     _transport=self,
                 )

@@ -17,8 +17,12 @@ Stream
     Producers and consumers both create the stream when it is missing. It uses
     **interest retention**: a message is kept until every group whose filter matches
     it has acknowledged it, so storage follows consumer lag, and an event no group
-    subscribed to is discarded at once (fan-out to zero groups is legal), just like an
-    unbound routing key on RabbitMQ.
+    subscribed to is discarded at once, just like an unbound routing key on RabbitMQ.
+    So before publishing a subject that no consumer was seen filtering, the transport
+    lists the stream's consumers (one round trip, then remembered): events of
+    subjects nobody takes are not sent (the stream would drop them, and remember
+    their ``Nats-Msg-Id`` for the duplicate window, dropping them again when sent
+    later) but reported unroutable, and the relay keeps them.
 
 Messages
     CloudEvents binary mode in NATS headers: ``ce-<attribute>``, ``content-type`` for
@@ -36,10 +40,12 @@ Publishing
 
 Consumers
     A durable pull consumer per group (named after the group, dots as ``_``),
-    explicit acks, ``deliver_policy=new``, ``ack_wait`` (``?ack_wait=``, 30 s: an
-    unacknowledged message is redelivered after it), unlimited ``max_deliver`` by
-    default (tidings' consumer dead-letters poison messages itself; a broker-side
-    limit would strand them), ``max_ack_pending`` (``?max_ack_pending=``, 1000).
+    explicit acks, ``deliver_policy=all`` (a group declared late still gets what the
+    stream holds; consumers declared by older versions keep their ``new``),
+    ``ack_wait`` (``?ack_wait=``, 30 s: an unacknowledged message is redelivered after
+    it), unlimited ``max_deliver`` by default (tidings' consumer dead-letters poison
+    messages itself; a broker-side limit would strand them), ``max_ack_pending``
+    (``?max_ack_pending=``, 1000).
     Messages are fetched in batches of ``?prefetch=`` (256). ``nack(requeue=True)`` is a
     ``nak`` (redelivered at once), ``nack(requeue=False)`` a ``term``. When a
     subscription is closed, messages fetched but not handed out are ``nak``-ed so
@@ -93,10 +99,12 @@ from nats.js.api import (
 from tidings.contracts.cloudevents import CloudEvent, encode_binary
 from tidings.errors import ConfigurationError
 from tidings.transports.base import (
+    NOTHING_UNROUTABLE,
     Delivery,
     PublishNotConfirmedError,
     Transport,
     TransportError,
+    Unroutable,
 )
 
 log = logging.getLogger(__name__)
@@ -112,6 +120,7 @@ _BROKER_ERRORS: tuple[type[BaseException], ...] = (OSError, TimeoutError, nats.e
 _CLOSE_ERRORS: tuple[type[BaseException], ...] = (*_BROKER_ERRORS, asyncio.CancelledError)
 _FORBIDDEN = frozenset("*>")
 _CLOSE_TIMEOUT = 2.0
+_CONSUMERS_PER_PAGE = 256
 # How long one fetch waits on the server for messages before asking again.
 _FETCH_WAIT = 5.0
 
@@ -159,6 +168,8 @@ class NatsTransport(Transport):
         self._client: NatsClient | None = None
         self._js: JetStreamContext | None = None
         self._stream_ready = False
+        # Subjects some consumer of the stream was seen filtering on: they are kept.
+        self._taken: set[str] = set()
         self._last_error: Exception | None = None
         self._connect_lock = asyncio.Lock()
         # One batch at a time: batches from one relay stay in order on the wire.
@@ -180,10 +191,10 @@ class NatsTransport(Transport):
                 except _CLOSE_ERRORS:
                     pass  # the server is gone; nothing of ours is left to flush
 
-    async def publish_batch(self, source: str, events: Sequence[CloudEvent]) -> None:
+    async def publish_batch(self, source: str, events: Sequence[CloudEvent]) -> Unroutable:
         """Publish ``events`` in order, awaiting every JetStream acknowledgement together."""
         if not events:
-            return
+            return NOTHING_UNROUTABLE
         source_token = _source_token(source)
         prefix = self.options.subject_prefix
         subjects: dict[str, str] = {}  # a batch has few types: validate each once
@@ -204,8 +215,14 @@ class NatsTransport(Transport):
             acks: list[asyncio.Future[Any]] = []
             try:
                 async with asyncio.timeout(self.options.confirm_timeout):
+                    # Checked before publishing, and what nobody takes is not sent: the
+                    # stream would drop it, and its Nats-Msg-Id would then make JetStream
+                    # drop the event sent again later as a duplicate (duplicate_window).
+                    untaken = await self._untaken({subject for subject, *_ in messages})
                     # Sent one after another (so in order) without waiting for acks.
                     for subject, headers, body in messages:
+                        if subject in untaken:
+                            continue
                         acks.append(
                             await js.publish_async(
                                 subject, body, headers=headers, stream=self.options.stream
@@ -236,6 +253,34 @@ class NatsTransport(Transport):
                     f"NATS at {self._where} did not acknowledge {len(failures)} of "
                     f"{len(events)} events (first: {failures[0]!r}); retry the whole batch"
                 ) from failures[0]
+            if not untaken:
+                return NOTHING_UNROUTABLE
+            return frozenset(
+                index for index, (subject, *_) in enumerate(messages) if subject in untaken
+            )
+
+    async def _untaken(self, subjects: set[str]) -> set[str]:
+        """Which of ``subjects`` no consumer of the stream filters on (interest is kept)."""
+        unknown = subjects - self._taken
+        if not unknown:
+            return unknown
+        filters: list[str] = []
+        infos: list[Any] = []
+        while True:  # the server lists 256 consumers per page
+            page = await self._jetstream().consumers_info(self.options.stream, len(infos))
+            infos += page
+            if len(page) < _CONSUMERS_PER_PAGE:
+                break
+        for info in infos:
+            config = info.config
+            filters.extend(config.filter_subjects or [])
+            if config.filter_subject:
+                filters.append(config.filter_subject)
+            elif not config.filter_subjects:
+                filters.append(">")  # unfiltered: takes every subject of the stream
+        taken = {subject for subject in unknown if any(_matches(f, subject) for f in filters)}
+        self._taken |= taken
+        return unknown - taken
 
     async def declare_subscription(self, group: str, event_types: Collection[str]) -> None:
         """Create or update the group's durable pull consumer filtered on its types."""
@@ -306,6 +351,7 @@ class NatsTransport(Transport):
                         body=token.msg.data,
                         headers=dict(token.msg.headers or {}),
                         redelivered=token.msg.metadata.num_delivered > 1,
+                        routed_type=_type_of(token.msg, prefix),
                         _transport_token=token,
                         _transport=self,
                     )
@@ -375,7 +421,7 @@ class NatsTransport(Transport):
         config = ConsumerConfig(
             durable_name=durable,
             ack_policy=AckPolicy.EXPLICIT,
-            deliver_policy=DeliverPolicy.NEW,
+            deliver_policy=await self._deliver_policy(durable),
             ack_wait=self.options.ack_wait,
             max_deliver=self.options.max_deliver,
             max_ack_pending=self.options.max_ack_pending,
@@ -397,6 +443,21 @@ class NatsTransport(Transport):
                 "retry when the server is reachable"
             ) from exc
         return durable, client_filter
+
+    async def _deliver_policy(self, durable: str) -> DeliverPolicy:
+        """ALL for a new consumer; an existing one keeps its own (the server cannot
+        change it in place)."""
+        try:
+            async with asyncio.timeout(self.options.confirm_timeout):
+                info = await self._jetstream().consumer_info(self.options.stream, durable)
+        except nats.js.errors.NotFoundError:
+            return DeliverPolicy.ALL
+        except _BROKER_ERRORS as exc:
+            raise TransportError(
+                f"cannot look up consumer {durable!r} on NATS at {self._where}: {exc!r}; "
+                "retry when the server is reachable"
+            ) from exc
+        return info.config.deliver_policy or DeliverPolicy.ALL
 
     async def _ensure_stream(self) -> JetStreamContext:
         js = await self._connect()
@@ -489,6 +550,18 @@ def _encode(event: CloudEvent) -> tuple[dict[str, str], bytes]:
 def _type_of(msg: Msg, prefix: str) -> str:
     # <prefix>.<source>.<type...>
     return msg.subject[len(prefix) + 1 :].split(".", 1)[1]
+
+
+def _matches(pattern: str, subject: str) -> bool:
+    """Whether the NATS subject filter ``pattern`` (``*`` one token, ``>`` the rest)
+    takes ``subject``."""
+    wanted, tokens = pattern.split("."), subject.split(".")
+    for index, token in enumerate(wanted):
+        if token == ">":
+            return len(tokens) > index
+        if index >= len(tokens) or token not in ("*", tokens[index]):
+            return False
+    return len(tokens) == len(wanted)
 
 
 def _tokens_ok(text: str) -> bool:

@@ -23,8 +23,10 @@ Publishing
     quorum queue confirms only once a majority of its replicas has the message on
     disk. Any nack, lost channel or the ``?confirm_timeout=`` (30 s) elapsing raises
     :class:`PublishNotConfirmedError`, and the relay retries the whole batch.
-    Messages are published with ``mandatory=False``: an event nobody subscribed to is
-    dropped by the broker, which is legal for an event bus (fan-out to zero groups).
+    Messages are published with ``mandatory=True``: an event that no queue is bound
+    for comes back as ``basic.return`` before the confirm of the same message on the
+    same channel, so detecting it costs no round trip. ``publish_batch`` reports such
+    events as unroutable and the relay keeps them (see the relay's "Unroutable events").
 
 Failures
     The connection is a plain (non-robust) one: every operation either finishes or
@@ -77,10 +79,12 @@ from pamqp.common import FieldTable
 from tidings.contracts.cloudevents import CloudEvent, encode_binary
 from tidings.errors import ConfigurationError
 from tidings.transports.base import (
+    NOTHING_UNROUTABLE,
     Delivery,
     PublishNotConfirmedError,
     Transport,
     TransportError,
+    Unroutable,
 )
 
 #: Header prefix of the CloudEvents AMQP binding (binary mode).
@@ -141,10 +145,10 @@ class RabbitMQTransport(Transport):
             if connection is not None:
                 await _close_quietly(connection)
 
-    async def publish_batch(self, source: str, events: Sequence[CloudEvent]) -> None:
-        """Publish ``events`` in order with pipelined publisher confirms."""
+    async def publish_batch(self, source: str, events: Sequence[CloudEvent]) -> Unroutable:
+        """Publish ``events`` in order with pipelined publisher confirms (mandatory)."""
         if not events:
-            return
+            return NOTHING_UNROUTABLE
         # Build every message first: an invalid type fails before anything is sent.
         messages = [(*_encode(source, event), _routing_key(event.type)) for event in events]
         async with self._publish_lock:
@@ -156,7 +160,12 @@ class RabbitMQTransport(Transport):
             publishes = [
                 asyncio.ensure_future(
                     channel.basic_publish(
-                        body, exchange=exchange, routing_key=key, properties=properties, wait=False
+                        body,
+                        exchange=exchange,
+                        routing_key=key,
+                        properties=properties,
+                        mandatory=True,
+                        wait=False,
                     )
                 )
                 for body, properties, key in messages
@@ -171,13 +180,22 @@ class RabbitMQTransport(Transport):
                     f"events within {self.options.confirm_timeout:g} s; retry the batch "
                     "(raise ?confirm_timeout= if the broker is just slow)"
                 ) from None
-            failures = [result for result in results if not isinstance(result, Basic.Ack)]
+            # aiormq resolves a returned message's confirmation with the message itself.
+            unroutable = frozenset(
+                index
+                for index, result in enumerate(results)
+                if isinstance(result, DeliveredMessage)
+            )
+            failures = [
+                result for result in results if not isinstance(result, Basic.Ack | DeliveredMessage)
+            ]
             if failures:
                 await self._drop_publisher()
                 raise PublishNotConfirmedError(
                     f"RabbitMQ at {self._where} did not confirm {len(failures)} of "
                     f"{len(events)} events (first: {failures[0]!r}); retry the whole batch"
                 ) from (failures[0] if isinstance(failures[0], BaseException) else None)
+            return unroutable
 
     async def declare_subscription(self, group: str, event_types: Collection[str]) -> None:
         """Declare the group's quorum queue ``tidings.<group>`` bound to each event type."""
@@ -311,6 +329,13 @@ class RabbitMQTransport(Transport):
             body=message.body,
             headers=headers,
             redelivered=bool(getattr(message.delivery, "redelivered", False)),
+            # Only tidings' exchange routes by type: a message put straight into the
+            # queue (default exchange) carries the queue's name as routing key.
+            routed_type=(
+                getattr(message.delivery, "routing_key", None)
+                if getattr(message.delivery, "exchange", None) == self.options.exchange
+                else None
+            ),
             _transport_token=_Received(message, unacked),
             _transport=self,
         )

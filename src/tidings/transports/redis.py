@@ -22,10 +22,12 @@ Layout
     One stream holds all events; each entry has the fields ``type``, ``source``,
     ``key`` (the partition key, ``CloudEvent.subject``), ``id`` and ``body`` (the
     CloudEvent in structured JSON mode). Each consuming context is a consumer group
-    on that stream created at ``$`` with ``MKSTREAM``, so a group can be declared
-    before any producer ran and keeps every later entry until it acknowledges it
-    (fan-out). Events of types a group did not subscribe to are acknowledged at once
-    on read, without reaching the handler.
+    on that stream created at ``0`` with ``MKSTREAM``: a group can be declared before
+    any producer ran, and a group declared late still reads every entry the stream
+    holds; it keeps each until it acknowledges it (fan-out). The stream is a shared
+    log: entries whose ``type`` field names a type the group does not read are
+    acknowledged at once on read, without decoding their body (counted in
+    ``Transport.skipped``); the ``type`` field is the delivery's ``routed_type``.
 
 Confirmation
     ``publish_batch`` sends the whole batch as one call of a small server-side script
@@ -78,10 +80,12 @@ from redis.exceptions import NoScriptError, RedisError, ResponseError
 from tidings.contracts.cloudevents import CloudEvent, encode_structured
 from tidings.errors import ConfigurationError
 from tidings.transports.base import (
+    NOTHING_UNROUTABLE,
     Delivery,
     PublishNotConfirmedError,
     Transport,
     TransportError,
+    Unroutable,
 )
 
 DEFAULT_STREAM = "tidings:events"
@@ -192,6 +196,7 @@ class RedisTransport(Transport):
     """Integration events on one Redis stream, one consumer group per consuming context."""
 
     schemes = ("redis", "rediss")
+    routes_by_type = False
 
     def __init__(self, url: str) -> None:
         super().__init__(url)
@@ -232,9 +237,10 @@ class RedisTransport(Transport):
             client, self._client = self._client, None
             await client.aclose()
 
-    async def publish_batch(self, source: str, events: Sequence[CloudEvent]) -> None:
+    async def publish_batch(self, source: str, events: Sequence[CloudEvent]) -> Unroutable:
+        """Append ``events`` with one script call; a stream keeps them for every group."""
         if not events:
-            return
+            return NOTHING_UNROUTABLE
         maxlen = self.options.maxlen
         arguments: list[str | bytes] = [source, "" if maxlen is None else str(maxlen)]
         for event in events:
@@ -251,6 +257,7 @@ class RedisTransport(Transport):
             raise PublishNotConfirmedError(
                 f"Redis added {added} of a batch of {len(events)} events; retry the whole batch"
             )
+        return NOTHING_UNROUTABLE
 
     async def _add_batch(self, arguments: list[str | bytes]) -> Any:
         client = self.client
@@ -262,9 +269,11 @@ class RedisTransport(Transport):
             return await client.evalsha(_ADD_BATCH_SHA, 1, self.options.stream, *arguments)
 
     async def declare_subscription(self, group: str, event_types: Collection[str]) -> None:
-        # The group, not the types, is what Redis keeps: filtering happens on read.
+        # The group, not the types, is what Redis keeps: filtering happens on read. A
+        # group starts at the beginning of the stream: declared after events were
+        # published, it still gets every entry the stream holds.
         try:
-            await self.client.xgroup_create(self.options.stream, group, id="$", mkstream=True)
+            await self.client.xgroup_create(self.options.stream, group, id="0", mkstream=True)
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise TransportError(
@@ -298,21 +307,24 @@ class RedisTransport(Transport):
             while True:
                 entries, redelivered = await self._next_entries(state)
                 skipped: list[bytes] = []
-                matching: list[tuple[bytes, dict[bytes, bytes]]] = []
+                matching: list[tuple[bytes, dict[bytes, bytes], str]] = []
                 for entry_id, fields in entries:
                     if fields is None:
                         continue  # trimmed away while pending; Redis drops it from the PEL
-                    if fields.get(b"type", b"").decode(errors="replace") in wanted:
-                        matching.append((entry_id, fields))
+                    routed = fields.get(b"type", b"").decode(errors="replace")
+                    if routed in wanted:
+                        matching.append((entry_id, fields, routed))
                     else:
                         skipped.append(entry_id)
                 if skipped:
                     await self._call(self.client.xack(self.options.stream, group, *skipped))
-                for entry_id, fields in matching:
+                    self.skipped += len(skipped)
+                for entry_id, fields, routed in matching:
                     yield Delivery(
                         body=fields.get(b"body", b""),
                         headers=_headers(entry_id, fields),
                         redelivered=redelivered,
+                        routed_type=routed,
                         _transport_token=_Token(state, entry_id),
                         _transport=self,
                     )

@@ -36,10 +36,13 @@ Partitions and per-key order
 
 Consumer groups
     ``declare_subscription(group, types)`` records the group with every partition's
-    committed offset at the current end of the log: the group receives what is
-    published from then on (fan-out: every group reads the whole log). A consumer
-    skips rows of types it did not subscribe to, and the committed offset moves past
-    them, so every consumer of a group should subscribe to the same types.
+    committed offset at the start of the log: a group declared after events were
+    published still receives every row the file keeps (fan-out: every group reads the
+    whole log). The log is shared: a consumer skips rows of types it did not subscribe
+    to by their ``type`` column, without reading their body (counted in
+    ``Transport.skipped``), and the committed offset moves past them, so every
+    consumer of a group should subscribe to the same types. The ``type`` column is the
+    delivery's ``routed_type``.
 
 Acknowledgements and redelivery
     An ack is recorded in memory; the committed offset advances to just below the
@@ -113,10 +116,12 @@ from urllib.parse import parse_qsl, urlsplit
 from tidings.contracts.cloudevents import STRUCTURED_CONTENT_TYPE, CloudEvent, encode_structured
 from tidings.errors import ConfigurationError
 from tidings.transports.base import (
+    NOTHING_UNROUTABLE,
     Delivery,
     PublishNotConfirmedError,
     Transport,
     TransportError,
+    Unroutable,
 )
 
 logger = logging.getLogger(__name__)
@@ -255,7 +260,7 @@ class _PartitionState:
     suspect_upto: int = 0  # offsets up to here may have been delivered before
     epoch: int = 0  # bumped whenever buffered reads become stale
     draining: bool = False
-    buffer: deque[tuple[int, bytes]] = field(default_factory=deque)
+    buffer: deque[tuple[int, bytes, str]] = field(default_factory=deque)
     pending: deque[_Token] = field(default_factory=deque)
 
     def commit_target(self) -> int:
@@ -294,18 +299,18 @@ class _Consumer:
         self.failure: BaseException | None = None
         self.heartbeat: asyncio.Task[None] | None = None
 
-    def next_delivery(self) -> tuple[_Token, bytes, bool] | None:
+    def next_delivery(self) -> tuple[_Token, bytes, str, bool] | None:
         while self.ready:
             number = self.ready.popleft()
             state = self.partitions.get(number)
             if state is None or state.draining or not state.buffer:
                 continue
-            offset, body = state.buffer.popleft()
+            offset, body, routed = state.buffer.popleft()
             if state.buffer:
                 self.ready.append(number)
             token = _Token(state, offset)
             state.pending.append(token)
-            return token, body, offset <= state.suspect_upto
+            return token, body, routed, offset <= state.suspect_upto
         return None
 
     def commits(self) -> dict[int, int]:
@@ -370,6 +375,7 @@ class SqliteTransport(Transport):
     """A broker embedded in a SQLite file, shared by the processes of one machine."""
 
     schemes = ("sqlite",)
+    routes_by_type = False
 
     def __init__(self, url: str) -> None:
         super().__init__(url)
@@ -513,10 +519,13 @@ class SqliteTransport(Transport):
 
     # --- publishing ---
 
-    async def publish_batch(self, source: str, events: Sequence[CloudEvent]) -> None:
-        """Append ``events`` in one transaction; return once it is committed."""
+    async def publish_batch(self, source: str, events: Sequence[CloudEvent]) -> Unroutable:
+        """Append ``events`` in one transaction; return once it is committed.
+
+        The log keeps every event for the groups declared later: nothing is unroutable.
+        """
         if not events:
-            return
+            return NOTHING_UNROUTABLE
         try:
             await self._call(self._insert, source, list(events))
         except TransportError as exc:
@@ -527,6 +536,7 @@ class SqliteTransport(Transport):
         self._local_version += 1
         for consumer in self._consumers:
             consumer.wake.set()
+        return NOTHING_UNROUTABLE
 
     def _insert(self, source: str, events: list[CloudEvent]) -> None:
         now = time.time()
@@ -552,15 +562,12 @@ class SqliteTransport(Transport):
     # --- groups ---
 
     async def declare_subscription(self, group: str, event_types: Collection[str]) -> None:
-        """Record ``group`` at the current end of the log, if it is not recorded yet."""
+        """Record ``group`` at the start of the log, if it is not recorded yet: a group
+        declared after events were published still reads every row the file keeps."""
         await self._call(self._declare, group, sorted(event_types))
 
     def _declare(self, group: str, event_types: list[str]) -> None:
         with self._write() as db:
-            row = db.execute(
-                "SELECT seq FROM sqlite_sequence WHERE name = 'tidings_broker_log'"
-            ).fetchone()
-            end = int(row[0]) if row else 0
             db.executemany(
                 "INSERT OR IGNORE INTO tidings_broker_groups (group_name, event_type) "
                 "VALUES (?, ?)",
@@ -569,7 +576,7 @@ class SqliteTransport(Transport):
             db.executemany(
                 "INSERT OR IGNORE INTO tidings_broker_partitions "
                 "(group_name, partition_no, committed) VALUES (?, ?, ?)",
-                [(group, number, end) for number in range(self.partitions)],
+                [(group, number, 0) for number in range(self.partitions)],
             )
 
     async def delete_subscription(self, group: str) -> None:
@@ -652,11 +659,12 @@ class SqliteTransport(Transport):
                     )
                 item = consumer.next_delivery()
                 if item is not None:
-                    token, body, redelivered = item
+                    token, body, routed, redelivered = item
                     yield Delivery(
                         body=body,
                         headers=dict(_HEADERS),
                         redelivered=redelivered,
+                        routed_type=routed,
                         _transport_token=token,
                         _transport=self,
                     )
@@ -703,9 +711,10 @@ class SqliteTransport(Transport):
             for number in requests
         }
         commits = consumer.commits()
-        committed, results = await self._call(
+        committed, results, skipped = await self._call(
             self._read, consumer.group, consumer.id, sorted(consumer.event_types), requests, commits
         )
+        self.skipped += skipped
         if committed:
             consumer.applied_commits(commits)
         for number, (scanned, rows, full) in results.items():
@@ -727,7 +736,7 @@ class SqliteTransport(Transport):
         event_types: list[str],
         requests: dict[int, tuple[int, int]],
         commits: dict[int, int],
-    ) -> tuple[bool, dict[int, tuple[int, list[tuple[int, bytes]], bool]]]:
+    ) -> tuple[bool, dict[int, tuple[int, list[tuple[int, bytes, str]], bool]], int]:
         committed = False
         if commits:
             try:
@@ -739,7 +748,8 @@ class SqliteTransport(Transport):
                 logger.debug("deferring commits of group %r: %s", group, exc)
         db = self._conn()
         marks = ",".join("?" * len(event_types))
-        results: dict[int, tuple[int, list[tuple[int, bytes]], bool]] = {}
+        results: dict[int, tuple[int, list[tuple[int, bytes, str]], bool]] = {}
+        skipped = 0
         for number, (after, limit) in requests.items():
             (end,) = db.execute(
                 "SELECT max(log_offset) FROM tidings_broker_log WHERE partition_no = ?",
@@ -748,16 +758,20 @@ class SqliteTransport(Transport):
             if end is None or end <= after:
                 continue
             # rows up to `end` are all committed (one writer, offsets in commit order),
-            # so when fewer than `limit` match, everything up to `end` has been seen
-            rows = db.execute(
-                "SELECT log_offset, body FROM tidings_broker_log "
+            # so when fewer than `limit` come back, everything up to `end` has been seen.
+            # Other groups' types come without their body: skipped, and counted.
+            scanned = db.execute(
+                f"SELECT log_offset, CASE WHEN type IN ({marks}) THEN body END, type "
+                "FROM tidings_broker_log "
                 "WHERE partition_no = ? AND log_offset > ? AND log_offset <= ? "
-                f"AND type IN ({marks}) ORDER BY log_offset LIMIT ?",
-                (number, after, end, *event_types, limit),
+                "ORDER BY log_offset LIMIT ?",
+                (*event_types, number, after, end, limit),
             ).fetchall()
-            full = len(rows) == limit
-            results[number] = (rows[-1][0] if full else end, rows, full)
-        return committed, results
+            rows = [row for row in scanned if row[1] is not None]
+            skipped += len(scanned) - len(rows)
+            full = len(scanned) == limit
+            results[number] = (scanned[-1][0] if full else end, rows, full)
+        return committed, results, skipped
 
     @staticmethod
     def _store_commits(

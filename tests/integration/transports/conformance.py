@@ -147,18 +147,53 @@ async def check_unacked_is_redelivered(transport: Transport) -> None:
 
 
 async def check_deleted_subscription_forgets_its_events(transport: Transport) -> None:
-    """Deleting a subscription drops what it kept; declaring it again starts afresh."""
+    """Deleting a subscription drops what it kept; declaring it again starts afresh on
+    a routing broker, and at the beginning of what a shared log keeps (as any group
+    declared late does)."""
     tag = uuid7().hex[:12]
     event_type = f"conformance.deleted.{tag}"
     group = f"conf-d-{tag}"
     source = f"src-{tag}"
     await transport.declare_subscription(group, {event_type})
-    await transport.publish_batch(source, make_events(5, 1, event_type, source))
+    old = make_events(5, 1, event_type, source)
+    await transport.publish_batch(source, old)
     await transport.delete_subscription(group)
     await transport.delete_subscription(group)  # idempotent
     await transport.declare_subscription(group, {event_type})
     fresh = make_events(3, 1, event_type, source)
     await transport.publish_batch(source, fresh)
-    received = await collect(transport, group, {event_type}, 3, timeout=30)
-    assert {e.id for e in received} == {e.id for e in fresh}
+    expected = fresh if transport.routes_by_type else old + fresh
+    received = await collect(transport, group, {event_type}, len(expected), timeout=30)
+    assert {e.id for e in received} == {e.id for e in expected}
     await transport.delete_subscription(group)
+
+
+async def check_late_group_gets_what_the_log_keeps(transport: Transport) -> None:
+    """On a shared log a group declared after events were published still gets them."""
+    assert not transport.routes_by_type
+    tag = uuid7().hex[:12]
+    event_type = f"conformance.late.{tag}"
+    source = f"src-{tag}"
+    before = make_events(5, 1, event_type, source)
+    assert await transport.publish_batch(source, before) == frozenset()
+    await transport.declare_subscription(f"conf-late-{tag}", {event_type})
+    after = make_events(2, 1, event_type, source)
+    await transport.publish_batch(source, after)
+    got = await collect(transport, f"conf-late-{tag}", {event_type}, 7, timeout=30)
+    assert [e.id for e in got] == [e.id for e in before + after]
+    await transport.delete_subscription(f"conf-late-{tag}")
+
+
+async def check_unroutable_events_are_reported(transport: Transport) -> None:
+    """On a routing broker an event no group subscribed to is confirmed, not refused,
+    and reported unroutable, so the relay never counts it as delivered."""
+    assert transport.routes_by_type
+    tag = uuid7().hex[:12]
+    taken = make_events(2, 1, f"conformance.taken.{tag}", "catalog")
+    nobody = make_events(2, 1, f"nobody.listens.{tag}", "catalog")
+    await transport.declare_subscription(f"conf-u-{tag}", {taken[0].type})
+    mixed = [taken[0], nobody[0], taken[1], nobody[1]]
+    assert await transport.publish_batch("catalog", mixed) == frozenset({1, 3})
+    got = await collect(transport, f"conf-u-{tag}", {taken[0].type}, 2, timeout=30)
+    assert [e.id for e in got] == [e.id for e in taken]
+    await transport.delete_subscription(f"conf-u-{tag}")

@@ -196,3 +196,7 @@ async def test_an_unreachable_broker_is_a_transport_error_within_seconds() -> No
                 events = conformance.make_events(1, 1, "test.unreachable", "src")
                 await transport.publish_batch("src", events)
     assert time.monotonic() - started < 30
+
+
+async def test_a_group_declared_late_gets_what_the_log_keeps(transport: KafkaTransport) -> None:
+    await conformance.check_late_group_gets_what_the_log_keeps(transport)

@@ -120,3 +120,7 @@ async def test_a_consumer_skips_the_group_types_it_did_not_ask_for(transport: Tr
     await transport.publish_batch("s", wanted)
     got = await conformance.collect(transport, "g", {"wanted"}, 2, timeout=5)
     assert [e.id for e in got] == [e.id for e in wanted]
+
+
+async def test_an_event_no_group_subscribed_to_is_reported_unroutable(transport: Transport) -> None:
+    await conformance.check_unroutable_events_are_reported(transport)

@@ -200,3 +200,9 @@ async def test_event_types_that_are_not_plain_subject_tokens_are_refused_before_
 
     with pytest.raises(ConfigurationError, match="NATS subject"):
         await transport.publish_batch("catalog", [event])
+
+
+async def test_an_event_no_group_subscribed_to_is_reported_unroutable(
+    transport: NatsTransport,
+) -> None:
+    await conformance.check_unroutable_events_are_reported(transport)

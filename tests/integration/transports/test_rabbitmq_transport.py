@@ -94,12 +94,10 @@ async def test_a_deleted_subscription_forgets_what_it_kept(transport: RabbitMQTr
     await conformance.check_deleted_subscription_forgets_its_events(transport)
 
 
-async def test_an_event_no_group_subscribed_to_is_confirmed_not_refused(
+async def test_an_event_no_group_subscribed_to_is_confirmed_and_reported_unroutable(
     transport: RabbitMQTransport,
 ) -> None:
-    [event] = conformance.make_events(1, 1, f"nobody.listens.{uuid7().hex}", "catalog")
-
-    await transport.publish_batch("catalog", [event])  # no PublishNotConfirmedError
+    await conformance.check_unroutable_events_are_reported(transport)
 
 
 async def test_messages_are_persistent_cloudevents_identified_by_the_event_id(

@@ -150,3 +150,7 @@ async def test_a_key_that_is_not_a_stream_fails_the_batch_naming_the_key() -> No
                 )
         finally:
             await transport.client.delete(key)
+
+
+async def test_a_group_declared_late_gets_what_the_log_keeps(transport: RedisTransport) -> None:
+    await conformance.check_late_group_gets_what_the_log_keeps(transport)

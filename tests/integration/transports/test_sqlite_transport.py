@@ -74,13 +74,10 @@ async def test_a_deleted_subscription_forgets_what_it_kept(transport: Transport)
     await conformance.check_deleted_subscription_forgets_its_events(transport)
 
 
-async def test_a_group_starts_at_the_end_of_the_log_when_declared(transport: Transport) -> None:
-    await transport.publish_batch("s", make_events(5, 1, "t", "s"))
-    await transport.declare_subscription("late", {"t"})
-    after = make_events(2, 1, "t", "s")
-    await transport.publish_batch("s", after)
-    got = await conformance.collect(transport, "late", {"t"}, 2, timeout=10)
-    assert [e.id for e in got] == [e.id for e in after]
+async def test_a_group_declared_late_starts_at_the_beginning_of_the_log(
+    transport: Transport,
+) -> None:
+    await conformance.check_late_group_gets_what_the_log_keeps(transport)
 
 
 async def test_a_nack_rewinds_its_partition_to_the_nacked_event(transport: Transport) -> None:
