@@ -11,18 +11,21 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from tidings.consumer.dead_letters import DeadLetterReason
-from tidings.consumer.decoding import decode_delivery
+from tidings.consumer.decoding import decode_delivery, signed_parts
 from tidings.consumer.items import Item
 from tidings.consumer.subscriptions import IntegrationSubscriptions
 from tidings.contracts.cloudevents import CloudEvent
 from tidings.contracts.envelope import to_contract
 from tidings.contracts.integration_event import IntegrationEvent
 from tidings.contracts.registry import ContractRegistry
+from tidings.contracts.signing import SignatureCheck
 from tidings.contracts.upcasting import Upcasters
 from tidings.errors import (
     ContractValidationError,
     DecodeError,
+    LimitExceededError,
     MessageTooLargeError,
+    SignatureError,
     UnknownContractError,
 )
 from tidings.transports.base import Delivery
@@ -58,12 +61,14 @@ class Admission:
         *,
         max_message_bytes: int,
         unknown_types: UnknownTypes,
+        signatures: SignatureCheck | None = None,
     ) -> None:
         self.subscriptions = subscriptions
         self.upcasters = upcasters
         self.registry = registry
         self.max_message_bytes = max_message_bytes
         self.unknown_types = unknown_types
+        self.signatures = signatures if signatures is not None and signatures.active else None
 
     def admit(self, delivery: Delivery) -> Item | Rejection | None:
         """The delivery as an item to handle, a rejection, or None: not for this group."""
@@ -74,13 +79,19 @@ class Admission:
                     f"message of {len(delivery.body)} bytes exceeds the "
                     f"{self.max_message_bytes}-byte limit"
                 )
+            if self.signatures is not None:
+                self.verify(delivery)
             event = decode_delivery(delivery.body, delivery.headers, self.max_message_bytes)
             _check_lengths(event)
             if event.type not in self.subscriptions.versions:
                 return None  # not ours: a shared stream carries other types
             contract = self.read_contract(event)
+        except SignatureError as error:
+            return Rejection(DeadLetterReason.BAD_SIGNATURE, error, event)
         except MessageTooLargeError as error:
             return Rejection(DeadLetterReason.TOO_LARGE, error, event)
+        except LimitExceededError as error:
+            return Rejection(DeadLetterReason.LIMIT_EXCEEDED, error, event)
         except UnknownContractError as error:
             if self.unknown_types is UnknownTypes.IGNORE:
                 return None
@@ -90,6 +101,15 @@ class Admission:
         except DecodeError as error:
             return Rejection(DeadLetterReason.UNDECODABLE, error, event)
         return Item(delivery, event, contract)
+
+    def verify(self, delivery: Delivery) -> None:
+        """Check the signature of a delivery of a type this group handles, before its
+        payload is decoded; raises :class:`SignatureError` (or :class:`DecodeError`)."""
+        if self.signatures is None:
+            return
+        attributes, data = signed_parts(delivery.body, delivery.headers)
+        if attributes.get("type") in self.subscriptions.versions:
+            self.signatures.check(attributes, data)
 
     def read_contract(self, event: CloudEvent) -> IntegrationEvent:
         """The contract ``event`` carries, upcast to a version the handlers read."""

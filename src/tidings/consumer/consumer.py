@@ -49,7 +49,9 @@ from tidings.consumer.inbox import purge_statement
 from tidings.consumer.items import HandlerFailed, Item
 from tidings.consumer.subscriptions import IntegrationSubscriptions
 from tidings.contracts.cloudevents import DEFAULT_MAX_BYTES, CloudEvent
+from tidings.contracts.limits import check_batch_size
 from tidings.contracts.registry import ContractRegistry, default_registry
+from tidings.contracts.signing import SignatureCheck
 from tidings.errors import ConfigurationError
 from tidings.transports.base import Delivery, Transport, TransportError
 from tidings.transports.registry import open_transport
@@ -87,7 +89,9 @@ class Consumer:
         while the broker is unreachable.
     :param max_attempts: attempts in all before an event is dead-lettered.
     :param unknown_types: dead-letter (default) or ignore unreadable types/versions.
-    :param batch_size: most events handled in one transaction.
+    :param batch_size: most events handled in one transaction (1 to 10,000).
+    :param signatures: the key ring and verification policy; by default read from the
+        environment for the context (:meth:`SignatureCheck.from_environment`).
     """
 
     def __init__(
@@ -104,7 +108,9 @@ class Consumer:
         unknown_types: UnknownTypes | str = UnknownTypes.DEAD_LETTER,
         batch_size: int = 200,
         inbox_retention: timedelta = timedelta(days=7),
+        signatures: SignatureCheck | None = None,
     ) -> None:
+        check_batch_size(batch_size)
         self.context = context
         self.transport = transport or open_transport(context.broker_url)
         self.group = group or context.consumer_group
@@ -114,7 +120,7 @@ class Consumer:
         self.retry = retry or RetryPolicy(initial_delay=0.2, max_delay=30.0)
         self.max_attempts = max(max_attempts, 1)
         self.unknown_types = UnknownTypes(unknown_types)
-        self.batch_size = max(batch_size, 1)
+        self.batch_size = batch_size
         self.inbox_retention = inbox_retention
         self.subscriptions = IntegrationSubscriptions(context.integration_handlers)
         self.dead_letters = DeadLetterStore(context.async_engine)
@@ -126,6 +132,7 @@ class Consumer:
             registry,
             max_message_bytes=max_message_bytes,
             unknown_types=self.unknown_types,
+            signatures=signatures or SignatureCheck.from_environment(context.name),
         )
         self._handlers = HandlerRunner(context, self.subscriptions, self.group)
         self._database = DatabaseWatch(context.async_engine, self.group, self.retry, self._stopping)
@@ -464,6 +471,7 @@ class Consumer:
         succeeded = failed = 0
         for letter in letters:
             try:
+                self._admission.verify(Delivery(letter.body, dict(letter.headers)))
                 event = decode_delivery(letter.body, letter.headers, self.max_message_bytes)
                 contract = self._admission.read_contract(event)
                 item = Item(Delivery(letter.body, dict(letter.headers)), event, contract)

@@ -28,6 +28,8 @@ class DeadLetterReason(StrEnum):
     """Why a message was dead-lettered."""
 
     TOO_LARGE = "too_large"
+    LIMIT_EXCEEDED = "limit_exceeded"
+    BAD_SIGNATURE = "bad_signature"
     UNDECODABLE = "undecodable"
     UNKNOWN_TYPE = "unknown_type"
     INVALID_PAYLOAD = "invalid_payload"

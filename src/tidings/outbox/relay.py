@@ -31,6 +31,8 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from tidings.application.retry import RetryPolicy
 from tidings.contracts.cloudevents import CloudEvent
 from tidings.contracts.envelope import OutboxRow, cloud_event_from_row
+from tidings.contracts.limits import check_batch_size
+from tidings.contracts.signing import KeyRing
 from tidings.outbox.lease import RelayLease, default_owner
 from tidings.outbox.store import OutboxStore, Retention
 from tidings.outbox.wakeup import Wakeup
@@ -89,6 +91,8 @@ class Relay:
     :param retention: delete confirmed rows, or archive them for replay.
     :param retry: backoff while the broker or database is unavailable.
     :param lease_ttl: seconds before a standby relay takes over from a silent one.
+    :param signing: the key ring whose first key signs every event; by default read from
+        the environment for the context (:meth:`KeyRing.from_environment`); empty: unsigned.
     :param complete_after_commit: also run due after-commit handlers of the context
         (work left behind by failures or crashes), every ``after_commit_interval`` s.
     """
@@ -105,9 +109,9 @@ class Relay:
         max_idle_interval: float = 1.0,
         complete_after_commit: bool = True,
         after_commit_interval: float = 5.0,
+        signing: KeyRing | None = None,
     ) -> None:
-        if batch_size < 1:
-            raise ValueError("batch_size must be at least 1")
+        check_batch_size(batch_size)
         self.context = context
         self.transport = transport or open_transport(context.broker_url)
         self.batch_size = batch_size
@@ -131,6 +135,7 @@ class Relay:
         self._marking_positions: frozenset[int] = frozenset()
         self._rescan_at = 0.0
         self.stats = RelayStats()
+        self.signing = KeyRing.from_environment(context.name) if signing is None else signing
 
     # -- lifecycle --------------------------------------------------------------------
     async def stop(self) -> None:
@@ -241,8 +246,11 @@ class Relay:
         # A batch normally holds one source (the context); split where it changes so
         # each transport call names the right producer.
         groups: list[tuple[str, list[CloudEvent]]] = []
+        signing = self.signing or None
         for row in rows:
             event = cloud_event_from_row(cast(_Row, row))
+            if signing is not None:
+                event = signing.sign(event)  # once per event, as its wire form is built
             if not groups or groups[-1][0] != event.source:
                 groups.append((event.source, []))
             groups[-1][1].append(event)

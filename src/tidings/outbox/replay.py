@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, cast
 from rich.progress import Progress
 
 from tidings.contracts.envelope import cloud_event_from_row
+from tidings.contracts.signing import KeyRing
 from tidings.outbox.store import OutboxStore
 from tidings.transports.base import Transport
 
@@ -24,7 +25,9 @@ async def replay_archived(
     batch_size: int = 500,
     progress: bool = False,
 ) -> int:
-    """Publish archived events created at or after ``since`` again, in position order."""
+    """Publish archived events created at or after ``since`` again, in position order,
+    signed with the context's current key (:meth:`KeyRing.from_environment`) if any."""
+    signing = KeyRing.from_environment(context.name) or None
     store = OutboxStore(context.async_engine)
     sent = 0
     after = 0
@@ -33,6 +36,8 @@ async def replay_archived(
             task = bar.add_task("replaying", total=None)
             while rows := await store.archived_since(since, batch_size, after):
                 events = [cloud_event_from_row(cast(Mapping[str, Any], row)) for row in rows]
+                if signing is not None:
+                    events = [signing.sign(event) for event in events]
                 await transport.publish_batch(context.name, events)
                 after = rows[-1]["position"]
                 sent += len(rows)
