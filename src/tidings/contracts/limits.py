@@ -9,6 +9,7 @@ the JSON parser (and later pydantic) walks it.
 from __future__ import annotations
 
 import re
+from itertools import accumulate
 
 from tidings.errors import LimitExceededError
 
@@ -26,6 +27,7 @@ MAX_BATCH_SIZE = 10_000
 # JSON strings, whose brackets do not nest; the unrolled form keeps the regex linear.
 _JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _NOT_A_BRACKET = re.compile(r"[^\[\]{}]+")
+_DEPTH_CHANGE = {"[": 1, "{": 1, "]": -1, "}": -1}
 
 
 def check_depth(text: str, limit: int = MAX_DEPTH) -> None:
@@ -35,14 +37,9 @@ def check_depth(text: str, limit: int = MAX_DEPTH) -> None:
     if text.count("[") + text.count("{") <= limit:
         return
     brackets = _NOT_A_BRACKET.sub("", _JSON_STRING.sub("", text))
-    # Each pass removes the innermost pairs, so a pair left after ``limit`` passes sits
-    # deeper than ``limit``. (Unbalanced text is left to the JSON parser to reject.)
-    for _ in range(limit):
-        reduced = brackets.replace("[]", "").replace("{}", "")
-        if reduced == brackets:
-            return
-        brackets = reduced
-    if "[]" in brackets or "{}" in brackets:
+    # The running sum of opens (+1) and closes (-1) is the depth at each bracket; map and
+    # accumulate keep the walk in C. (Unbalanced text is left to the JSON parser.)
+    if max(accumulate(map(_DEPTH_CHANGE.__getitem__, brackets)), default=0) > limit:
         raise LimitExceededError(f"JSON nests arrays/objects deeper than {limit} levels")
 
 
