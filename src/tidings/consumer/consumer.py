@@ -34,15 +34,14 @@ from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tidings.application.retry import RetryPolicy
 from tidings.consumer.admission import Admission, Rejection, UnknownTypes
 from tidings.consumer.database_watch import DatabaseWatch
-from tidings.consumer.dead_letters import DeadLetterReason, DeadLetterStore
+from tidings.consumer.dead_letters import DeadLetterReason, DeadLetterStore, new_letter
 from tidings.consumer.decoding import decode_delivery
 from tidings.consumer.handling import HandlerRunner
 from tidings.consumer.inbox import purge_statement
@@ -250,15 +249,23 @@ class Consumer:
     async def process(self, deliveries: Sequence[Delivery]) -> None:
         """Handle deliveries in order: poison to dead letters, the rest in one transaction."""
         items: list[Item] = []
+        rejected: list[tuple[Delivery, Rejection]] = []
         for delivery in deliveries:
-            item = await self._admit(delivery)
+            item = self._admission.admit(delivery)
             if item is None:
+                self.stats.ignored += 1
+                await delivery.ack()
+                continue
+            if isinstance(item, Rejection):
+                rejected.append((delivery, item))
                 continue
             blocked = self._blocked.get(item.key)
             if blocked is not None:
                 blocked.append(item)  # waits behind its key's failing event
             else:
                 items.append(item)
+        if rejected and not await self._dead_letter_rejections(rejected):
+            return  # stopped while the database was away: all delivered again
         if not items:
             return
         self.stats.batches += 1
@@ -281,18 +288,6 @@ class Consumer:
                 await self._handle_alone(item)
             return
         await self.transport.ack_many([item.delivery for item in items])
-
-    async def _admit(self, delivery: Delivery) -> Item | None:
-        """Decode and validate; dead-letter (or pass over) and ack what cannot be handled."""
-        admitted = self._admission.admit(delivery)
-        if admitted is None:
-            self.stats.ignored += 1
-            await delivery.ack()
-        elif isinstance(admitted, Rejection):
-            await self._dead_letter(delivery, admitted.reason, admitted.error, admitted.event)
-        else:
-            return admitted
-        return None
 
     async def _handle_together(self, items: Sequence[Item]) -> None:
         """All items in one transaction; duplicates (inbox) skipped. Raises on any failure."""
@@ -422,8 +417,39 @@ class Consumer:
         attempts: int = 1,
         first_failed_at: datetime | None = None,
     ) -> None:
-        record = partial(
-            self.dead_letters.add,
+        letter = self._letter(delivery, reason, error, event, attempts, first_failed_at)
+        if await self._store_dead_letters([letter]):
+            logger.warning("%s: dead-lettered a message (%s): %s", self.group, reason.value, error)
+            await delivery.ack()
+
+    async def _dead_letter_rejections(self, rejected: Sequence[tuple[Delivery, Rejection]]) -> bool:
+        """Dead-letter what admission refused, in one transaction; False if stopped."""
+        letters = [
+            self._letter(delivery, rejection.reason, rejection.error, rejection.event)
+            for delivery, rejection in rejected
+        ]
+        if not await self._store_dead_letters(letters):
+            return False
+        for _, rejection in rejected:
+            logger.warning(
+                "%s: dead-lettered a message (%s): %s",
+                self.group,
+                rejection.reason.value,
+                rejection.error,
+            )
+        await self.transport.ack_many([delivery for delivery, _ in rejected])
+        return True
+
+    def _letter(
+        self,
+        delivery: Delivery,
+        reason: DeadLetterReason,
+        error: BaseException,
+        event: CloudEvent | None,
+        attempts: int = 1,
+        first_failed_at: datetime | None = None,
+    ) -> dict[str, Any]:
+        return new_letter(
             consumer=self.group,
             reason=reason,
             body=delivery.body,
@@ -436,9 +462,12 @@ class Consumer:
             partition_key=None if event is None else event.subject,
             first_failed_at=first_failed_at,
         )
+
+    async def _store_dead_letters(self, letters: Sequence[dict[str, Any]]) -> bool:
+        """Store ``letters``, waiting out a database outage; False if stopped meanwhile."""
         while True:
             try:
-                await record()
+                await self.dead_letters.add_many(letters)
                 break
             except Exception as failure:
                 # The message must be kept, not lost and not a crash: a database that
@@ -446,10 +475,9 @@ class Consumer:
                 if await self._database.reachable():
                     raise
                 if not await self._wait_for_database(failure):
-                    return  # stopped: unacknowledged, so delivered again
-        self.stats.dead_lettered += 1
-        logger.warning("%s: dead-lettered a message (%s): %s", self.group, reason.value, error)
-        await delivery.ack()
+                    return False  # stopped: unacknowledged, so delivered again
+        self.stats.dead_lettered += len(letters)
+        return True
 
     # -- maintenance ----------------------------------------------------------------------
     async def purge_inbox(self) -> int:
