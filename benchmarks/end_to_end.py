@@ -9,6 +9,9 @@ aio-pika pipeline doing the same work in the same run: a loop that reads 500 out
 rows, publishes them with pipelined confirms and deletes them, running beside
 ``_consume_common.RawConsumer`` (batched inbox and effect inserts, one multiple ack
 per batch). ``ratio`` = tidings' events/s / the baseline's; rounds alternate sides.
+``ratio_signed`` = tidings' events/s with signed events (the relay signs with HMAC-SHA256,
+the consumer requires and verifies the signature) / tidings' events/s unsigned, measured
+in the same rounds.
 
 Latency. A producer process commits one event per transaction at a steady 250/s;
 relay (woken by LISTEN/NOTIFY) and consumer run here. Latency per event = moment the
@@ -17,6 +20,7 @@ commit returned, both ``time.monotonic()``. The first second is warm-up.
 
     python benchmarks/end_to_end.py            # 50,000 events, 2 rounds; 15 s paced
     python benchmarks/end_to_end.py --quick    # 5,000 events, 2 rounds; 5 s paced
+    python benchmarks/end_to_end.py --smoke    # 500 events, 1 round; 2 s paced (it runs)
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from _relay_common import SOURCE, clear_outbox, fill_backlog, make_context, sync
 from relay_latency import RATE, paced_commits, percentiles
 from tidings import BoundedContext
 from tidings.consumer import Consumer
+from tidings.contracts.signing import KeyRing, SignatureCheck
 from tidings.outbox import Relay
 from tidings.transports import open_transport
 from tidings.transports.base import Delivery
@@ -62,17 +67,27 @@ RAW_GROUP = "bench-e2e-raw"
 WINDOW = 500
 TARGET_RATIO = 1.0
 TARGET_P99_MS = 10.0
+TARGET_RATIO_SIGNED = 0.9
+# A benchmark key, never a real one: key rings come from the environment in production.
+BENCH_KEYS = KeyRing.parse("bench:YmVuY2htYXJrLWtleS0wMTIzNDU2Nzg5YWJjZGVm")
 
 
 # -- tidings ------------------------------------------------------------------------------
 async def tidings_pipeline(
-    producer: BoundedContext, consumer_context: BoundedContext, count: int, on_acked: Any = None
+    producer: BoundedContext,
+    consumer_context: BoundedContext,
+    count: int,
+    on_acked: Any = None,
+    *,
+    signed: bool = False,
 ) -> tuple[AckCounter, Any]:
     """Start relay and consumer; return the ack counter and a coroutine that stops both."""
     counter = AckCounter(open_transport(BROKER_URL), count)
     counter.on_acked = on_acked
-    consumer = Consumer(consumer_context, counter, group=GROUP)
-    relay = Relay(producer, open_transport(BROKER_URL))
+    keys = BENCH_KEYS if signed else KeyRing()
+    check = SignatureCheck(keys, "required" if signed else "off")
+    consumer = Consumer(consumer_context, counter, group=GROUP, signatures=check)
+    relay = Relay(producer, open_transport(BROKER_URL), signing=keys)
     tasks = [asyncio.ensure_future(consumer.run()), asyncio.ensure_future(relay.run())]
 
     async def stop() -> None:
@@ -83,9 +98,11 @@ async def tidings_pipeline(
     return counter, stop
 
 
-async def tidings_seconds(producer: BoundedContext, consumer: BoundedContext, count: int) -> float:
+async def tidings_seconds(
+    producer: BoundedContext, consumer: BoundedContext, count: int, *, signed: bool = False
+) -> float:
     start = time.perf_counter()
-    counter, stop = await tidings_pipeline(producer, consumer, count)
+    counter, stop = await tidings_pipeline(producer, consumer, count, signed=signed)
     await counter.done.wait()
     seconds = time.perf_counter() - start
     await stop()
@@ -177,11 +194,13 @@ async def throughput(
 ) -> dict[str, float]:
     events, rounds = sizes["events"], sizes["rounds"]
     out_engine = sync_engine(out_url)
-    best = {"raw": 0.0, "tidings": 0.0}
+    best = {"raw": 0.0, "tidings": 0.0, "signed": 0.0}
     for round_number in range(-1, rounds):  # round -1: warm-up, 1,000 events, not counted
-        size = 1000 if round_number < 0 else events
+        size = min(1000, events) if round_number < 0 else events
         rates: dict[str, float] = {}
-        order = ("raw", "tidings") if round_number % 2 == 0 else ("tidings", "raw")
+        order = ("raw", "tidings", "signed")
+        if round_number % 2:
+            order = order[::-1]
         for side in order:
             clear_outbox(out_engine)
             fill_backlog(out_engine, size, start=max(round_number, 0) * events)
@@ -189,7 +208,7 @@ async def throughput(
             if side == "raw":
                 seconds = await raw_seconds(out_url, in_url, size)
             else:
-                seconds = await tidings_seconds(producer, consumer, size)
+                seconds = await tidings_seconds(producer, consumer, size, signed=side == "signed")
             if effect_rows(in_url) != size:
                 raise RuntimeError(f"{side}: expected {size} effect rows")
             rates[side] = size / seconds
@@ -242,12 +261,14 @@ async def measure(out_url: str, in_url: str, *, events: int, rounds: int, second
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="5,000 events; 5 s paced")
+    parser.add_argument("--smoke", action="store_true", help="500 events, 1 round; 2 s paced")
     parser.add_argument("--events", type=int, help="backlog per round (default 50,000)")
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int)
     parser.add_argument("--seconds", type=float, help="paced latency run (default 15)")
     arguments = parser.parse_args()
-    events = arguments.events or (5_000 if arguments.quick else 50_000)
-    seconds = arguments.seconds or (5.0 if arguments.quick else 15.0)
+    events = arguments.events or (500 if arguments.smoke else 5_000 if arguments.quick else 50_000)
+    seconds = arguments.seconds or (2.0 if arguments.smoke else 5.0 if arguments.quick else 15.0)
+    arguments.rounds = arguments.rounds or (1 if arguments.smoke else 2)
     out_url, in_url = postgres_database(), postgres_database("tidings_bench_in")
     if out_url is None or in_url is None or not reachable(5672):
         print("PostgreSQL or RabbitMQ unreachable on 127.0.0.1: nothing to measure")
@@ -260,16 +281,20 @@ def main() -> None:
         measure(out_url, in_url, events=events, rounds=arguments.rounds, seconds=seconds)
     )
     ratio = best["tidings"] / best["raw"]
+    ratio_signed = best["signed"] / best["tidings"]
     print(
         f"events/s {best['tidings']:,.0f} (raw {best['raw']:,.0f}): ratio {ratio:.3f} "
         f"(target >= {TARGET_RATIO}); p50 {paced['p50_ms']} ms, p99 {paced['p99_ms']} ms "
-        f"(target <= {TARGET_P99_MS})"
+        f"(target <= {TARGET_P99_MS}); signed {best['signed']:,.0f}/s: ratio_signed "
+        f"{ratio_signed:.3f} (target >= {TARGET_RATIO_SIGNED})"
     )
     emit(
         {
             "events_per_s": round(best["tidings"]),
             "raw_per_s": round(best["raw"]),
             "ratio": round(ratio, 3),
+            "signed_per_s": round(best["signed"]),
+            "ratio_signed": round(ratio_signed, 3),
             "events": events,
             "rounds": arguments.rounds,
             **paced,

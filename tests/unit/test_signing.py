@@ -50,7 +50,7 @@ def wire(event: CloudEvent, mode: str) -> Delivery:
 
 
 def verify(ring: KeyRing, delivery: Delivery) -> None:
-    ring.verify(*signed_parts(delivery.body, delivery.headers))
+    ring.verify(*signed_parts(delivery.body, delivery.headers)[:2])
 
 
 MODES = [*PREFIXES, "structured"]
@@ -123,7 +123,7 @@ def test_a_forged_signature_made_with_an_attackers_key_fails() -> None:
 
 @pytest.mark.parametrize("mode", MODES)
 def test_an_unsigned_message_fails_when_required_and_passes_when_optional(mode: str) -> None:
-    parts = signed_parts(*_delivery_parts(wire(price_changed("p-1", 1), mode)))
+    parts = signed_parts(*_delivery_parts(wire(price_changed("p-1", 1), mode)))[:2]
 
     with pytest.raises(SignatureError, match="not signed"):
         SignatureCheck(OLD, "required").check(*parts)
@@ -135,7 +135,7 @@ def test_optional_still_rejects_a_bad_signature() -> None:
     delivery = wire(OLD.sign(price_changed("p-1", 1)), "ce-")
     with pytest.raises(SignatureError):
         SignatureCheck(NEW_ONLY, Verification.OPTIONAL).check(
-            *signed_parts(delivery.body, delivery.headers)
+            *signed_parts(delivery.body, delivery.headers)[:2]
         )
 
 

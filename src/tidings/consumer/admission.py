@@ -79,9 +79,10 @@ class Admission:
                     f"message of {len(delivery.body)} bytes exceeds the "
                     f"{self.max_message_bytes}-byte limit"
                 )
-            if self.signatures is not None:
-                self.verify(delivery)
-            event = decode_delivery(delivery.body, delivery.headers, self.max_message_bytes)
+            attributes = self.verify(delivery)
+            event = decode_delivery(
+                delivery.body, delivery.headers, self.max_message_bytes, attributes=attributes
+            )
             _check_lengths(event)
             if event.type not in self.subscriptions.versions:
                 return None  # not ours: a shared stream carries other types
@@ -102,14 +103,16 @@ class Admission:
             return Rejection(DeadLetterReason.UNDECODABLE, error, event)
         return Item(delivery, event, contract)
 
-    def verify(self, delivery: Delivery) -> None:
+    def verify(self, delivery: Delivery) -> dict[str, str] | None:
         """Check the signature of a delivery of a type this group handles, before its
-        payload is decoded; raises :class:`SignatureError` (or :class:`DecodeError`)."""
+        payload is decoded; raises :class:`SignatureError` (or :class:`DecodeError`).
+        Returns the binary-mode attributes it read, for decoding (else None)."""
         if self.signatures is None:
-            return
-        attributes, data = signed_parts(delivery.body, delivery.headers)
+            return None
+        attributes, data, binary = signed_parts(delivery.body, delivery.headers)
         if attributes.get("type") in self.subscriptions.versions:
             self.signatures.check(attributes, data)
+        return attributes if binary else None
 
     def read_contract(self, event: CloudEvent) -> IntegrationEvent:
         """The contract ``event`` carries, upcast to a version the handlers read."""

@@ -288,7 +288,15 @@ def decode_binary(
     ``percent_decode=True`` for the HTTP binding (see :func:`encode_binary`).
     """
     text = _utf8_text(body, max_bytes)
-    attributes = binary_attributes(headers, prefix, percent_decode=percent_decode)
+    return decode_binary_body(
+        binary_attributes(headers, prefix, percent_decode=percent_decode), body, text
+    )
+
+
+def decode_binary_body(attributes: Mapping[str, str], body: bytes | str, text: str) -> CloudEvent:
+    """The event of attributes read by :func:`binary_attributes` and a body already
+    size-checked and read as ``text``: the second half of :func:`decode_binary`, for a
+    caller that read the headers first (to check a signature)."""
     if not text.strip():
         return _from_attributes(attributes, b"null")
     check_depth(text)
@@ -399,6 +407,11 @@ def _finite_float(literal: str) -> float:
 
 # Built once, like _COMPACT_JSON: json.loads with hooks constructs a decoder per call.
 _STRICT_JSON = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
+
+
+def message_text(body: object, max_bytes: int = DEFAULT_MAX_BYTES) -> str:
+    """The message as text, after the size limit; raises :class:`DecodeError`."""
+    return _utf8_text(body, max_bytes)
 
 
 def _utf8_text(body: object, max_bytes: int) -> str:

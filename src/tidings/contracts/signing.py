@@ -157,15 +157,14 @@ class KeyRing:
 
 def canonical_form(attributes: Mapping[str, str], data: bytes) -> bytes:
     """The bytes a signature covers (module docstring); ``signature`` itself is left out."""
-    parts = [SCHEME]
+    lines = []
     for name in sorted(attributes):
-        if name == SIGNATURE:
-            continue
-        value = attributes[name].encode("utf-8", "surrogatepass")
-        parts.append(b"%s=%d:%s\n" % (name.encode("utf-8", "surrogatepass"), len(value), value))
-    parts.append(b"\n")
-    parts.append(data)
-    return b"".join(parts)
+        if name != SIGNATURE:
+            value = attributes[name]
+            size = len(value) if value.isascii() else len(value.encode("utf-8", "surrogatepass"))
+            lines.append(f"{name}={size}:{value}\n")
+    text = "".join(lines).encode("utf-8", "surrogatepass")
+    return b"".join((SCHEME, text, b"\n", data))
 
 
 class SignatureCheck:
