@@ -361,3 +361,33 @@ async def test_the_consumer_dead_letters_bad_signatures_before_decoding_and_hand
     assert {letter.error_type for letter in letters} == {"SignatureError"}
     # a replayed dead letter is checked again: a forged one stays
     assert await consumer.replay() == (0, 3)
+
+
+async def test_limits_are_checked_before_the_signature_and_garbage_is_undecodable(
+    basket: BoundedContext,
+) -> None:
+    consumer = Consumer(
+        basket,
+        MemoryTransport("memory://unused"),
+        max_message_bytes=4096,
+        signatures=SignatureCheck(ROTATED, "required"),
+    )
+    signed = json.loads(encode_structured(OLD.sign(price_changed("p-1", 1))))
+    deep: Any = 1
+    for _ in range(100):
+        deep = [deep]
+    many = {f"x{i}": "v" for i in range(70)}
+    headers, body = encode_binary(OLD.sign(price_changed("p-2", 2)), prefix="ce_")
+    messages = [
+        Delivery(json.dumps({**signed, "data": deep}).encode()),  # too deep
+        Delivery(json.dumps({**signed, **many}).encode()),  # too many attributes
+        Delivery(body, {**headers, "ce_note": "n" * 5000}),  # attribute too long (binary)
+        Delivery(json.dumps({**signed, "data": "x" * 5000}).encode()),  # too large
+        Delivery(b"\xff not even text"),
+    ]
+
+    await consumer.process(messages)
+
+    assert dead_letter_reasons(basket.engine) == Counter(
+        limit_exceeded=3, too_large=1, undecodable=1
+    )

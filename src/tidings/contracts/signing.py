@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from tidings.contracts.cloudevents import CloudEvent
-from tidings.contracts.limits import MAX_ATTRIBUTE_LENGTH, MAX_ATTRIBUTES
+from tidings.contracts.limits import MAX_DEPTH, check_attribute, check_depth
 from tidings.errors import ConfigurationError, DecodeError, SignatureError
 
 SIGNATURE = "signature"
@@ -227,8 +227,10 @@ def structured_parts(text: str) -> tuple[dict[str, str], bytes]:
     envelope, read member by member so that the ``data`` text is kept exactly as sent.
 
     Raises :class:`DecodeError` for what is not a JSON object with distinct member names
-    and attribute values that are strings, integers, booleans or null (absent).
+    and attribute values that are strings, integers, booleans or null (absent), and
+    :class:`~tidings.errors.LimitExceededError` past the limits (attributes, depth).
     """
+    check_depth(text, MAX_DEPTH + 1)  # before the parser walks the text
     index = _skip_space(text, 0)
     if text[index : index + 1] != "{":
         raise DecodeError("a structured CloudEvent is a JSON object")
@@ -253,12 +255,11 @@ def structured_parts(text: str) -> tuple[dict[str, str], bytes]:
         if name in seen:
             raise DecodeError(f"member {name[:40]!r} appears twice in the CloudEvent envelope")
         seen.add(name)
-        if len(seen) > MAX_ATTRIBUTES + 1:
-            raise DecodeError(f"message carries more than {MAX_ATTRIBUTES} attributes")
         if name == "data":
             data = text[start:index].encode("utf-8", "surrogatepass")
         elif value is not None:
-            attributes[name] = _envelope_value(name, value)
+            attributes[name] = value = _envelope_value(name, value)
+            check_attribute(name, value, len(attributes))
         index = _skip_space(text, index)
         separator = text[index : index + 1]
         index = _skip_space(text, index + 1)
@@ -281,8 +282,6 @@ def _skip_space(text: str, index: int) -> int:
 
 def _envelope_value(name: str, value: Any) -> str:
     if isinstance(value, str):
-        if len(value) > MAX_ATTRIBUTE_LENGTH:
-            raise DecodeError(f"attribute {name[:40]!r} is longer than {MAX_ATTRIBUTE_LENGTH}")
         return value
     if isinstance(value, bool | int):
         return _canonical(value)
