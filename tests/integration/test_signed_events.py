@@ -11,7 +11,10 @@ the rotation.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import sqlite3
+import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
@@ -35,6 +38,8 @@ from tests.support.forgery import (
     AFTER_ROTATION,
     BEFORE_ROTATION,
     CONSUMER_KEYS,
+    K1,
+    K2,
     Forged,
     forge,
     reasons,
@@ -174,6 +179,63 @@ async def test_a_consumer_without_keys_reads_signed_events_and_one_requiring_the
             )
         expected = (1, 0) if ring is None else (0, 1)
         assert (consumer.stats.handled, consumer.stats.dead_lettered) == expected
+    finally:
+        await catalog.adispose()
+        await basket.adispose()
+
+
+async def test_tidings_consume_reads_its_key_ring_from_the_environment(tmp_path: Path) -> None:
+    """``tidings consume`` with ``TIDINGS_BASKET_SIGNING_KEYS`` (a file, via ``_FILE``):
+    verification is required by default once keys are set, so the signed event is handled
+    and the unsigned one dead-lettered."""
+    broker_url = f"sqlite:///{tmp_path / 'broker.db'}"
+    basket_url = f"sqlite:///{tmp_path / 'basket.db'}"
+    catalog = consumer_app.build_catalog(f"sqlite:///{tmp_path / 'catalog.db'}", broker_url)
+    basket = consumer_app.build_basket(basket_url, broker_url)
+    keys = tmp_path / "basket.keys"
+    keys.write_text(f"# newest first\n{K2}\n{K1}\n")
+    consumer = Consumer(basket, signatures=SignatureCheck(KeyRing(), "off"))
+    await declare(consumer)  # the group exists before anything is published
+    await consumer.transport.close()
+    try:
+        for ring in (BEFORE_ROTATION, KeyRing()):  # one signed, one unsigned
+            with catalog.transaction():
+                consumer_app.ChangeProductPrice(catalog).execute("product-1", Decimal(1))
+            relay = Relay(catalog, signing=ring, complete_after_commit=False)
+            assert await relay.drain() == 1
+        env = {
+            **os.environ,
+            consumer_app.DATABASE_ENV: basket_url,
+            consumer_app.BROKER_ENV: broker_url,
+            "TIDINGS_BASKET_SIGNING_KEYS_FILE": str(keys),
+            "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+        }
+        env.pop("TIDINGS_SIGNING_KEYS", None)
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tidings",
+            "consume",
+            "tests.support.consumer_app:context",
+            env=env,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            await wait_until(
+                lambda: (
+                    effect_counts(basket.engine) == (1, 1)
+                    and sum(dead_letter_reasons(basket.engine).values()) == 1
+                ),
+                timeout=60,
+                what="one handled, one dead-lettered",
+            )
+        finally:
+            process.send_signal(signal.SIGTERM)
+            _, errors = await asyncio.wait_for(process.communicate(), 30)
+        assert dead_letter_reasons(basket.engine) == {"bad_signature": 1}
+        assert b"not signed" in errors  # the warning names the reason
+        assert K1.split(":")[1].encode() not in errors
     finally:
         await catalog.adispose()
         await basket.adispose()
