@@ -38,6 +38,17 @@ from tidings.contracts.cloudevents import CloudEvent
 from tidings.contracts.limits import MAX_DEPTH, check_attribute, check_depth
 from tidings.errors import ConfigurationError, DecodeError, SignatureError
 
+__all__ = [
+    "KEY_ID",
+    "SIGNATURE",
+    "KeyRing",
+    "SignatureCheck",
+    "SigningKey",
+    "Verification",
+    "canonical_form",
+    "structured_parts",
+]
+
 SIGNATURE = "signature"
 KEY_ID = "sigkeyid"
 SCHEME = b"tidings-hmac-sha256-v1\n"
