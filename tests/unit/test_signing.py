@@ -391,3 +391,27 @@ async def test_limits_are_checked_before_the_signature_and_garbage_is_undecodabl
     assert dead_letter_reasons(basket.engine) == Counter(
         limit_exceeded=3, too_large=1, undecodable=1
     )
+
+
+async def test_a_key_rotation_in_the_middle_of_a_stream_loses_nothing(
+    basket: BoundedContext,
+) -> None:
+    """The producer switches from k1 to k2 half-way; the consumer holds both keys, so
+    every event is handled; once k1 is retired, what k1 signed is refused."""
+    consumer = Consumer(
+        basket, MemoryTransport("memory://unused"), signatures=SignatureCheck(ROTATED, "required")
+    )
+    stream = [
+        wire((OLD if i < 50 else ROTATED).sign(price_changed(f"p-{i % 5}", i)), mode)
+        for i, mode in zip(range(100), MODES * 25, strict=True)
+    ]
+    for start in range(0, 100, 10):
+        await consumer.process(stream[start : start + 10])
+    assert effect_counts(basket.engine) == (100, 100)
+
+    retired = Consumer(
+        basket, MemoryTransport("memory://unused"), signatures=SignatureCheck(NEW_ONLY, "required")
+    )
+    late = wire(OLD.sign(price_changed("p-1", 100)), "structured")
+    await retired.process([late])
+    assert dead_letter_reasons(basket.engine) == Counter(bad_signature=1)
