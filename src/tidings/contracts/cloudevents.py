@@ -9,7 +9,7 @@ A :class:`CloudEvent` is valid by construction (invalid attributes raise
 :class:`~tidings.errors.ContractError`), so whatever the encoders write, the official
 CloudEvents SDK reads. Decoding is strict about the envelope and never evaluates
 anything: JSON only, every failure raised as :class:`~tidings.errors.DecodeError` (or
-one of its subclasses).
+one of its subclasses), within the limits of :mod:`tidings.contracts.limits`.
 
 Binary mode carries every attribute as its canonical string, so a custom extension
 written as an integer or boolean is read back as a string (``"3"``, ``"true"``);
@@ -31,6 +31,7 @@ from urllib.parse import quote, unquote
 
 from tidings.contracts.limits import DEFAULT_MAX_BYTES as DEFAULT_MAX_BYTES
 from tidings.contracts.limits import (
+    MAX_ATTRIBUTE_LENGTH,
     MAX_ATTRIBUTES,
     MAX_DEPTH,
     check_attribute,
@@ -348,8 +349,8 @@ def binary_attributes(
             name = "datacontenttype"
         else:
             continue
-        if len(value) > 200 or len(attributes) >= MAX_ATTRIBUTES:
-            check_attribute(name, value, len(attributes) + 1)
+        if len(value) > MAX_ATTRIBUTE_LENGTH or len(attributes) >= MAX_ATTRIBUTES:
+            check_attribute(name, value, len(attributes) + 1)  # raises
         attributes[name] = value
     return attributes
 
