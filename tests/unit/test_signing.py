@@ -415,3 +415,13 @@ async def test_a_key_rotation_in_the_middle_of_a_stream_loses_nothing(
     late = wire(OLD.sign(price_changed("p-1", 100)), "structured")
     await retired.process([late])
     assert dead_letter_reasons(basket.engine) == Counter(bad_signature=1)
+
+
+@pytest.mark.parametrize("size", [16, 63, 64, 65, 200])
+def test_the_signature_is_standard_hmac_sha256_for_any_secret_length(size: int) -> None:
+    secret = bytes(range(256))[:size]
+    ring = KeyRing([SigningKey("k", secret)])
+    event = ring.sign(price_changed("p-1", 1))
+    attributes, data, _ = signed_parts(*_delivery_parts(wire(event, "structured")))
+    expected = hmac.new(secret, canonical_form(attributes, data), hashlib.sha256).hexdigest()
+    assert event.extensions["signature"] == expected
