@@ -17,11 +17,13 @@ import sqlite3
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
+from tests.integration.transports.conformance import collect
 from tests.support import consumer_app
 from tests.support.consumer_infra import (
     dead_letter_reasons,
@@ -48,6 +50,7 @@ from tidings import BoundedContext
 from tidings.consumer import Consumer
 from tidings.contracts.signing import KeyRing, SignatureCheck
 from tidings.outbox.relay import Relay
+from tidings.outbox.replay import replay_archived
 from tidings.transports import open_transport
 
 GOOD = 1000
@@ -239,3 +242,24 @@ async def test_tidings_consume_reads_its_key_ring_from_the_environment(tmp_path:
     finally:
         await catalog.adispose()
         await basket.adispose()
+
+
+async def test_outbox_replay_signs_archived_events_with_the_current_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Archived events signed with k1 are re-sent signed with the ring's first key."""
+    broker_url = f"sqlite:///{tmp_path / 'broker.db'}"
+    catalog = consumer_app.build_catalog(f"sqlite:///{tmp_path / 'catalog.db'}", broker_url)
+    since = datetime.now(UTC) - timedelta(minutes=1)
+    for i in range(3):
+        with catalog.transaction():
+            consumer_app.ChangeProductPrice(catalog).execute(f"product-{i}", Decimal(i))
+    relay = Relay(catalog, signing=BEFORE_ROTATION, retention="archive")
+    assert await relay.drain() == 3
+    monkeypatch.setenv("TIDINGS_CATALOG_SIGNING_KEYS", f"{K2},{K1}")
+    async with open_transport(broker_url) as transport:
+        await transport.declare_subscription("late", {consumer_app.PRICE_CHANGED})
+        assert await replay_archived(catalog, open_transport(broker_url), since) == 3
+        received = await collect(transport, "late", {consumer_app.PRICE_CHANGED}, 3, timeout=30)
+    assert {event.extensions["sigkeyid"] for event in received} == {"k2"}
+    await catalog.adispose()
