@@ -4,8 +4,9 @@ consumer's admission path: signature check, limits, decoding, type check, contra
     python tests/fuzz/fuzz_admission.py -atheris_runs=20000 [CORPUS_DIR ...]
     python tests/fuzz/fuzz_admission.py -max_total_time=60
 
-Each input becomes a delivery: the first byte picks structured mode or a binary-mode
-binding, the rest is split into headers and a body (``FuzzedDataProvider``). Seeds are
+Each input becomes a delivery: the first byte picks structured mode, a binary-mode
+binding, or a valid signed event to mutate; the rest is split into headers and a body,
+or into the attributes and payload fields to change (``FuzzedDataProvider``). Seeds are
 valid events, signed and not (``--seeds DIR`` writes them), so the fuzzer starts
 from messages the admission accepts and mutates towards the edges. Any exception that
 escapes is a crash: the decoders may only raise ``DecodeError`` and ``admit`` must
@@ -16,6 +17,7 @@ bounded time in CI.
 from __future__ import annotations
 
 import contextlib
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -57,9 +59,73 @@ ADMISSIONS = [
 ]
 
 
+# A valid signed event, whose attributes and payload the "mutated" mode changes one by one,
+# so that inputs get past decoding into the signature, type and contract checks.
+_VALID = RING.sign(price_changed("product-1", 1))
+_VALID_HEADERS, _VALID_BODY = encode_binary(_VALID, prefix="cloudEvents:")
+_VALID_DATA = {"product_id": "product-1", "price": "1", "seq": 1}
+MUTATED = len(PREFIXES) + 1
+
+
+def _fuzzed_value(fdp: Any) -> Any:
+    kind = fdp.ConsumeIntInRange(0, 6)
+    if kind == 0:
+        return fdp.ConsumeUnicode(fdp.ConsumeIntInRange(0, 40))
+    if kind == 1:
+        return fdp.ConsumeInt(8)
+    if kind == 2:
+        return fdp.ConsumeRegularFloat()
+    if kind == 3:
+        return fdp.ConsumeBool()
+    if kind == 4:
+        return None
+    if kind == 5:
+        return [_fuzzed_value(fdp) for _ in range(fdp.ConsumeIntInRange(0, 3))]
+    return {fdp.ConsumeUnicode(4): _fuzzed_value(fdp) for _ in range(fdp.ConsumeIntInRange(0, 3))}
+
+
+def mutated_delivery(fdp: Any) -> tuple[bytes, dict[str, Any]]:
+    """The valid event with a few attributes, payload fields or bytes changed."""
+    structured = fdp.ConsumeBool()
+    document: dict[str, Any] = {**_VALID.attributes(), "data": dict(_VALID_DATA)}
+    names = [*document, *_VALID_DATA, "extra"]
+    for _ in range(fdp.ConsumeIntInRange(1, 4)):
+        name = names[fdp.ConsumeIntInRange(0, len(names) - 1)]
+        target = (
+            document["data"]
+            if name in _VALID_DATA and isinstance(document["data"], dict)
+            else document
+        )
+        if fdp.ConsumeIntInRange(0, 4) == 0:
+            target.pop(name, None)
+        else:
+            target[name] = _fuzzed_value(fdp)
+    if structured:
+        try:
+            body = json.dumps(document, ensure_ascii=fdp.ConsumeBool()).encode(
+                "utf-8", "surrogatepass"
+            )
+        except (TypeError, ValueError):
+            body = fdp.ConsumeBytes(64)
+        return body, {}
+    headers: dict[str, Any] = dict(_VALID_HEADERS)
+    for name, value in document.items():
+        if name != "data":
+            headers[f"cloudEvents:{name}"] = (
+                value if not isinstance(value, list | dict) else str(value)
+            )
+    try:
+        body = json.dumps(document.get("data")).encode("utf-8", "surrogatepass")
+    except (TypeError, ValueError):
+        body = _VALID_BODY
+    return body, headers
+
+
 def delivery_of(data: bytes) -> tuple[bytes, dict[str, Any]]:
     fdp = atheris.FuzzedDataProvider(data)
-    mode = fdp.ConsumeIntInRange(0, len(PREFIXES))
+    mode = fdp.ConsumeIntInRange(0, MUTATED)
+    if mode == MUTATED:
+        return mutated_delivery(fdp)
     headers: dict[str, Any] = {}
     if mode < len(PREFIXES):
         prefix = PREFIXES[mode]

@@ -425,3 +425,11 @@ def test_the_signature_is_standard_hmac_sha256_for_any_secret_length(size: int) 
     attributes, data, _ = signed_parts(*_delivery_parts(wire(event, "structured")))
     expected = hmac.new(secret, canonical_form(attributes, data), hashlib.sha256).hexdigest()
     assert event.extensions["signature"] == expected
+
+
+@pytest.mark.parametrize("signature", ["é" * 64, "A" * 64, "0" * 63, "", "0" * 64 + "\n"])
+def test_a_signature_that_is_not_hex_is_refused_not_a_crash(signature: str) -> None:
+    """Found by the fuzzer: a non-ASCII signature made hmac.compare_digest raise TypeError."""
+    event = OLD.sign(price_changed("p-1", 1)).with_extensions(signature=signature)
+    with pytest.raises(SignatureError, match="not 64 lowercase hexadecimal"):
+        verify(OLD, wire(event, "structured"))

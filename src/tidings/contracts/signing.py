@@ -156,6 +156,9 @@ class KeyRing:
             raise SignatureError(
                 f"message is signed with key {key_id[:64]!r}, which the key ring does not hold"
             )
+        if not _HEX_DIGEST.fullmatch(signature):
+            # also keeps compare_digest from meeting non-ASCII text, which it refuses
+            raise SignatureError("signature is not 64 lowercase hexadecimal digits")
         expected = mac.digest(canonical_form(attributes, data)).hex()
         if not hmac.compare_digest(expected, signature):
             raise SignatureError(
