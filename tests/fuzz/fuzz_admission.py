@@ -93,7 +93,7 @@ def mutated_delivery(fdp: Any) -> tuple[bytes, dict[str, Any]]:
         name = names[fdp.ConsumeIntInRange(0, len(names) - 1)]
         target = (
             document["data"]
-            if name in _VALID_DATA and isinstance(document["data"], dict)
+            if name in _VALID_DATA and isinstance(document.get("data"), dict)
             else document
         )
         if fdp.ConsumeIntInRange(0, 4) == 0:
