@@ -9,6 +9,9 @@ aio-pika pipeline doing the same work in the same run: a loop that reads 500 out
 rows, publishes them with pipelined confirms and deletes them, running beside
 ``_consume_common.RawConsumer`` (batched inbox and effect inserts, one multiple ack
 per batch). ``ratio`` = tidings' events/s / the baseline's; rounds alternate sides.
+``ratio_signed`` = tidings' events/s with signed events (the relay signs with HMAC-SHA256,
+the consumer requires and verifies the signature) / tidings' events/s unsigned, measured
+in the same rounds.
 
 Latency. A producer process commits one event per transaction at a steady 250/s;
 relay (woken by LISTEN/NOTIFY) and consumer run here. Latency per event = moment the
@@ -58,6 +61,7 @@ from _relay_common import SOURCE, clear_outbox, fill_backlog, make_context, sync
 from relay_latency import RATE, paced_commits, percentiles
 from tidings import BoundedContext
 from tidings.consumer import Consumer
+from tidings.contracts.signing import KeyRing, SignatureCheck
 from tidings.outbox import Relay
 from tidings.transports import open_transport
 from tidings.transports.base import Delivery
@@ -73,17 +77,27 @@ WINDOW = 500
 TARGET_RATIO = 1.0
 TARGET_P99_MS = 10.0
 TARGET_RATIO_TRACED = 0.85
+TARGET_RATIO_SIGNED = 0.9
+# A benchmark key, never a real one: key rings come from the environment in production.
+BENCH_KEYS = KeyRing.parse("bench:YmVuY2htYXJrLWtleS0wMTIzNDU2Nzg5YWJjZGVm")
 
 
 # -- tidings ------------------------------------------------------------------------------
 async def tidings_pipeline(
-    producer: BoundedContext, consumer_context: BoundedContext, count: int, on_acked: Any = None
+    producer: BoundedContext,
+    consumer_context: BoundedContext,
+    count: int,
+    on_acked: Any = None,
+    *,
+    signed: bool = False,
 ) -> tuple[AckCounter, Any]:
     """Start relay and consumer; return the ack counter and a coroutine that stops both."""
     counter = AckCounter(open_transport(BROKER_URL), count)
     counter.on_acked = on_acked
-    consumer = Consumer(consumer_context, counter, group=GROUP)
-    relay = Relay(producer, open_transport(BROKER_URL))
+    keys = BENCH_KEYS if signed else KeyRing()
+    check = SignatureCheck(keys, "required" if signed else "off")
+    consumer = Consumer(consumer_context, counter, group=GROUP, signatures=check)
+    relay = Relay(producer, open_transport(BROKER_URL), signing=keys)
     tasks = [asyncio.ensure_future(consumer.run()), asyncio.ensure_future(relay.run())]
 
     async def stop() -> None:
@@ -94,9 +108,11 @@ async def tidings_pipeline(
     return counter, stop
 
 
-async def tidings_seconds(producer: BoundedContext, consumer: BoundedContext, count: int) -> float:
+async def tidings_seconds(
+    producer: BoundedContext, consumer: BoundedContext, count: int, *, signed: bool = False
+) -> float:
     start = time.perf_counter()
-    counter, stop = await tidings_pipeline(producer, consumer, count)
+    counter, stop = await tidings_pipeline(producer, consumer, count, signed=signed)
     await counter.done.wait()
     seconds = time.perf_counter() - start
     await stop()
@@ -188,11 +204,13 @@ async def throughput(
 ) -> dict[str, float]:
     events, rounds = sizes["events"], sizes["rounds"]
     out_engine = sync_engine(out_url)
-    best = {"raw": 0.0, "tidings": 0.0}
+    best = {"raw": 0.0, "tidings": 0.0, "signed": 0.0}
     for round_number in range(-1, rounds):  # round -1: warm-up, 1,000 events, not counted
-        size = 1000 if round_number < 0 else events
+        size = min(1000, events) if round_number < 0 else events
         rates: dict[str, float] = {}
-        order = ("raw", "tidings") if round_number % 2 == 0 else ("tidings", "raw")
+        order = ("raw", "tidings", "signed")
+        if round_number % 2:
+            order = order[::-1]
         for side in order:
             clear_outbox(out_engine)
             fill_backlog(out_engine, size, start=max(round_number, 0) * events)
@@ -200,7 +218,7 @@ async def throughput(
             if side == "raw":
                 seconds = await raw_seconds(out_url, in_url, size)
             else:
-                seconds = await tidings_seconds(producer, consumer, size)
+                seconds = await tidings_seconds(producer, consumer, size, signed=side == "signed")
             if effect_rows(in_url) != size:
                 raise RuntimeError(f"{side}: expected {size} effect rows")
             rates[side] = size / seconds
@@ -292,13 +310,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="5,000 events; 5 s paced")
     parser.add_argument("--smoke", action="store_true", help="500 events, 1 round; 2 s paced")
     parser.add_argument("--events", type=int, help="backlog per round (default 50,000)")
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int)
     parser.add_argument("--seconds", type=float, help="paced latency run (default 15)")
     arguments = parser.parse_args()
-    if arguments.smoke:
-        arguments.rounds = 1
     events = arguments.events or (500 if arguments.smoke else 5_000 if arguments.quick else 50_000)
     seconds = arguments.seconds or (2.0 if arguments.smoke else 5.0 if arguments.quick else 15.0)
+    arguments.rounds = arguments.rounds or (1 if arguments.smoke else 2)
     out_url, in_url = postgres_database(), postgres_database("tidings_bench_in")
     if out_url is None or in_url is None or not reachable(5672):
         print("PostgreSQL or RabbitMQ unreachable on 127.0.0.1: nothing to measure")
@@ -313,11 +330,14 @@ def main() -> None:
     ratio = best["tidings"] / best["raw"]
     traced = paced.pop("traced_per_s")
     ratio_traced = traced / best["tidings"]
+    ratio_signed = best["signed"] / best["tidings"]
     print(
         f"events/s {best['tidings']:,.0f} (raw {best['raw']:,.0f}): ratio {ratio:.3f} "
         f"(target >= {TARGET_RATIO}); p50 {paced['p50_ms']} ms, p99 {paced['p99_ms']} ms "
         f"(target <= {TARGET_P99_MS}); traced {traced:,.0f} events/s: ratio_traced "
-        f"{ratio_traced:.3f} (target >= {TARGET_RATIO_TRACED})"
+        f"{ratio_traced:.3f} (target >= {TARGET_RATIO_TRACED}); signed "
+        f"{best['signed']:,.0f}/s: ratio_signed {ratio_signed:.3f} (target >= "
+        f"{TARGET_RATIO_SIGNED})"
     )
     emit(
         {
@@ -326,6 +346,8 @@ def main() -> None:
             "ratio": round(ratio, 3),
             "traced_per_s": round(traced),
             "ratio_traced": round(ratio_traced, 3),
+            "signed_per_s": round(best["signed"]),
+            "ratio_signed": round(ratio_signed, 3),
             "events": events,
             "rounds": arguments.rounds,
             **paced,

@@ -95,8 +95,20 @@ class DecodeError(ContractError):
     """Bytes that are not a valid CloudEvent carrying a valid contract payload."""
 
 
-class MessageTooLargeError(DecodeError):
+class LimitExceededError(DecodeError):
+    """A message exceeds one of the documented limits (attributes, nesting depth, size)."""
+
+
+class MessageTooLargeError(LimitExceededError):
     """A message is larger than the configured limit."""
+
+
+class SignatureError(ContractError):
+    """A message's signature is missing, names an unknown key, or does not match.
+
+    With verification ``required``, such a message is dead-lettered as ``bad_signature``:
+    check that the producer signs with a key the consumer's key ring holds (SECURITY.md).
+    """
 
 
 class ContractValidationError(DecodeError):

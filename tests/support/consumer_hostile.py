@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from tests.support.consumer_app import PRICE_CHANGED
 from tests.support.consumer_infra import price_changed, structured
+from tidings.contracts.limits import MAX_ATTRIBUTES, MAX_DEPTH
 
 #: The consumer's size limit in these tests; ``too_large`` messages exceed it.
 MAX_BYTES = 4096
@@ -152,6 +153,26 @@ def too_large(draw: st.DrawFn) -> Hostile:
 
 
 @st.composite
+def over_limits(draw: st.DrawFn) -> Hostile:
+    """Within the size limit, but past the attribute-count or nesting-depth limit."""
+    if draw(st.booleans()):
+        depth = draw(st.integers(MAX_DEPTH + 1, 4 * MAX_DEPTH))
+        data = {"product_id": "product-1", "price": "1", "seq": 1, "deep": _nested(depth)}
+        return Hostile(_json(_envelope(id=draw(_ids), data=data)), "limit_exceeded", kind="deep")
+    count = draw(st.integers(MAX_ATTRIBUTES, 2 * MAX_ATTRIBUTES))
+    extensions = {f"x{i}": "x" for i in range(count)}
+    document = _envelope(id=draw(_ids), **extensions)
+    return Hostile(_json(document), "limit_exceeded", kind="many attributes")
+
+
+def _nested(depth: int) -> Any:
+    value: Any = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@st.composite
 def unknown_version(draw: st.DrawFn) -> Hostile:
     """A type the group subscribes to, in a version no contract (nor upcaster) reads."""
     version = draw(st.integers(2, 2**31 - 1))
@@ -218,6 +239,7 @@ structured_hostile = st.one_of(
     not_cloudevents(),
     wrong_field_types(),
     too_large(),
+    over_limits(),
     unknown_version(),
 )
 any_hostile = st.one_of(structured_hostile, binary_headers())

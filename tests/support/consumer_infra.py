@@ -88,7 +88,9 @@ async def rabbitmq_queue_is_empty(group: str) -> bool:
 async def publish_raw_rabbitmq(
     tag: str, messages: Collection[tuple[bytes, Mapping[str, Any]]], routing_key: str
 ) -> None:
-    """Publish bodies with arbitrary AMQP headers as they are, bypassing every encoder."""
+    """Publish bodies with arbitrary AMQP headers as they are, bypassing every encoder.
+
+    A ``content-type`` header goes as the AMQP property, as the transport sends it."""
     import aio_pika
 
     connection = await aio_pika.connect(require("rabbitmq"), timeout=5)
@@ -102,8 +104,11 @@ async def publish_raw_rabbitmq(
             table = {
                 name: bytearray(value) if isinstance(value, bytes) else value
                 for name, value in headers.items()
+                if name != "content-type"
             }
-            await exchange.publish(aio_pika.Message(body, headers=table), routing_key=routing_key)
+            content_type = headers.get("content-type")
+            message = aio_pika.Message(body, headers=table, content_type=content_type)
+            await exchange.publish(message, routing_key=routing_key)
 
 
 # -- the in-memory broker -----------------------------------------------------------------

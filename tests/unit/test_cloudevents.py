@@ -498,7 +498,7 @@ def structured(**attributes: Any) -> bytes:
         (b'{"specversion":"1.0","id":"1","source":"/s","type":"t","data":1e400}', "range"),
         (b'{"specversion":"1.0","id":"\\ud800","source":"/s","type":"t"}', "'id'"),
         (b'{"specversion":"1.0","id":"1","source":"/s","type":"t","data":"\\udc00"}', "UTF-8"),
-        (b"[" * 100_000 + b"]" * 100_000, "not JSON"),
+        (b"[" * 100_000 + b"]" * 100_000, "deeper than 65 levels"),
         (pickle.dumps({"id": "1"}), "not"),
     ],
     ids=lambda value: repr(value)[:40],

@@ -20,19 +20,22 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from tidings.consumer.dead_letters import DeadLetterReason
-from tidings.consumer.decoding import decode_delivery
+from tidings.consumer.decoding import decode_delivery, signed_parts
 from tidings.consumer.items import Item
 from tidings.consumer.subscriptions import IntegrationSubscriptions
 from tidings.contracts.cloudevents import CloudEvent
 from tidings.contracts.envelope import to_contract
 from tidings.contracts.integration_event import IntegrationEvent
 from tidings.contracts.registry import ContractRegistry
+from tidings.contracts.signing import SignatureCheck
 from tidings.contracts.upcasting import Upcasters
 from tidings.errors import (
     ContractValidationError,
     DecodeError,
+    LimitExceededError,
     MessageTooLargeError,
     RoutingMismatchError,
+    SignatureError,
     UnhandledTypeError,
     UnknownContractError,
 )
@@ -70,6 +73,7 @@ class Admission:
         max_message_bytes: int,
         unknown_types: UnknownTypes,
         routes_by_type: bool = True,
+        signatures: SignatureCheck | None = None,
     ) -> None:
         self.subscriptions = subscriptions
         self.upcasters = upcasters
@@ -77,6 +81,7 @@ class Admission:
         self.max_message_bytes = max_message_bytes
         self.unknown_types = unknown_types
         self.routes_by_type = routes_by_type
+        self.signatures = signatures if signatures is not None and signatures.active else None
 
     def admit(self, delivery: Delivery) -> Item | Rejection | None:
         """The delivery as an item to handle, a rejection, or None: not for this group."""
@@ -87,7 +92,10 @@ class Admission:
                     f"message of {len(delivery.body)} bytes exceeds the "
                     f"{self.max_message_bytes}-byte limit"
                 )
-            event = decode_delivery(delivery.body, delivery.headers, self.max_message_bytes)
+            attributes = self.verify(delivery)
+            event = decode_delivery(
+                delivery.body, delivery.headers, self.max_message_bytes, attributes=attributes
+            )
             _check_lengths(event)
             routed = delivery.routed_type
             if event.type not in self.subscriptions.versions:
@@ -100,8 +108,12 @@ class Admission:
             if routed is not None and routed != event.type:
                 return self._mismatch(routed, event)
             contract = self.read_contract(event)
+        except SignatureError as error:
+            return Rejection(DeadLetterReason.BAD_SIGNATURE, error, event)
         except MessageTooLargeError as error:
             return Rejection(DeadLetterReason.TOO_LARGE, error, event)
+        except LimitExceededError as error:
+            return Rejection(DeadLetterReason.LIMIT_EXCEEDED, error, event)
         except (UnknownContractError, UnhandledTypeError) as error:
             if self.unknown_types is UnknownTypes.IGNORE:
                 return None
@@ -116,6 +128,17 @@ class Admission:
     def _mismatch(routed: str, event: CloudEvent) -> Rejection:
         error = RoutingMismatchError(routed, event.type)
         return Rejection(DeadLetterReason.ROUTING_MISMATCH, error, event)
+
+    def verify(self, delivery: Delivery) -> dict[str, str] | None:
+        """Check the signature of a delivery of a type this group handles, before its
+        payload is decoded; raises :class:`SignatureError` (or :class:`DecodeError`).
+        Returns the binary-mode attributes it read, for decoding (else None)."""
+        if self.signatures is None:
+            return None
+        attributes, data, binary = signed_parts(delivery.body, delivery.headers)
+        if attributes.get("type") in self.subscriptions.versions:
+            self.signatures.check(attributes, data)
+        return attributes if binary else None
 
     def read_contract(self, event: CloudEvent) -> IntegrationEvent:
         """The contract ``event`` carries, upcast to a version the handlers read."""

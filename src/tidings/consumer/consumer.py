@@ -36,8 +36,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -45,14 +44,16 @@ from tidings.application.retry import RetryPolicy
 from tidings.causality.records import dead_letter_record
 from tidings.consumer.admission import Admission, Rejection, UnknownTypes
 from tidings.consumer.database_watch import DatabaseWatch
-from tidings.consumer.dead_letters import DeadLetterReason, DeadLetterStore
+from tidings.consumer.dead_letters import DeadLetterReason, DeadLetterStore, new_letter
 from tidings.consumer.decoding import decode_delivery
 from tidings.consumer.handling import HandlerRunner
 from tidings.consumer.inbox import purge_statement
 from tidings.consumer.items import HandlerFailed, Item
 from tidings.consumer.subscriptions import IntegrationSubscriptions
 from tidings.contracts.cloudevents import DEFAULT_MAX_BYTES, CloudEvent
+from tidings.contracts.limits import check_batch_size
 from tidings.contracts.registry import ContractRegistry, default_registry
+from tidings.contracts.signing import SignatureCheck
 from tidings.errors import ConfigurationError
 from tidings.observability.metrics import count
 from tidings.observability.tracing import ProcessSpans, TraceParenting, messaging_system
@@ -108,6 +109,9 @@ class Consumer:
     :param trace_parenting: ``"parent"``: each event's process span is a child of the
         create span the event carries (one trace per use case); ``"link"``: it starts
         a trace of its own, linked to it. Only with an OpenTelemetry SDK configured.
+    :param batch_size: most events handled in one transaction (1 to 10,000).
+    :param signatures: the key ring and verification policy; by default read from the
+        environment for the context (:meth:`SignatureCheck.from_environment`).
     """
 
     def __init__(
@@ -125,7 +129,9 @@ class Consumer:
         batch_size: int = 200,
         inbox_retention: timedelta = timedelta(days=7),
         trace_parenting: TraceParenting | str = TraceParenting.PARENT,
+        signatures: SignatureCheck | None = None,
     ) -> None:
+        check_batch_size(batch_size)
         self.context = context
         self.transport = transport or open_transport(context.broker_url)
         self.group = group or context.consumer_group
@@ -135,7 +141,7 @@ class Consumer:
         self.retry = retry or RetryPolicy(initial_delay=0.2, max_delay=30.0)
         self.max_attempts = max(max_attempts, 1)
         self.unknown_types = UnknownTypes(unknown_types)
-        self.batch_size = max(batch_size, 1)
+        self.batch_size = batch_size
         self.inbox_retention = inbox_retention
         self.subscriptions = IntegrationSubscriptions(context.integration_handlers)
         self.dead_letters = DeadLetterStore(context.async_engine)
@@ -149,6 +155,7 @@ class Consumer:
             max_message_bytes=max_message_bytes,
             unknown_types=self.unknown_types,
             routes_by_type=self.transport.routes_by_type,
+            signatures=signatures or SignatureCheck.from_environment(context.name),
         )
         spans = ProcessSpans(messaging_system(self.transport.url), self.group, trace_parenting)
         self._handlers = HandlerRunner(context, self.subscriptions, self.group, spans)
@@ -274,10 +281,16 @@ class Consumer:
     async def process(self, deliveries: Sequence[Delivery]) -> None:
         """Handle deliveries in order: poison to dead letters, the rest in one transaction."""
         items: list[Item] = []
+        rejected: list[tuple[Delivery, Rejection]] = []
         admitted: list[str] = []  # their types, for the received counter
         for delivery in deliveries:
-            item = await self._admit(delivery)
+            item = self._admission.admit(delivery)
             if item is None:
+                self.stats.ignored += 1
+                await delivery.ack()
+                continue
+            if isinstance(item, Rejection):
+                rejected.append((delivery, item))
                 continue
             admitted.append(item.event.type)
             blocked = self._blocked.get(item.key)
@@ -287,6 +300,8 @@ class Consumer:
                 items.append(item)
         if admitted:
             count("received", self.context.name, admitted)
+        if rejected and not await self._dead_letter_rejections(rejected):
+            return  # stopped while the database was away: all delivered again
         if not items:
             return
         self.stats.batches += 1
@@ -309,18 +324,6 @@ class Consumer:
                 await self._handle_alone(item)
             return
         await self.transport.ack_many([item.delivery for item in items])
-
-    async def _admit(self, delivery: Delivery) -> Item | None:
-        """Decode and validate; dead-letter (or pass over) and ack what cannot be handled."""
-        admitted = self._admission.admit(delivery)
-        if admitted is None:
-            self.stats.ignored += 1
-            await delivery.ack()
-        elif isinstance(admitted, Rejection):
-            await self._dead_letter(delivery, admitted.reason, admitted.error, admitted.event)
-        else:
-            return admitted
-        return None
 
     async def _handle_together(self, items: Sequence[Item]) -> None:
         """All items in one transaction; duplicates (inbox) skipped. Raises on any failure."""
@@ -454,8 +457,53 @@ class Consumer:
         first_failed_at: datetime | None = None,
         received_at: datetime | None = None,
     ) -> None:
-        record = partial(
-            self.dead_letters.add,
+        letter = self._letter(delivery, reason, error, event, attempts, first_failed_at)
+        records = (
+            []
+            if event is None
+            else [dead_letter_record(self.group, event, reason, error, received_at)]
+        )
+        if await self._store_dead_letters([(letter, event, reason)], records):
+            logger.warning("%s: dead-lettered a message (%s): %s", self.group, reason.value, error)
+            await delivery.ack()
+
+    async def _dead_letter_rejections(self, rejected: Sequence[tuple[Delivery, Rejection]]) -> bool:
+        """Dead-letter what admission refused, in one transaction; False if stopped."""
+        letters = [
+            (
+                self._letter(delivery, rejection.reason, rejection.error, rejection.event),
+                rejection.event,
+                rejection.reason,
+            )
+            for delivery, rejection in rejected
+        ]
+        records = [
+            dead_letter_record(self.group, rejection.event, rejection.reason, rejection.error, None)
+            for _, rejection in rejected
+            if rejection.event is not None
+        ]
+        if not await self._store_dead_letters(letters, records):
+            return False
+        for _, rejection in rejected:
+            logger.warning(
+                "%s: dead-lettered a message (%s): %s",
+                self.group,
+                rejection.reason.value,
+                rejection.error,
+            )
+        await self.transport.ack_many([delivery for delivery, _ in rejected])
+        return True
+
+    def _letter(
+        self,
+        delivery: Delivery,
+        reason: DeadLetterReason,
+        error: BaseException,
+        event: CloudEvent | None,
+        attempts: int = 1,
+        first_failed_at: datetime | None = None,
+    ) -> dict[str, Any]:
+        return new_letter(
             consumer=self.group,
             reason=reason,
             body=delivery.body,
@@ -467,13 +515,18 @@ class Consumer:
             event_version=None if event is None else event.dataversion,
             partition_key=None if event is None else event.subject,
             first_failed_at=first_failed_at,
-            record=None
-            if event is None
-            else dead_letter_record(self.group, event, reason, error, received_at),
         )
+
+    async def _store_dead_letters(
+        self,
+        letters: Sequence[tuple[dict[str, Any], CloudEvent | None, DeadLetterReason]],
+        records: Sequence[dict[str, Any]],
+    ) -> bool:
+        """Store ``letters`` with their causal records, waiting out a database outage;
+        False if stopped meanwhile."""
         while True:
             try:
-                await record()
+                await self.dead_letters.add_many([letter for letter, _, _ in letters], records)
                 break
             except Exception as failure:
                 # The message must be kept, not lost and not a crash: a database that
@@ -481,12 +534,12 @@ class Consumer:
                 if await self._database.reachable():
                     raise
                 if not await self._wait_for_database(failure):
-                    return  # stopped: unacknowledged, so delivered again
-        self.stats.dead_lettered += 1
-        kind = "unknown" if event is None else event.type
-        count("dead_lettered", self.context.name, (kind,), reason.value)
-        logger.warning("%s: dead-lettered a message (%s): %s", self.group, reason.value, error)
-        await delivery.ack()
+                    return False  # stopped: unacknowledged, so delivered again
+        self.stats.dead_lettered += len(letters)
+        for _, event, reason in letters:
+            kind = "unknown" if event is None else event.type
+            count("dead_lettered", self.context.name, (kind,), reason.value)
+        return True
 
     # -- maintenance ----------------------------------------------------------------------
     async def purge_inbox(self) -> int:
@@ -508,6 +561,7 @@ class Consumer:
         succeeded = failed = 0
         for letter in letters:
             try:
+                self._admission.verify(Delivery(letter.body, dict(letter.headers)))
                 event = decode_delivery(letter.body, letter.headers, self.max_message_bytes)
                 contract = self._admission.read_contract(event)
                 item = Item(Delivery(letter.body, dict(letter.headers)), event, contract)

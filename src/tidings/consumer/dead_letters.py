@@ -30,6 +30,10 @@ class DeadLetterReason(StrEnum):
 
     TOO_LARGE = "too_large"
     """Larger than the consumer's ``max_message_bytes``."""
+    LIMIT_EXCEEDED = "limit_exceeded"
+    """Past a limit: too many or too long attributes, a payload nested too deeply."""
+    BAD_SIGNATURE = "bad_signature"
+    """Signed events required, and the signature is missing, unknown or wrong."""
     UNDECODABLE = "undecodable"
     """Not a CloudEvent: bad JSON, a missing or invalid attribute, an id too long."""
     UNKNOWN_TYPE = "unknown_type"
@@ -86,6 +90,40 @@ class DeadLetter:
         return summary
 
 
+def new_letter(
+    *,
+    consumer: str,
+    reason: DeadLetterReason,
+    body: bytes,
+    headers: Mapping[str, Any],
+    error: BaseException | None,
+    attempts: int,
+    event_id: str | None = None,
+    event_type: str | None = None,
+    event_version: int | None = None,
+    partition_key: str | None = None,
+    first_failed_at: datetime | None = None,
+) -> dict[str, Any]:
+    """The row of one dead letter, for :meth:`DeadLetterStore.add_many`."""
+    now = datetime.now(UTC)
+    return {
+        "letter_id": str(uuid7()),
+        "consumer": consumer,
+        "reason": reason.value,
+        "event_id": _clip(event_id, 200),
+        "event_type": _clip(event_type, 200),
+        "event_version": event_version,
+        "partition_key": _clip(partition_key, 200),
+        "body": bytes(body),
+        "headers": json.dumps(_text_headers(headers)),
+        "error_type": None if error is None else type(error).__name__,
+        "error_message": None if error is None else _clip(str(error), 8000),
+        "attempts": attempts,
+        "first_failed_at": first_failed_at or now,
+        "last_failed_at": now,
+    }
+
+
 def _text_headers(headers: Mapping[str, Any]) -> dict[str, str]:
     return {
         str(k): v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
@@ -116,30 +154,35 @@ class DeadLetterStore:
         record: Mapping[str, Any] | None = None,
     ) -> str:
         """Store a dead letter; returns its id. ``record``: its causal record, kept with it."""
-        now = datetime.now(UTC)
-        letter_id = str(uuid7())
-        async with self.engine.begin() as connection:
-            await connection.execute(
-                dead_letters.insert().values(
-                    letter_id=letter_id,
-                    consumer=consumer,
-                    reason=reason.value,
-                    event_id=_clip(event_id, 200),
-                    event_type=_clip(event_type, 200),
-                    event_version=event_version,
-                    partition_key=_clip(partition_key, 200),
-                    body=bytes(body),
-                    headers=json.dumps(_text_headers(headers)),
-                    error_type=None if error is None else type(error).__name__,
-                    error_message=None if error is None else _clip(str(error), 8000),
-                    attempts=attempts,
-                    first_failed_at=first_failed_at or now,
-                    last_failed_at=now,
-                )
-            )
-            if record is not None:
-                await connection.execute(insert_handled, dict(record))
-        return letter_id
+        letter = new_letter(
+            consumer=consumer,
+            reason=reason,
+            body=body,
+            headers=headers,
+            error=error,
+            attempts=attempts,
+            event_id=event_id,
+            event_type=event_type,
+            event_version=event_version,
+            partition_key=partition_key,
+            first_failed_at=first_failed_at,
+        )
+        await self.add_many([letter], [] if record is None else [record])
+        return str(letter["letter_id"])
+
+    async def add_many(
+        self,
+        letters: Sequence[Mapping[str, Any]],
+        records: Sequence[Mapping[str, Any]] = (),
+    ) -> None:
+        """Store several dead letters (rows from :func:`new_letter`) and their causal
+        records in one transaction: a flood of bad messages costs one commit per batch,
+        not one per message."""
+        if letters:
+            async with self.engine.begin() as connection:
+                await connection.execute(dead_letters.insert(), list(letters))
+                if records:
+                    await connection.execute(insert_handled, [dict(r) for r in records])
 
     async def list(self, consumer: str | None = None, limit: int = 100) -> list[DeadLetter]:
         """Dead letters, oldest first."""

@@ -25,6 +25,7 @@ from tidings.contracts.schema import (
     payload_schema,
     read_snapshot,
 )
+from tidings.contracts.signing import KeyRing, SignatureCheck, SigningKey, Verification
 
 __all__ = [
     "MODES",
@@ -35,8 +36,12 @@ __all__ = [
     "ContractRegistry",
     "Finding",
     "IntegrationEvent",
+    "KeyRing",
     "RegisteredUpcaster",
+    "SignatureCheck",
+    "SigningKey",
     "Snapshot",
+    "Verification",
     "check_compatibility",
     "cloud_event_from_row",
     "compare_schemas",

@@ -9,7 +9,7 @@ A :class:`CloudEvent` is valid by construction (invalid attributes raise
 :class:`~tidings.errors.ContractError`), so whatever the encoders write, the official
 CloudEvents SDK reads. Decoding is strict about the envelope and never evaluates
 anything: JSON only, every failure raised as :class:`~tidings.errors.DecodeError` (or
-one of its subclasses).
+one of its subclasses), within the limits of :mod:`tidings.contracts.limits`.
 
 Binary mode carries every attribute as its canonical string, so a custom extension
 written as an integer or boolean is read back as a string (``"3"``, ``"true"``);
@@ -29,12 +29,19 @@ from types import MappingProxyType
 from typing import Any, NoReturn
 from urllib.parse import quote, unquote
 
+from tidings.contracts.limits import DEFAULT_MAX_BYTES as DEFAULT_MAX_BYTES
+from tidings.contracts.limits import (
+    MAX_ATTRIBUTE_LENGTH,
+    MAX_ATTRIBUTES,
+    MAX_DEPTH,
+    check_attribute,
+    check_depth,
+)
 from tidings.errors import ContractError, DecodeError, MessageTooLargeError
 
 SPEC_VERSION = "1.0"
 JSON_CONTENT_TYPE = "application/json"
 STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
-DEFAULT_MAX_BYTES = 1_048_576
 
 _INT32_MIN = -(2**31)
 _INT32_MAX = 2**31 - 1
@@ -137,6 +144,15 @@ class CloudEvent:
             _set(event, name, value)
         return event
 
+    def with_extensions(self, **extensions: str | int | bool) -> CloudEvent:
+        """A copy with ``extensions`` added, not checked again: for attributes tidings
+        computes itself (the signature), where re-checking would double the cost."""
+        copy = object.__new__(CloudEvent)
+        for name in _FIELD_NAMES:
+            _set(copy, name, getattr(self, name))
+        _set(copy, "extensions", {**self.extensions, **extensions})
+        return copy
+
     @property
     def data(self) -> Any:
         """The payload, parsed."""
@@ -171,6 +187,7 @@ _DEFAULTS: dict[str, Any] = {
     else (None if f.default is MISSING else f.default)
     for f in fields(CloudEvent)
 }
+_FIELD_NAMES = tuple(_DEFAULTS)
 
 
 def format_time(moment: datetime) -> str:
@@ -231,6 +248,7 @@ def encode_binary(
 def decode_structured(body: bytes | str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> CloudEvent:
     """Read a structured-mode CloudEvent; raises :class:`DecodeError` on anything invalid."""
     text = _utf8_text(body, max_bytes)
+    check_depth(text, MAX_DEPTH + 1)  # the envelope is one level
     try:
         document = _loads(text)
     except (ValueError, RecursionError) as exc:
@@ -239,6 +257,12 @@ def decode_structured(body: bytes | str, *, max_bytes: int = DEFAULT_MAX_BYTES) 
         raise DecodeError(
             f"a structured CloudEvent is a JSON object, got {type(document).__name__}"
         )
+    attribute_count = len(document) - ("data" in document)
+    for name, value in document.items():
+        if name != "data" and isinstance(value, str):
+            check_attribute(name, value, attribute_count)
+    if attribute_count > MAX_ATTRIBUTES:
+        check_attribute("", "", attribute_count)
     if "data_base64" in document:
         raise DecodeError("binary data (data_base64) is not a tidings contract payload")
     try:
@@ -265,9 +289,43 @@ def decode_binary(
     ``percent_decode=True`` for the HTTP binding (see :func:`encode_binary`).
     """
     text = _utf8_text(body, max_bytes)
+    return decode_binary_body(
+        binary_attributes(headers, prefix, percent_decode=percent_decode), body, text
+    )
+
+
+def decode_binary_body(attributes: Mapping[str, str], body: bytes | str, text: str) -> CloudEvent:
+    """The event of attributes read by :func:`binary_attributes` and a body already
+    size-checked and read as ``text``: the second half of :func:`decode_binary`, for a
+    caller that read the headers first (to check a signature)."""
+    if not text.strip():
+        return _from_attributes(attributes, b"null")
+    check_depth(text)
+    try:
+        _loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise DecodeError(f"body is not JSON: {_brief(exc)}") from None
+    if isinstance(body, str):
+        try:
+            return _from_attributes(attributes, body.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise DecodeError("body is not UTF-8 text (lone surrogate)") from None
+    return _from_attributes(attributes, bytes(body))
+
+
+def binary_attributes(
+    headers: Mapping[str, Any], prefix: str = "ce-", *, percent_decode: bool = False
+) -> dict[str, str]:
+    """The attributes binary-mode ``headers`` carry, each as its string (``content-type``
+    as ``datacontenttype``); names are matched and returned in lowercase.
+
+    Raises :class:`DecodeError` for a header that is not text, and
+    :class:`~tidings.errors.LimitExceededError` past the attribute limits, which are
+    checked as the headers are read.
+    """
     if not isinstance(headers, Mapping):
         raise DecodeError(f"headers must be a mapping, got {type(headers).__name__}")
-    attributes: dict[str, Any] = {}
+    attributes: dict[str, str] = {}
     lowered = prefix.lower()
     skip = len(lowered)
     # Per header of every delivery: plain str names and values take the short way.
@@ -283,21 +341,18 @@ def decode_binary(
         if key.startswith(lowered):
             if type(value) is not str:
                 value = _text(value, raw_name)
-            attributes[key[skip:]] = _percent_decoded(value, raw_name) if percent_decode else value
+            if percent_decode:
+                value = _percent_decoded(value, raw_name)
+            name = key[skip:]
         elif key == "content-type":
-            attributes["datacontenttype"] = value if type(value) is str else _text(value, raw_name)
-    if not text.strip():
-        return _from_attributes(attributes, b"null")
-    try:
-        _loads(text)
-    except (ValueError, RecursionError) as exc:
-        raise DecodeError(f"body is not JSON: {_brief(exc)}") from None
-    if isinstance(body, str):
-        try:
-            return _from_attributes(attributes, body.encode("utf-8"))
-        except UnicodeEncodeError:
-            raise DecodeError("body is not UTF-8 text (lone surrogate)") from None
-    return _from_attributes(attributes, bytes(body))
+            value = value if type(value) is str else _text(value, raw_name)
+            name = "datacontenttype"
+        else:
+            continue
+        if len(value) > MAX_ATTRIBUTE_LENGTH or len(attributes) >= MAX_ATTRIBUTES:
+            check_attribute(name, value, len(attributes) + 1)  # raises
+        attributes[name] = value
+    return attributes
 
 
 def _from_attributes(attrs: Mapping[str, Any], data_json: bytes) -> CloudEvent:
@@ -353,6 +408,11 @@ def _finite_float(literal: str) -> float:
 
 # Built once, like _COMPACT_JSON: json.loads with hooks constructs a decoder per call.
 _STRICT_JSON = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
+
+
+def message_text(body: object, max_bytes: int = DEFAULT_MAX_BYTES) -> str:
+    """The message as text, after the size limit; raises :class:`DecodeError`."""
+    return _utf8_text(body, max_bytes)
 
 
 def _utf8_text(body: object, max_bytes: int) -> str:

@@ -34,6 +34,8 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from tidings.application.retry import RetryPolicy
 from tidings.contracts.cloudevents import CloudEvent
 from tidings.contracts.envelope import OutboxRow, cloud_event_from_row
+from tidings.contracts.limits import check_batch_size
+from tidings.contracts.signing import KeyRing
 from tidings.observability.metrics import count_rows, record_relay_delays
 from tidings.observability.tracing import messaging_system, send_span
 from tidings.outbox.lease import RelayLease, default_owner
@@ -102,6 +104,8 @@ class Relay:
     :param retention: delete confirmed rows, or archive them for replay.
     :param retry: backoff while the broker or database is unavailable.
     :param lease_ttl: seconds before a standby relay takes over from a silent one.
+    :param signing: the key ring whose first key signs every event; by default read from
+        the environment for the context (:meth:`KeyRing.from_environment`); empty: unsigned.
     :param complete_after_commit: also run due after-commit handlers of the context
         (work left behind by failures or crashes), every ``after_commit_interval`` s.
     :param unrouted_grace: seconds an event type that no subscription takes holds the
@@ -121,9 +125,9 @@ class Relay:
         complete_after_commit: bool = True,
         after_commit_interval: float = 5.0,
         unrouted_grace: float = 30.0,
+        signing: KeyRing | None = None,
     ) -> None:
-        if batch_size < 1:
-            raise ValueError("batch_size must be at least 1")
+        check_batch_size(batch_size)
         self.context = context
         self.transport = transport or open_transport(context.broker_url)
         self.batch_size = batch_size
@@ -149,6 +153,7 @@ class Relay:
         self._unrouted = UnroutedTypes(unrouted_grace)
         self.stats = RelayStats()
         self._system = messaging_system(self.transport.url)
+        self.signing = KeyRing.from_environment(context.name) if signing is None else signing
 
     # -- lifecycle --------------------------------------------------------------------
     async def stop(self) -> None:
@@ -308,8 +313,11 @@ class Relay:
         # A batch normally holds one source (the context); split where it changes so
         # each transport call names the right producer.
         groups: list[tuple[str, list[CloudEvent]]] = []
+        signing = self.signing or None
         for row in rows:
             event = cloud_event_from_row(cast(_Row, row))
+            if signing is not None:
+                event = signing.sign(event)  # once per event, as its wire form is built
             if not groups or groups[-1][0] != event.source:
                 groups.append((event.source, []))
             groups[-1][1].append(event)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, cast
 from rich.progress import Progress
 
 from tidings.contracts.envelope import cloud_event_from_row
+from tidings.contracts.signing import KeyRing
 from tidings.outbox.store import OutboxStore
 from tidings.transports.base import Transport
 
@@ -33,7 +34,10 @@ async def replay_archived(
     """Publish archived events created at or after ``since`` again, in position order.
 
     Returns how many were sent (events no subscription takes now included).
+    Events are signed with the context's current key (:meth:`KeyRing.from_environment`)
+    if any.
     """
+    signing = KeyRing.from_environment(context.name) or None
     store = OutboxStore(context.async_engine)
     sent = 0
     after = 0
@@ -44,6 +48,8 @@ async def replay_archived(
                 since, batch_size, after, unrouted_only=unrouted_only
             ):
                 events = [cloud_event_from_row(cast(Mapping[str, Any], row)) for row in rows]
+                if signing is not None:
+                    events = [signing.sign(event) for event in events]
                 unroutable = await transport.publish_batch(context.name, events)
                 if unrouted_only:
                     taken = [

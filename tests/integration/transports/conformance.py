@@ -12,6 +12,7 @@ import json
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import replace
 
 from tidings.contracts.cloudevents import CloudEvent, decode_binary, decode_structured
 from tidings.domain.ids import uuid7
@@ -197,3 +198,43 @@ async def check_unroutable_events_are_reported(transport: Transport) -> None:
     got = await collect(transport, f"conf-u-{tag}", {taken[0].type}, 2, timeout=30)
     assert [e.id for e in got] == [e.id for e in taken]
     await transport.delete_subscription(f"conf-u-{tag}")
+
+
+async def check_signatures_survive(transport: Transport) -> None:
+    """Signed events verify as delivered: the transport carries the signature attributes,
+    every other attribute and the data bytes through unchanged (SECURITY.md)."""
+    import base64
+
+    from tidings.consumer.decoding import signed_parts
+    from tidings.contracts.signing import KeyRing
+
+    ring = KeyRing.parse(f"k1:{base64.b64encode(b'conformance-key-0123456789').decode()}")
+    tag = uuid7().hex[:12]
+    event_type, group, source = f"conformance.signed.{tag}", f"conf-s-{tag}", f"src-{tag}"
+    await transport.declare_subscription(group, {event_type})
+    events = [
+        ring.sign(
+            replace(
+                event,
+                subject=f"clé-{i % 2} ☕",
+                extensions={"tenant": "acme", "priority": 3, "flag": True},
+                data_json=json.dumps({"seq": i, "note": "naïve"}, ensure_ascii=False).encode(),
+            )
+        )
+        for i, event in enumerate(make_events(10, 2, event_type, source))
+    ]
+    await transport.publish_batch(source, events)
+    verified: set[str] = set()
+
+    async def run() -> None:
+        async with contextlib.aclosing(transport.subscribe(group, {event_type})) as deliveries:
+            async for delivery in deliveries:
+                attributes, data, _ = signed_parts(delivery.body, delivery.headers)
+                ring.verify(attributes, data)
+                verified.add(attributes["id"])
+                await delivery.ack()
+                if len(verified) == len(events):
+                    return
+
+    await asyncio.wait_for(run(), timeout=60)
+    assert verified == {event.id for event in events}

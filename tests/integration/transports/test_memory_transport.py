@@ -29,6 +29,10 @@ async def test_a_group_gets_only_the_types_it_subscribed_to(transport: Transport
     await conformance.check_type_filtering(transport)
 
 
+async def test_signed_events_verify_as_delivered(transport: Transport) -> None:
+    await conformance.check_signatures_survive(transport)
+
+
 async def test_an_unacknowledged_delivery_comes_back(transport: Transport) -> None:
     await conformance.check_unacked_is_redelivered(transport)
 

@@ -86,6 +86,10 @@ async def test_a_group_receives_only_the_types_it_subscribed_to(
     await conformance.check_type_filtering(transport)
 
 
+async def test_signed_events_verify_as_delivered(transport: RabbitMQTransport) -> None:
+    await conformance.check_signatures_survive(transport)
+
+
 async def test_a_delivery_given_back_is_delivered_again(transport: RabbitMQTransport) -> None:
     await conformance.check_unacked_is_redelivered(transport)
 
