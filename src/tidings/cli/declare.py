@@ -7,7 +7,6 @@ deploying, before the producers go live, makes that impossible to get wrong.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Annotated, Any
 
@@ -64,6 +63,8 @@ def declare(
             finally:
                 await context.adispose()
         return declared
+
+    import asyncio  # here, not at import: `tidings --help` need not pay for it
 
     declared = asyncio.run(run())
     if as_json:
