@@ -17,10 +17,11 @@ from pathlib import Path
 import pytest
 
 from tests.integration.transports.conformance import collect
-from tests.support import relay_app
+from tests.support import relay_app, relay_brokers
 from tests.support.relay_processes import environment, start_runner
 from tidings import BoundedContext
 from tidings.contracts.cloudevents import CloudEvent
+from tidings.domain.ids import uuid7
 from tidings.outbox import Relay
 from tidings.transports import open_transport
 
@@ -48,15 +49,17 @@ class Progress:
         await asyncio.wait_for(reached.wait(), timeout)
 
 
+@pytest.mark.parametrize(("kind", "total"), [("sqlite", 20_000), ("pubsub", 10_000)])
 async def test_a_relay_killed_ten_times_mid_stream_loses_nothing_and_keeps_key_order(
-    postgres_url: str, tmp_path: Path
+    postgres_url: str, tmp_path: Path, kind: str, total: int
 ) -> None:
-    total, kills = 20_000, 10
+    kills = 10
     seed = int(os.environ.get("TIDINGS_RELAY_TEST_SEED", random.randrange(1 << 30)))
     rng = random.Random(seed)
     # One kill in each tenth of the stream, at a random point of it.
     kill_at = [part * total // kills + rng.randrange(total // kills) for part in range(kills)]
-    broker = f"sqlite:///{tmp_path / 'broker.db'}"
+    tag = uuid7().hex[-12:]
+    broker = relay_brokers.broker_url(kind, tag, tmp_path)
     context = relay_app.build(postgres_url, broker)
     env = environment(postgres_url, broker)
     progress = Progress()
@@ -96,10 +99,11 @@ async def test_a_relay_killed_ten_times_mid_stream_loses_nothing_and_keeps_key_o
             left = await asyncio.to_thread(context.outbox_count)
     finally:
         await context.adispose()
+        await relay_brokers.remove(kind, tag, ["meters"])
 
     arrivals, duplicates = relay_app.check_arrivals(received, range(total))
     print(
-        f"SIGKILL x{kills} (seed {seed}) after {killed_at} events received: "
+        f"{kind}: SIGKILL x{kills} (seed {seed}) after {killed_at} events received: "
         f"{arrivals} arrivals for {total} events, {duplicates} duplicates on the wire"
     )
     assert last.returncode == 0
