@@ -25,7 +25,7 @@ from tidings.domain.ids import uuid7
 from tidings.outbox import Relay
 from tidings.transports import open_transport
 
-pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+pytestmark = pytest.mark.slow
 
 
 class Progress:
@@ -49,10 +49,18 @@ class Progress:
         await asyncio.wait_for(reached.wait(), timeout)
 
 
-@pytest.mark.parametrize(("kind", "total"), [("sqlite", 20_000), ("pubsub", 10_000)])
+@pytest.mark.parametrize(
+    ("database", "kind", "total"),
+    [
+        pytest.param("postgres", "sqlite", 20_000, marks=pytest.mark.postgres),
+        pytest.param("postgres", "pubsub", 10_000, marks=pytest.mark.postgres),
+        pytest.param("mariadb", "sqlite", 10_000, marks=pytest.mark.mariadb),
+    ],
+)
 async def test_a_relay_killed_ten_times_mid_stream_loses_nothing_and_keeps_key_order(
-    postgres_url: str, tmp_path: Path, kind: str, total: int
+    request: pytest.FixtureRequest, tmp_path: Path, database: str, kind: str, total: int
 ) -> None:
+    database_url: str = request.getfixturevalue(f"{database}_url")
     kills = 10
     seed = int(os.environ.get("TIDINGS_RELAY_TEST_SEED", random.randrange(1 << 30)))
     rng = random.Random(seed)
@@ -60,8 +68,8 @@ async def test_a_relay_killed_ten_times_mid_stream_loses_nothing_and_keeps_key_o
     kill_at = [part * total // kills + rng.randrange(total // kills) for part in range(kills)]
     tag = uuid7().hex[-12:]
     broker = relay_brokers.broker_url(kind, tag, tmp_path)
-    context = relay_app.build(postgres_url, broker)
-    env = environment(postgres_url, broker)
+    context = relay_app.build(database_url, broker)
+    env = environment(database_url, broker)
     progress = Progress()
     killed_at: list[int] = []
     try:
@@ -119,12 +127,12 @@ async def _outbox_drained(context: BoundedContext, timeout: float) -> None:
 
 
 async def test_two_relays_on_one_outbox_deliver_everything_in_key_order_while_events_commit(
-    postgres_url: str,
+    server_database_url: str,
 ) -> None:
     total = 10_000
     broker = f"memory://relay-pair-{os.getpid()}"
-    producer = relay_app.build(postgres_url, broker)
-    contexts = [relay_app.build(postgres_url, broker, create=False) for _ in range(3)]
+    producer = relay_app.build(server_database_url, broker)
+    contexts = [relay_app.build(server_database_url, broker, create=False) for _ in range(3)]
 
     def relay_of(index: int) -> Relay:
         return Relay(
