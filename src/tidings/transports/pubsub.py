@@ -76,11 +76,9 @@ URL options: ``topic``, ``emulator`` (``host:port``), ``prefetch``, ``max_bytes`
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import os
 import re
-import threading
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
@@ -90,8 +88,6 @@ import grpc
 from google.api_core import exceptions as google_errors
 from google.cloud import pubsub_v1
 from google.cloud.pubsub_v1.publisher.exceptions import PublishToPausedOrderingKeyException
-from google.cloud.pubsub_v1.subscriber.message import Message
-from google.cloud.pubsub_v1.subscriber.scheduler import Scheduler
 from google.pubsub_v1.services.publisher.transports.grpc import PublisherGrpcTransport
 from google.pubsub_v1.services.subscriber.transports.grpc import SubscriberGrpcTransport
 
@@ -103,24 +99,25 @@ from tidings.transports.base import (
     Transport,
     TransportError,
 )
+from tidings.transports.pubsub_stream import (
+    BROKER_ERRORS,
+    TYPE_ATTRIBUTE,
+    DeliveryToken,
+    StreamingPull,
+    all_done,
+    unused_callback,
+)
 
 #: Attribute prefix of the CloudEvents Pub/Sub binding (binary mode).
 ATTRIBUTE_PREFIX = "ce-"
 DEFAULT_TOPIC = "tidings"
-TYPE_ATTRIBUTE = f"{ATTRIBUTE_PREFIX}type"
 # Pub/Sub's limit on a subscription filter expression.
 _MAX_FILTER_BYTES = 256
 # Topic and subscription ids: a letter, then letters, digits and - _ . ~ + %.
 _RESOURCE_ID = re.compile(r"[A-Za-z][A-Za-z0-9\-_.~+%]{2,254}")
 _FILTER_TERM = re.compile(r'attributes\."ce-type" = "([^"\\]+)"')
-_BROKER_ERRORS: tuple[type[BaseException], ...] = (
-    google_errors.GoogleAPIError,
-    grpc.RpcError,
-    OSError,
-    TimeoutError,
-)
 # RuntimeError: the client was stopped while the batch was handed to it.
-_PUBLISH_ERRORS: tuple[type[BaseException], ...] = (*_BROKER_ERRORS, RuntimeError)
+_PUBLISH_ERRORS: tuple[type[BaseException], ...] = (*BROKER_ERRORS, RuntimeError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,10 +164,10 @@ class PubSubTransport(Transport):
             subscriber, self._subscriber = self._subscriber, None
             self._topic_ready = False
             if publisher is not None:
-                with contextlib.suppress(*_BROKER_ERRORS, RuntimeError):
+                with contextlib.suppress(*BROKER_ERRORS, RuntimeError):
                     await asyncio.to_thread(publisher.stop)
             if subscriber is not None:
-                with contextlib.suppress(*_BROKER_ERRORS, RuntimeError):
+                with contextlib.suppress(*BROKER_ERRORS, RuntimeError):
                     subscriber.close()
 
     async def publish_batch(self, source: str, events: Sequence[CloudEvent]) -> None:
@@ -201,7 +198,7 @@ class PubSubTransport(Transport):
                     )
                 # The client's own timeout ends each attempt; this bounds the rest.
                 async with asyncio.timeout(timeout * 2 + 5):
-                    await _all_done(futures)
+                    await all_done(futures)
             except TimeoutError:
                 self._resume(keys)
                 raise PublishNotConfirmedError(
@@ -241,7 +238,7 @@ class PubSubTransport(Transport):
             await self._admin(subscriber.delete_subscription, subscription=path)
         except google_errors.NotFound:
             return
-        except _BROKER_ERRORS as exc:
+        except BROKER_ERRORS as exc:
             raise TransportError(
                 f"cannot delete subscription {path!r} on Pub/Sub ({self._where}): {exc!r}"
             ) from exc
@@ -272,17 +269,26 @@ class PubSubTransport(Transport):
 
     async def nack(self, delivery: Delivery, *, requeue: bool = True) -> None:
         """Redeliver now (``requeue=True``) or acknowledge (dead letters are tidings')."""
-        token: _Token = delivery._transport_token
+        token: DeliveryToken = delivery._transport_token
         if requeue:
             await token.stream.nack([token.message])
         else:
             token.ack()
 
     @contextlib.asynccontextmanager
-    async def _stream(self, group: str, event_types: Collection[str]) -> AsyncIterator[_Stream]:
+    async def _stream(
+        self, group: str, event_types: Collection[str]
+    ) -> AsyncIterator[StreamingPull]:
         path, admitted = await self._declare(group, event_types)
         subscriber = self._subscriber_client()
-        stream = _Stream(asyncio.get_running_loop(), admitted, self, path, subscriber)
+        stream = StreamingPull(
+            asyncio.get_running_loop(),
+            admitted,
+            self,
+            path,
+            subscriber,
+            self.options.connect_timeout,
+        )
         flow_control = pubsub_v1.types.FlowControl(
             max_messages=self.options.prefetch,
             max_bytes=self.options.max_bytes,
@@ -293,9 +299,12 @@ class PubSubTransport(Transport):
         )
         try:
             future = subscriber.subscribe(
-                path, callback=_unused, flow_control=flow_control, scheduler=stream.scheduler
+                path,
+                callback=unused_callback,
+                flow_control=flow_control,
+                scheduler=stream.scheduler,
             )
-        except _BROKER_ERRORS as exc:
+        except BROKER_ERRORS as exc:
             raise TransportError(
                 f"cannot open a streaming pull on {path!r} at Pub/Sub ({self._where}): "
                 f"{exc!r}; subscribe again"
@@ -342,7 +351,7 @@ class PubSubTransport(Transport):
                 return path, types
             except google_errors.AlreadyExists:
                 existing = await self._admin(subscriber.get_subscription, subscription=path)
-        except _BROKER_ERRORS as exc:
+        except BROKER_ERRORS as exc:
             raise TransportError(
                 f"cannot declare subscription {path!r} on Pub/Sub ({self._where}): {exc!r}; "
                 "retry when it is reachable"
@@ -371,7 +380,7 @@ class PubSubTransport(Transport):
         try:
             with contextlib.suppress(google_errors.AlreadyExists):
                 await self._admin(publisher.create_topic, name=self.topic_path)
-        except _BROKER_ERRORS as exc:
+        except BROKER_ERRORS as exc:
             raise TransportError(
                 f"cannot create or find topic {self.topic_path!r} on Pub/Sub "
                 f"({self._where}): {exc!r}; check the project and credentials (or that "
@@ -424,186 +433,6 @@ class PubSubTransport(Transport):
                 "letters, digits, '-', '_', '.', '~', '+' or '%' (at most 255 in all)"
             )
         return f"projects/{self.project}/subscriptions/{name}"
-
-
-class _Stream:
-    """Messages of one streaming pull, moved from the client's thread to the event loop."""
-
-    def __init__(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        admitted: frozenset[str],
-        transport: PubSubTransport,
-        path: str,
-        subscriber: pubsub_v1.SubscriberClient,
-    ) -> None:
-        self.scheduler = _LoopScheduler(loop)
-        self._admitted = admitted
-        self._transport = transport
-        self._path = path
-        self._subscriber = subscriber
-        self._outstanding: dict[str, Message] = {}
-
-    async def take(self, limit: int) -> list[Delivery]:
-        """At least one admitted delivery, at most ``limit``; raises when the stream ended."""
-        while True:
-            messages = await self.scheduler.take(limit)
-            batch: list[Delivery] = []
-            for message in messages:
-                if message.attributes.get(TYPE_ATTRIBUTE) not in self._admitted:
-                    message.ack()  # what the subscription's filter does on Google's side
-                    continue
-                token = _Token(message, self)
-                self._outstanding[message.ack_id] = message
-                batch.append(
-                    Delivery(
-                        body=message.data,
-                        headers=dict(message.attributes),
-                        _transport_token=token,
-                        _transport=self._transport,
-                    )
-                )
-            if batch:
-                return batch
-
-    async def nack(self, messages: Sequence[Message]) -> None:
-        """Make ``messages`` come again now.
-
-        ``Message.nack`` alone is queued for the client's dispatcher and is lost if the
-        stream closes first (the message would then wait for its ack deadline), so the
-        deadline is also set to zero by a direct call.
-        """
-        if not messages:
-            return
-        ack_ids = []
-        for message in messages:
-            self._outstanding.pop(message.ack_id, None)
-            message.nack()  # stops the client extending its lease
-            ack_ids.append(message.ack_id)
-        with contextlib.suppress(*_BROKER_ERRORS):
-            await asyncio.to_thread(
-                self._subscriber.modify_ack_deadline,
-                subscription=self._path,
-                ack_ids=ack_ids,
-                ack_deadline_seconds=0,
-                retry=None,
-                timeout=self._transport.options.connect_timeout,
-            )
-
-    async def give_back(self) -> None:
-        """Nack what arrived but was not settled (handed out or not), so it comes again."""
-        await self.nack([*self._outstanding.values(), *self.scheduler.drain()])
-
-
-@dataclass(slots=True)
-class _Token:
-    """A handed-out message and the stream's register of unsettled ones."""
-
-    message: Message
-    stream: _Stream
-
-    def ack(self) -> None:
-        if self.stream._outstanding.pop(self.message.ack_id, None) is not None:
-            self.message.ack()  # else settled already, or given back at close
-
-
-class _LoopScheduler(Scheduler):  # type: ignore[misc]
-    """A scheduler for the client's streaming pull that queues messages for asyncio.
-
-    The client calls :meth:`schedule` from its stream thread for every message it
-    releases; instead of running a callback in a thread pool, the message is queued
-    and the event loop is woken once per burst (not once per message).
-    """
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        import queue
-
-        self._loop = loop
-        self._queue: queue.Queue[Any] = queue.Queue()
-        self._lock = threading.Lock()
-        self._messages: collections.deque[Message] = collections.deque()
-        self._wake_pending = False
-        self._ready = asyncio.Event()
-        self._error: BaseException | None = None
-        self._ended = False
-
-    @property
-    def queue(self) -> Any:
-        return self._queue
-
-    def schedule(self, callback: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
-        with self._lock:
-            self._messages.append(args[0])
-            if self._wake_pending:
-                return
-            self._wake_pending = True
-        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting
-            self._loop.call_soon_threadsafe(self._ready.set)
-
-    def shutdown(self, await_msg_callbacks: bool = False) -> list[Message]:
-        return self.drain()  # not handed out: the client nacks them
-
-    def ended(self, future: Any) -> None:
-        """The streaming pull future finished (cancelled, or failed for good)."""
-        error = None if future.cancelled() else future.exception()
-        with self._lock:
-            self._ended = True
-            self._error = error
-        with contextlib.suppress(RuntimeError):
-            self._loop.call_soon_threadsafe(self._ready.set)
-
-    async def take(self, limit: int) -> list[Message]:
-        while True:
-            with self._lock:
-                if self._messages:
-                    count = min(limit, len(self._messages))
-                    taken = [self._messages.popleft() for _ in range(count)]
-                    if not self._messages:
-                        self._wake_pending = False
-                        self._ready.clear()
-                    return taken
-                self._wake_pending = False
-                self._ready.clear()
-                if self._ended:
-                    raise TransportError(
-                        f"the Pub/Sub streaming pull ended: {self._error!r}; subscribe again "
-                        "(unacknowledged messages come back after their ack deadline)"
-                    )
-            await self._ready.wait()
-
-    def drain(self) -> list[Message]:
-        with self._lock:
-            taken = list(self._messages)
-            self._messages.clear()
-            return taken
-
-
-def _unused(message: Message) -> None:
-    """The callback the client requires; :class:`_LoopScheduler` never calls it."""
-
-
-async def _all_done(futures: Sequence[Any]) -> None:
-    """Wait until every client future is done, waking the event loop once at the end."""
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[None] = loop.create_future()
-    remaining = [len(futures)]
-    lock = threading.Lock()
-
-    def finish() -> None:
-        if not done.done():
-            done.set_result(None)
-
-    def one_done(_: Any) -> None:
-        with lock:
-            remaining[0] -= 1
-            last = remaining[0] == 0
-        if last:
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(finish)
-
-    for future in futures:
-        future.add_done_callback(one_done)
-    await done
 
 
 def _encode(event: CloudEvent) -> tuple[str, dict[str, str], bytes]:
