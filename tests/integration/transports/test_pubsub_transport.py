@@ -7,6 +7,7 @@ Every test gets a topic of its own, deleted with its subscriptions when the test
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import re
@@ -220,3 +221,47 @@ async def test_publishing_while_the_emulator_is_unreachable_raises_transport_err
 def test_invalid_urls_are_refused_saying_why(url: str, message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         open_transport(url)
+
+
+async def test_two_subscribers_of_one_group_share_its_events_keeping_per_key_order(
+    transport: PubSubTransport, url: str
+) -> None:
+    tag = uuid7().hex[:12]
+    event_type, group = f"catalog.shared.{tag}", f"shared-{tag}"
+    await transport.declare_subscription(group, {event_type})
+    events = conformance.make_events(1000, 20, event_type, "catalog")
+    for first in range(0, len(events), 500):
+        await transport.publish_batch("catalog", events[first : first + 500])
+    arrivals: list[CloudEvent] = []
+    seen: set[str] = set()
+    done = asyncio.Event()
+
+    async def subscriber(consumer: PubSubTransport, name: str) -> None:
+        batches = consumer.subscribe_batches(group, {event_type}, 100)
+        async with contextlib.aclosing(batches):
+            async for batch in batches:
+                for delivery in batch:
+                    event = conformance.decode(delivery)
+                    arrivals.append(event)
+                    seen.add(event.id)
+                    by[name] += 1
+                await consumer.ack_many(batch)
+                if len(seen) == len(events):
+                    done.set()
+
+    by = {"a": 0, "b": 0}
+    second = PubSubTransport(url)
+    tasks = [
+        asyncio.create_task(subscriber(transport, "a")),
+        asyncio.create_task(subscriber(second, "b")),
+    ]
+    try:
+        await asyncio.wait_for(done.wait(), timeout=120)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await second.close()
+
+    conformance.assert_complete_and_ordered(events, arrivals)
+    print(f"deliveries per subscriber: {by}")
