@@ -99,7 +99,13 @@ async def test_every_event_delivered_three_times_has_its_effect_once(
 
     assert effect_counts(basket.engine) == (300, 300)
     assert sum(c.stats.handled for c in consumers) == 300
-    assert sum(c.stats.duplicates for c in consumers) == 600
+    duplicates = sum(c.stats.duplicates for c in consumers)
+    if basket.broker_url.startswith("pubsub"):
+        # Pub/Sub also redelivers by itself when a lease lapses (a loaded machine can
+        # renew one late); the inbox absorbs those copies as well.
+        assert duplicates >= 600
+    else:
+        assert duplicates == 600
     with basket.engine.connect() as connection:
         assert connection.execute(select(func.count()).select_from(inbox)).scalar_one() == 300
         assert connection.execute(select(func.count()).select_from(dead_letters)).scalar_one() == 0
