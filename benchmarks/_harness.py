@@ -8,6 +8,7 @@ burst of noise hits both sides alike.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import socket
@@ -71,13 +72,30 @@ def postgres_database(name: str = "tidings_bench") -> str | None:
     return f"postgresql://postgres@127.0.0.1:5432/{name}"
 
 
+def mariadb_database(name: str = "tidings_bench") -> str | None:
+    """URL of a scratch MariaDB database for benchmarks (created if missing), or None."""
+    from sqlalchemy import create_engine
+
+    if not reachable(3306):
+        return None
+    admin = create_engine("mysql+pymysql://root@127.0.0.1:3306/", isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f"CREATE DATABASE IF NOT EXISTS `{name}`")
+    admin.dispose()
+    return f"mysql://root@127.0.0.1:3306/{name}"
+
+
 def reset_tables(url: str, *names: str) -> None:
     """Drop ``names`` (business tables) and the tidings tables, for a clean run."""
     from sqlalchemy import create_engine
 
     from tidings.persistence.tables import metadata
 
-    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    engine = create_engine(
+        url.replace("postgresql://", "postgresql+psycopg://", 1).replace(
+            "mysql://", "mysql+pymysql://", 1
+        )
+    )
     with engine.begin() as connection:
         for name in names:
             connection.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
@@ -154,6 +172,14 @@ async def remove_broker_state(url: str, groups: Collection[str]) -> None:
         connection = await aio_pika.connect(server)
         await (await connection.channel()).exchange_delete(options.exchange)
         await connection.close()
+    elif scheme == "pubsub":
+        from tidings.transports.pubsub import PubSubTransport
+
+        pubsub = PubSubTransport(url)
+        publisher = pubsub._publisher_client()
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(publisher.delete_topic, topic=pubsub.topic_path)
+        await pubsub.close()
     elif scheme == "kafka":
         from aiokafka.admin import AIOKafkaAdminClient
 

@@ -5,7 +5,7 @@ Baseline: the same business insert and the same outbox row written by one
 hand-written INSERT, in the same session and transaction. Both serialise the same
 event; the ratio is tidings' time over the baseline's, per committed use case.
 
-    python benchmarks/outbox_write.py            # SQLite file + PostgreSQL if reachable
+    python benchmarks/outbox_write.py            # SQLite file + PostgreSQL, MariaDB if reachable
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 from sqlalchemy import Column, MetaData, Numeric, String, Table, insert, text
 from sqlalchemy.orm import Session
 
-from _harness import compare, emit, postgres_database, reset_tables
+from _harness import compare, emit, mariadb_database, postgres_database, reset_tables
 from tidings import BoundedContext, IntegrationEvent
 from tidings.domain.ids import uuid7
 
@@ -115,6 +115,12 @@ def main() -> None:
         postgres = BoundedContext("bench", database_url=url)
         figures["ratio_postgres"] = round(measure(postgres, iterations=300, rounds=7), 3)
         postgres.dispose()
+    url = mariadb_database()
+    if url is not None:
+        reset_tables(url, "bench_products")
+        mariadb = BoundedContext("bench", database_url=url)
+        figures["ratio_mariadb"] = round(measure(mariadb, iterations=300, rounds=7), 3)
+        mariadb.dispose()
     for key, value in figures.items():
         print(f"{key}: {value} (target <= 1.15)")
     emit(figures)

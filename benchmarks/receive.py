@@ -14,6 +14,9 @@ every event):
 
 * Redis: ``XREADGROUP COUNT 100`` then one ``XACK`` of the ids read.
 * NATS: ``fetch`` of 256 from the group's durable pull consumer, each message acked.
+* Pub/Sub (Google's emulator): google-cloud-pubsub's streaming pull with the transport's
+  flow control (1,000 messages) and its default thread-pool callbacks, each message
+  acked in its callback.
 
 Kafka is left out: against Tansu, the same aiokafka loop reading the same 30,000
 records ran at 43,000/s in one run and 178,000/s in the next, depending on when the
@@ -33,6 +36,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
@@ -51,6 +55,7 @@ BROKERS: dict[str, tuple[str, int]] = {
         "nats://127.0.0.1:4222?stream=TIDINGS_BENCH_RECEIVE&subject_prefix=tidings_bench_receive",
         4222,
     ),
+    "pubsub": ("pubsub://tidings-bench?emulator=127.0.0.1:8085&topic=tidings.bench-receive", 8085),
 }
 
 RawReader = Callable[[str, int], Awaitable[float]]
@@ -173,11 +178,56 @@ async def raw_nats(url: str) -> tuple[RawReader, Callable[[], Awaitable[None]]]:
     return read, client.close
 
 
+async def raw_pubsub(url: str) -> tuple[RawReader, Callable[[], Awaitable[None]]]:
+    from google.cloud import pubsub_v1
+
+    from tidings.transports.pubsub import PubSubTransport
+
+    transport = PubSubTransport(url)
+    subscriber = transport._subscriber_client()
+    flow_control = pubsub_v1.types.FlowControl(
+        max_messages=transport.options.prefetch,
+        max_duration_per_lease_extension=transport.options.ack_deadline,
+    )
+
+    async def read(group: str, count: int) -> float:
+        clock, lock, done = Clock(), threading.Lock(), threading.Event()
+        received = [0]
+
+        def callback(message: Any) -> None:
+            kept = (message.data, dict(message.attributes))  # what a consumer needs
+            message.ack()
+            with lock:
+                clock.arrived(1)
+                received[0] += 1
+                if received[0] >= count:
+                    done.set()
+            del kept
+
+        future = subscriber.subscribe(
+            transport._subscription_path(group), callback, flow_control=flow_control
+        )
+        try:
+            if not await asyncio.to_thread(done.wait, 300):
+                raise RuntimeError(f"only {received[0]} of {count} messages arrived")
+            return clock.rate()
+        finally:
+            future.cancel()
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(future.result, 10)
+
+    async def close() -> None:
+        subscriber.close()
+
+    return read, close
+
+
 # -- rounds --------------------------------------------------------------------------------
 async def measure(name: str, url: str, *, events: int, rounds: int) -> dict[str, float]:
     opener: dict[str, Callable[[str], Awaitable[tuple[RawReader, Any]]]] = {
         "redis": raw_redis,
         "nats": raw_nats,
+        "pubsub": raw_pubsub,
     }
     read_raw, close = await opener[name](url)
     best = {"raw": 0.0, "tidings": 0.0}

@@ -12,6 +12,9 @@ them, the same confirmation mode and the same window of 500 messages:
 * Redis: one pipeline of 500 ``XADD`` (no MULTI) per window.
 * Kafka: aiokafka, acks=all, idempotent when the broker allows it (as the transport),
   500 sends then the delivery futures awaited together.
+* Pub/Sub (Google's emulator): google-cloud-pubsub's publisher with the transport's batch
+  settings and message ordering, the same ordering keys and ``ce-`` attributes, 500
+  publishes then their futures awaited together (``asyncio.wrap_future``).
 
 Each baseline is the client as an application uses it. Where a client offers a faster
 path the transport takes it (aiormq under aio-pika, one script call of ``XADD`` for a
@@ -78,8 +81,9 @@ BROKERS: dict[str, tuple[str, int]] = {
     "nats": ("nats://127.0.0.1:4222?stream=TIDINGS_BENCH&subject_prefix=tidings_bench", 4222),
     "redis": ("redis://127.0.0.1:6379/0?stream=tidings:bench", 6379),
     "kafka": ("kafka://127.0.0.1:9092?topic=tidings.bench", 9092),
+    "pubsub": ("pubsub://tidings-bench?emulator=127.0.0.1:8085&topic=tidings.bench", 8085),
 }
-TARGETS = {"rabbitmq": 0.9, "nats": 0.8, "redis": 0.8, "kafka": 0.8}
+TARGETS = {"rabbitmq": 0.9, "nats": 0.8, "redis": 0.8, "kafka": 0.8, "pubsub": 0.8}
 
 RawPublisher = Callable[[list[CloudEvent]], Awaitable[float]]
 
@@ -222,6 +226,30 @@ async def raw_kafka(
     return publish, producer.stop
 
 
+async def raw_pubsub(url: str) -> tuple[RawPublisher, Callable[[], Awaitable[None]]]:
+    from tidings.transports.pubsub import PubSubTransport, _encode
+
+    transport = PubSubTransport(url)
+    # The transport's own client construction: the same batch settings and ordering.
+    publisher = transport._publisher_client()
+
+    async def publish(events: list[CloudEvent]) -> float:
+        messages = [_encode(event) for event in events]
+        start = time.perf_counter()
+        for first in range(0, len(messages), WINDOW):
+            futures = [
+                publisher.publish(transport.topic_path, body, ordering_key=key, **attributes)
+                for key, attributes, body in messages[first : first + WINDOW]
+            ]
+            await asyncio.gather(*(asyncio.wrap_future(future) for future in futures))
+        return time.perf_counter() - start
+
+    async def close() -> None:
+        await asyncio.to_thread(publisher.stop)
+
+    return publish, close
+
+
 # -- the relay side ------------------------------------------------------------------------
 async def relay_seconds(context: Any, transport: Transport, batch_size: int = WINDOW) -> float:
     """Drain the outbox through ``transport``; seconds from connected to drained."""
@@ -280,6 +308,12 @@ async def purge(name: str, url: str) -> None:
         with contextlib.suppress(Exception):
             await client.jetstream().purge_stream("TIDINGS_BENCH")
         await client.close()
+    elif name == "pubsub":
+        # A subscription forgets its backlog when deleted; declared again, it starts empty.
+        transport = open_transport(url)
+        async with transport:
+            await transport.delete_subscription(GROUP)
+            await transport.declare_subscription(GROUP, {ThingUpdatedIntegrationEvent.event_type})
     # Kafka: appending to a longer log costs the same; nothing to clear.
 
 
@@ -293,6 +327,7 @@ async def measure_broker(
         "nats": raw_nats,
         "redis": raw_redis,
         "kafka": lambda u: raw_kafka(u, idempotent),
+        "pubsub": raw_pubsub,
     }
     publish, close = await opener[name](url)
     try:
@@ -416,7 +451,7 @@ def measure_backlog(*, small: int, big: int, count: int, rounds: int) -> dict[st
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--brokers", default="rabbitmq,nats,redis,kafka")
+    parser.add_argument("--brokers", default="rabbitmq,nats,redis,kafka,pubsub")
     parser.add_argument("--quick", action="store_true", help="smaller backlogs, fewer rounds")
     parser.add_argument("--no-backlog", action="store_true", help="skip backlog_ratio")
     arguments = parser.parse_args()

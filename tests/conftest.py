@@ -1,4 +1,5 @@
-"""Shared fixtures: database URLs on SQLite and PostgreSQL, each test on a clean database.
+"""Shared fixtures: database URLs on SQLite, PostgreSQL and MariaDB, each test on a clean
+database.
 
 PostgreSQL tests get a private database for the whole run (other suites use the
 ``test`` database at the same time) whose ``public`` schema is dropped and recreated
@@ -7,6 +8,7 @@ before every test, so each test starts from nothing.
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -21,6 +23,7 @@ from tidings import BoundedContext
 DATABASES = [
     pytest.param("sqlite", id="sqlite"),
     pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+    pytest.param("mariadb", id="mariadb", marks=pytest.mark.mariadb),
 ]
 
 
@@ -64,11 +67,44 @@ def postgres_url(_postgres_database: str) -> str:
     return _postgres_database
 
 
+@pytest.fixture
+def mariadb_url() -> Iterator[str]:
+    """The URL of a MariaDB database of the test's own, dropped afterwards.
+
+    One database per test (``tidings_<pid>_<n>``): MariaDB has no schemas to reset
+    inside a database, and creating one is quick.
+    """
+    base = make_url(require("mariadb")).set(drivername="mysql+pymysql")
+    name = f"tidings_{os.getpid()}_{next(_MARIADB_NUMBERS)}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
+    with admin.connect() as connection:
+        connection.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
+        connection.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
+    try:
+        yield make_url(require("mariadb")).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
+        admin.dispose()
+
+
+_MARIADB_NUMBERS = itertools.count(1)
+
+
 @pytest.fixture(params=DATABASES)
 def database_url(request: pytest.FixtureRequest) -> str:
-    """Each test using it runs twice: on a SQLite file, then on a clean PostgreSQL."""
-    fixture = "sqlite_url" if request.param == "sqlite" else "postgres_url"
+    """Each test using it runs three times: on a SQLite file, a clean PostgreSQL and a
+    MariaDB database of its own."""
+    fixture = f"{request.param}_url"
     url: str = request.getfixturevalue(fixture)
+    return url
+
+
+@pytest.fixture(params=[db for db in DATABASES if db.values[0] != "sqlite"])
+def server_database_url(request: pytest.FixtureRequest) -> str:
+    """Like ``database_url``, on the database servers only (PostgreSQL, MariaDB): for
+    tests of many connections at once, which one SQLite file serialises."""
+    url: str = request.getfixturevalue(f"{request.param}_url")
     return url
 
 

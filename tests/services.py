@@ -19,6 +19,8 @@ SERVICES: dict[str, tuple[str, int, str]] = {
     "redis": ("127.0.0.1", 6379, "redis://127.0.0.1:6379/0"),
     "nats": ("127.0.0.1", 4222, "nats://127.0.0.1:4222"),
     "kafka": ("127.0.0.1", 9092, "kafka://127.0.0.1:9092"),
+    # Google's Pub/Sub emulator (.ci/services/pubsub.sh); the project name is free.
+    "pubsub": ("127.0.0.1", 8085, "pubsub://tidings-test?emulator=127.0.0.1:8085"),
 }
 
 

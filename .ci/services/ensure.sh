@@ -31,4 +31,5 @@ ensure postgresql 5432 60 bash -c 'pg_ctlcluster --skip-systemctl-redirect $(ls 
 ensure rabbitmq 5672 120 rabbitmq-server -detached || status=1
 ensure redis 6379 30 redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log || status=1
 ensure nats 4222 30 start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log || status=1
+ensure mariadb 3306 60 start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd || status=1
 exit $status

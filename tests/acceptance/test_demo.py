@@ -65,6 +65,18 @@ def test_the_demo_converges_on_nats(tmp_path: Path) -> None:
         asyncio.run(_delete_nats_stream(require("nats"), stream))
 
 
+@pytest.mark.slow
+def test_the_demo_converges_on_pubsub(tmp_path: Path) -> None:
+    # A topic of its own on the emulator, removed with its subscriptions afterwards.
+    from tests.support.pubsub_admin import remove_topic
+
+    broker = f"{require('pubsub')}&topic=tidings-demo-{uuid7().hex[-10:]}"
+    try:
+        assert_converged(run_demo("--broker", broker, folder=tmp_path))
+    finally:
+        asyncio.run(remove_topic(broker))
+
+
 async def _delete_nats_stream(url: str, stream: str) -> None:
     import nats
 

@@ -26,12 +26,14 @@ from tests.support.consumer_infra import (
     new_tag,
     postgres_database,
     price_changed,
+    pubsub_url,
     rabbitmq_queue_is_empty,
     rabbitmq_url,
     remove_rabbitmq,
     running,
     wait_until,
 )
+from tests.support.pubsub_admin import remove_topic
 from tidings import BoundedContext
 from tidings.consumer import Consumer
 from tidings.persistence.tables import dead_letters, inbox
@@ -39,13 +41,25 @@ from tidings.transports import open_transport
 from tidings.transports.memory import MemoryTransport
 
 ROOT = Path(__file__).resolve().parents[2]
+MARIADB = pytest.mark.mariadb
 
 
-@pytest.fixture(params=["memory+sqlite", "rabbitmq+postgres"])
+@pytest.fixture(
+    params=["memory+sqlite", "rabbitmq+postgres", pytest.param("pubsub+mariadb", marks=MARIADB)]
+)
 async def basket(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[BoundedContext]:
-    """The basket context on one of the two stacks, each with a broker of the test's own."""
+    """The basket context on one of the stacks, each with a broker of the test's own."""
     tag = new_tag()
     name = f"basket_{tag}"
+    if request.param == "pubsub+mariadb":
+        url = pubsub_url(tag)
+        context = consumer_app.build_basket(request.getfixturevalue("mariadb_url"), url, name)
+        try:
+            yield context
+        finally:
+            await context.adispose()
+            await remove_topic(url)
+        return
     if request.param == "memory+sqlite":
         url = f"memory://consumer-{tag}"
         context = consumer_app.build_basket(
@@ -85,7 +99,13 @@ async def test_every_event_delivered_three_times_has_its_effect_once(
 
     assert effect_counts(basket.engine) == (300, 300)
     assert sum(c.stats.handled for c in consumers) == 300
-    assert sum(c.stats.duplicates for c in consumers) == 600
+    duplicates = sum(c.stats.duplicates for c in consumers)
+    if basket.broker_url.startswith("pubsub"):
+        # Pub/Sub also redelivers by itself when a lease lapses (a loaded machine can
+        # renew one late); the inbox absorbs those copies as well.
+        assert duplicates >= 600
+    else:
+        assert duplicates == 600
     with basket.engine.connect() as connection:
         assert connection.execute(select(func.count()).select_from(inbox)).scalar_one() == 300
         assert connection.execute(select(func.count()).select_from(dead_letters)).scalar_one() == 0

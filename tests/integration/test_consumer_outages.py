@@ -89,7 +89,21 @@ async def consuming_basket(
         await context.adispose()
 
 
-@pytest.mark.parametrize("kind", sorted(relay_brokers.CUTTABLE))
+# Google's emulator never redelivers the ordered messages that were in flight on a
+# connection that was reset: their keys stay blocked (docs/operations.md). Google's
+# service redelivers them after the ack deadline; strict, so a fixed emulator shows.
+EMULATOR_BLOCKS_KEYS = pytest.mark.xfail(
+    strict=True, reason="the Pub/Sub emulator blocks ordering keys in flight on a reset stream"
+)
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        pytest.param(kind, marks=EMULATOR_BLOCKS_KEYS) if kind == "pubsub" else kind
+        for kind in sorted(relay_brokers.CUTTABLE)
+    ],
+)
 async def test_a_consumer_cut_off_from_its_broker_reconnects_and_leaves_one_effect_per_event(
     kind: str,
 ) -> None:
@@ -114,7 +128,7 @@ async def test_a_consumer_cut_off_from_its_broker_reconnects_and_leaves_one_effe
                     await basket.producer.publish_batch("catalog", events[EVENTS // 2 :])
                     await asyncio.sleep(CUT_SECONDS)
                     await proxy.restore()
-                    await basket.has_an_effect_per_event(EVENTS)
+                    await basket.has_an_effect_per_event(EVENTS, 30 if kind == "pubsub" else 120)
             finally:
                 await relay_brokers.remove(kind, tag, [name])
 

@@ -64,13 +64,19 @@ class Attempts:
 MakeBasket = Callable[..., BoundedContext]
 
 
-@pytest.fixture
-async def make_basket(tmp_path: Path) -> AsyncIterator[MakeBasket]:
+@pytest.fixture(params=["sqlite", pytest.param("mariadb", marks=pytest.mark.mariadb)])
+async def make_basket(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[MakeBasket]:
+    """Basket contexts on SQLite or MariaDB (inbox and dead letters), on one memory broker."""
     made: list[BoundedContext] = []
     url = f"memory://consumer-{new_tag()}"
+    database = (
+        f"sqlite:///{tmp_path / 'basket.db'}"
+        if request.param == "sqlite"
+        else request.getfixturevalue("mariadb_url")
+    )
 
     def make(**options: Any) -> BoundedContext:
-        context = consumer_app.build_basket(f"sqlite:///{tmp_path / 'basket.db'}", url, **options)
+        context = consumer_app.build_basket(database, url, **options)
         made.append(context)
         return context
 

@@ -1,4 +1,5 @@
-"""Concurrent use cases on PostgreSQL: one outbox row per committed use case, none otherwise."""
+"""Concurrent use cases on PostgreSQL and MariaDB: one outbox row per committed use case,
+none otherwise."""
 
 from __future__ import annotations
 
@@ -9,15 +10,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import ClassVar
 
-import pytest
 from sqlalchemy import Column, MetaData, String, Table, insert, select
 from sqlalchemy.orm import registry
 
 from tests.conftest import ContextFactory
 from tidings import BoundedContext, DomainEvent, DomainEventHandler, IntegrationEvent
 from tidings.persistence.tables import outbox
-
-pytestmark = pytest.mark.postgres
 
 THREADS = 8
 USE_CASES_PER_THREAD = 12
@@ -79,9 +77,9 @@ def _account_ids(context: BoundedContext) -> set[str]:
 
 
 def test_eight_threads_of_use_cases_leave_exactly_one_outbox_row_per_commit(
-    postgres_url: str, make_context: ContextFactory
+    server_database_url: str, make_context: ContextFactory
 ) -> None:
-    context = make_context(postgres_url, name="accounts")
+    context = make_context(server_database_url, name="accounts")
     metadata.create_all(context.engine)
     context.subscribe(PublishAccountOpened(context))
 
@@ -112,11 +110,11 @@ def test_eight_threads_of_use_cases_leave_exactly_one_outbox_row_per_commit(
 
 
 async def test_a_hundred_asyncio_tasks_leave_exactly_one_outbox_row_per_commit(
-    postgres_url: str, make_context: ContextFactory, make_async_context: ContextFactory
+    server_database_url: str, make_context: ContextFactory, make_async_context: ContextFactory
 ) -> None:
-    reader = make_context(postgres_url, name="accounts")
+    reader = make_context(server_database_url, name="accounts")
     metadata.create_all(reader.engine)
-    context = make_async_context(postgres_url, name="accounts")
+    context = make_async_context(server_database_url, name="accounts")
     context.subscribe(PublishAccountOpenedAsync(context))
 
     async def open_account(number: int) -> bool:
@@ -168,9 +166,9 @@ class PriceChangedIntegrationEvent(IntegrationEvent):
 
 
 def test_outbox_positions_of_one_aggregate_follow_commit_order(
-    postgres_url: str, make_context: ContextFactory
+    server_database_url: str, make_context: ContextFactory
 ) -> None:
-    context = make_context(postgres_url, name="prices")
+    context = make_context(server_database_url, name="prices")
     metadata.create_all(context.engine)
     with context.engine.begin() as connection:
         connection.execute(prices.delete())

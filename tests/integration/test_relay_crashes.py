@@ -17,14 +17,15 @@ from pathlib import Path
 import pytest
 
 from tests.integration.transports.conformance import collect
-from tests.support import relay_app
+from tests.support import relay_app, relay_brokers
 from tests.support.relay_processes import environment, start_runner
 from tidings import BoundedContext
 from tidings.contracts.cloudevents import CloudEvent
+from tidings.domain.ids import uuid7
 from tidings.outbox import Relay
 from tidings.transports import open_transport
 
-pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+pytestmark = pytest.mark.slow
 
 
 class Progress:
@@ -48,17 +49,27 @@ class Progress:
         await asyncio.wait_for(reached.wait(), timeout)
 
 
+@pytest.mark.parametrize(
+    ("database", "kind", "total"),
+    [
+        pytest.param("postgres", "sqlite", 20_000, marks=pytest.mark.postgres),
+        pytest.param("postgres", "pubsub", 10_000, marks=pytest.mark.postgres),
+        pytest.param("mariadb", "sqlite", 10_000, marks=pytest.mark.mariadb),
+    ],
+)
 async def test_a_relay_killed_ten_times_mid_stream_loses_nothing_and_keeps_key_order(
-    postgres_url: str, tmp_path: Path
+    request: pytest.FixtureRequest, tmp_path: Path, database: str, kind: str, total: int
 ) -> None:
-    total, kills = 20_000, 10
+    database_url: str = request.getfixturevalue(f"{database}_url")
+    kills = 10
     seed = int(os.environ.get("TIDINGS_RELAY_TEST_SEED", random.randrange(1 << 30)))
     rng = random.Random(seed)
     # One kill in each tenth of the stream, at a random point of it.
     kill_at = [part * total // kills + rng.randrange(total // kills) for part in range(kills)]
-    broker = f"sqlite:///{tmp_path / 'broker.db'}"
-    context = relay_app.build(postgres_url, broker)
-    env = environment(postgres_url, broker)
+    tag = uuid7().hex[-12:]
+    broker = relay_brokers.broker_url(kind, tag, tmp_path)
+    context = relay_app.build(database_url, broker)
+    env = environment(database_url, broker)
     progress = Progress()
     killed_at: list[int] = []
     try:
@@ -96,10 +107,11 @@ async def test_a_relay_killed_ten_times_mid_stream_loses_nothing_and_keeps_key_o
             left = await asyncio.to_thread(context.outbox_count)
     finally:
         await context.adispose()
+        await relay_brokers.remove(kind, tag, ["meters"])
 
     arrivals, duplicates = relay_app.check_arrivals(received, range(total))
     print(
-        f"SIGKILL x{kills} (seed {seed}) after {killed_at} events received: "
+        f"{kind}: SIGKILL x{kills} (seed {seed}) after {killed_at} events received: "
         f"{arrivals} arrivals for {total} events, {duplicates} duplicates on the wire"
     )
     assert last.returncode == 0
@@ -115,12 +127,12 @@ async def _outbox_drained(context: BoundedContext, timeout: float) -> None:
 
 
 async def test_two_relays_on_one_outbox_deliver_everything_in_key_order_while_events_commit(
-    postgres_url: str,
+    server_database_url: str,
 ) -> None:
     total = 10_000
     broker = f"memory://relay-pair-{os.getpid()}"
-    producer = relay_app.build(postgres_url, broker)
-    contexts = [relay_app.build(postgres_url, broker, create=False) for _ in range(3)]
+    producer = relay_app.build(server_database_url, broker)
+    contexts = [relay_app.build(server_database_url, broker, create=False) for _ in range(3)]
 
     def relay_of(index: int) -> Relay:
         return Relay(

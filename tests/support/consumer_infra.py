@@ -111,6 +111,38 @@ async def publish_raw_rabbitmq(
             await exchange.publish(message, routing_key=routing_key)
 
 
+# -- Pub/Sub (the emulator) ----------------------------------------------------------------
+def pubsub_url(tag: str) -> str:
+    """The Pub/Sub emulator URL with a topic of the test's own."""
+    return f"{require('pubsub')}&topic=consumertest.{tag}"
+
+
+async def publish_raw_pubsub(
+    url: str, messages: Collection[tuple[bytes, Mapping[str, str]]]
+) -> None:
+    """Publish bodies with the given attributes as they are, bypassing every encoder."""
+    import grpc
+    from google.cloud import pubsub_v1
+    from google.pubsub_v1.services.publisher.transports.grpc import PublisherGrpcTransport
+
+    from tidings.transports.pubsub import PubSubTransport
+
+    target = PubSubTransport(url)
+
+    def publish() -> None:
+        channel = grpc.insecure_channel(target._emulator)
+        publisher = pubsub_v1.PublisherClient(transport=PublisherGrpcTransport(channel=channel))
+        futures = [
+            publisher.publish(target.topic_path, body, **attributes)
+            for body, attributes in messages
+        ]
+        for future in futures:
+            future.result(timeout=30)
+        publisher.stop()
+
+    await asyncio.to_thread(publish)
+
+
 # -- the in-memory broker -----------------------------------------------------------------
 def publish_raw_memory(url: str, group: str, body: bytes, *, key: str = "raw") -> None:
     """Put ``body`` as it is in ``group``'s queue of the memory broker named by ``url``.

@@ -13,7 +13,7 @@ from pathlib import Path
 from tests.services import SERVICES, require
 from tidings.transports.rabbitmq import QUEUE_PREFIX
 
-KINDS = ("memory", "sqlite", "rabbitmq", "nats", "redis", "kafka")
+KINDS = ("memory", "sqlite", "rabbitmq", "nats", "redis", "kafka", "pubsub")
 
 
 def broker_url(kind: str, tag: str, directory: Path) -> str:
@@ -30,6 +30,8 @@ def broker_url(kind: str, tag: str, directory: Path) -> str:
         return f"{require('redis')}?stream=relaytest:{tag}"
     if kind == "kafka":
         return f"{require('kafka')}?topic=relaytest.{tag}&partitions=4"
+    if kind == "pubsub":
+        return f"{require('pubsub')}&topic=relaytest.{tag}"
     raise ValueError(f"unknown transport kind {kind!r}")
 
 
@@ -41,6 +43,8 @@ CUTTABLE = {
     "rabbitmq": "&connect_timeout=1&confirm_timeout=5",
     "nats": "&connect_timeout=1&confirm_timeout=5",
     "redis": "&block_ms=200",
+    # A restarted emulator forgets its topics: Pub/Sub outages are cut through the proxy.
+    "pubsub": "&connect_timeout=2&confirm_timeout=3",
 }
 
 
@@ -78,6 +82,10 @@ async def remove(kind: str, tag: str, groups: Collection[str]) -> None:
                 await client.delete(f"relaytest:{tag}")
             finally:
                 await client.aclose()
+        elif kind == "pubsub":
+            from tests.support.pubsub_admin import remove_topic
+
+            await remove_topic(broker_url(kind, tag, Path()))
         elif kind == "kafka":
             from aiokafka.admin import AIOKafkaAdminClient
 

@@ -13,16 +13,14 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
-    LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
     String,
     Table,
-    Text,
     event,
 )
 
-from tidings.persistence.types import UtcDateTime
+from tidings.persistence.types import LongBinary, LongText, UtcDateTime
 
 metadata = MetaData()
 
@@ -38,7 +36,7 @@ outbox = Table(
     Column("event_version", Integer, nullable=False),
     Column("source", String(200), nullable=False),
     Column("partition_key", String(200), nullable=False),
-    Column("payload", Text, nullable=False),
+    Column("payload", LongText, nullable=False),
     Column("occurred_at", UtcDateTime, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("correlation_id", String(200)),
@@ -51,7 +49,7 @@ outbox = Table(
     Column("trigger_id", String(200)),
     # Relay bookkeeping: retries, delayed availability, and archived (published) rows.
     Column("attempts", Integer, nullable=False, server_default="0"),
-    Column("last_error", Text),
+    Column("last_error", LongText),
     Column("available_at", UtcDateTime),
     Column("published_at", UtcDateTime),
     sqlite_autoincrement=True,
@@ -71,11 +69,11 @@ publication_log = Table(
     Column("handler_id", String(300), nullable=False),
     Column("event_type", String(300), nullable=False),
     Column("event_id", String(36), nullable=False),
-    Column("payload", Text, nullable=False),
+    Column("payload", LongText, nullable=False),
     Column("correlation_id", String(200)),
     Column("created_at", UtcDateTime, nullable=False),
     Column("attempts", Integer, nullable=False, server_default="0"),
-    Column("last_error", Text),
+    Column("last_error", LongText),
     Column("next_attempt_at", UtcDateTime, nullable=False),
     Column("completed_at", UtcDateTime),
 )
@@ -106,10 +104,10 @@ dead_letters = Table(
     Column("event_version", Integer),
     Column("partition_key", String(200)),
     # The message exactly as received, so a replay sees what the consumer saw.
-    Column("body", LargeBinary, nullable=False),
-    Column("headers", Text, nullable=False),
+    Column("body", LongBinary, nullable=False),
+    Column("headers", LongText, nullable=False),
     Column("error_type", String(200)),
-    Column("error_message", Text),
+    Column("error_message", LongText),
     Column("attempts", Integer, nullable=False, server_default="0"),
     Column("first_failed_at", UtcDateTime, nullable=False),
     Column("last_failed_at", UtcDateTime, nullable=False),
@@ -162,7 +160,7 @@ handled_records = Table(
     # handled, duplicate or dead_lettered; a dead letter's reason and error.
     Column("outcome", String(20), nullable=False),
     Column("reason", String(40)),
-    Column("detail", Text),
+    Column("detail", LongText),
 )
 Index("ix_tidings_handled_correlation", handled_records.c.correlation_id)
 Index("ix_tidings_handled_event", handled_records.c.event_id)
