@@ -164,6 +164,7 @@ class Consumer:
         # behind it; a task per blocked key works through its queue.
         self._blocked: dict[str, deque[Item]] = {}
         self._lanes: set[asyncio.Task[None]] = set()
+        self._fatal: Exception | None = None  # a retry lane's unexpected failure
         # While run() runs, batches go back to back on one connection: no pool checkout
         # (and liveness ping) per batch. Dropped after a failed batch, which may have
         # broken it, and when run() ends.
@@ -215,11 +216,13 @@ class Consumer:
                 batches_before = self.stats.batches
                 try:
                     await self._subscribe_and_consume()
-                    return
+                    break
                 except TransportError as error:
                     # Counted from 1 again once batches went through since the last loss.
                     failures = 1 if self.stats.batches > batches_before else failures + 1
                     await self._lost_broker(error, self.retry.delay(failures))
+            if self._fatal is not None:
+                raise self._fatal
         finally:
             await self._abandon_blocked_keys()
             self._running = False
@@ -392,6 +395,12 @@ class Consumer:
             # The connection is gone: run() reconnects, and the broker sends this key's
             # unacknowledged events again.
             return
+        except Exception as error:
+            # Anything else is a bug (a dead letter that cannot be stored with the database
+            # up): stop, and let run() raise it rather than stall this key without a word.
+            logger.exception("%s: retrying key %r failed; stopping the consumer", self.group, key)
+            self._fatal = error
+            self._stopping.set()
         finally:
             self._blocked.pop(key, None)
 
