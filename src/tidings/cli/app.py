@@ -18,6 +18,7 @@ from rich.table import Table
 import tidings
 from tidings.cli.loading import load_context
 from tidings.errors import TidingsError
+from tidings.redaction import redact
 
 app = typer.Typer(
     name="tidings",
@@ -71,7 +72,7 @@ def db_init(target: AppArg) -> None:
     """Create the outbox, publication log, inbox and relay tables if missing."""
     context = load_context(target)
     tables = context.create_tables()
-    console.print(f"[green]✓[/] {context.database_url}: {', '.join(tables)}")
+    console.print(f"[green]✓[/] {redact(context.database_url)}: {', '.join(tables)}")
 
 
 @app.command()
@@ -135,8 +136,8 @@ def relay(
         context, transport, batch_size=batch_size, retention=retention, lease_ttl=lease_ttl
     )
     console.print(
-        f"relaying [bold]{context.name}[/] from {context.database_url} to "
-        f"{worker.transport.url} (Ctrl-C to stop)"
+        f"relaying [bold]{context.name}[/] from {redact(context.database_url)} to "
+        f"{redact(worker.transport.url)} (Ctrl-C to stop)"
     )
     _run_until_signalled(worker.run(), worker.stop)
     console.print(f"stopped after {worker.stats.published} events")
@@ -199,7 +200,7 @@ def demo(
         chaos_kills=chaos_kills,
         timeout=timeout,
     )
-    where = f"{database or 'SQLite files'} + {broker or 'the embedded SQLite broker'}"
+    where = redact(f"{database or 'SQLite files'} + {broker or 'the embedded SQLite broker'}")
     console.print(f"[bold]tidings demo[/] on {where}" + (" with chaos" if chaos else ""))
     result = run_demo(options, console)
     report(result, console)
@@ -247,7 +248,7 @@ def consume(
     worker = Consumer(context, transport, group=group)
     console.print(
         f"consuming [bold]{', '.join(sorted(worker.subscriptions.event_types))}[/] for "
-        f"{worker.group} from {worker.transport.url} (Ctrl-C to stop)"
+        f"{worker.group} from {redact(worker.transport.url)} (Ctrl-C to stop)"
     )
     _run_until_signalled(worker.run(), worker.stop)
     stats = worker.stats

@@ -58,6 +58,7 @@ from tidings.errors import (
     MessageTooLargeError,
     UnknownContractError,
 )
+from tidings.redaction import redact
 from tidings.transports.base import Delivery, Transport, TransportError
 from tidings.transports.registry import open_transport
 
@@ -588,7 +589,9 @@ class Consumer:
                 if not await self._wait_for_database(failure):
                     return  # stopped: unacknowledged, so delivered again
         self.stats.dead_lettered += 1
-        logger.warning("%s: dead-lettered a message (%s): %s", self.group, reason.value, error)
+        logger.warning(
+            "%s: dead-lettered a message (%s): %s", self.group, reason.value, redact(str(error))
+        )
         await delivery.ack()
 
     # -- maintenance ----------------------------------------------------------------------

@@ -23,6 +23,7 @@ from typing import Any
 
 from tidings.contracts.cloudevents import CloudEvent
 from tidings.errors import TidingsError
+from tidings.redaction import redact
 
 
 class TransportError(TidingsError):
@@ -67,6 +68,9 @@ class Transport(abc.ABC):
 
     def __init__(self, url: str) -> None:
         self.url = url
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({redact(self.url)!r})"
 
     async def __aenter__(self) -> Transport:
         await self.connect()
