@@ -57,11 +57,15 @@ class TlsSettings:
         """True when the URL names a CA or a client certificate."""
         return bool(self.ca or self.cert)
 
-    def context(self) -> ssl.SSLContext:
-        """A client context that verifies the server's certificate and host name."""
+    def check_files(self) -> None:
+        """Raise :class:`ConfigurationError` if a named file does not exist."""
         for option, path in (("ca", self.ca), ("cert", self.cert), ("key", self.key)):
             if path and not os.path.isfile(path):
                 raise ConfigurationError(f"?{option}={path} is not a readable file")
+
+    def context(self) -> ssl.SSLContext:
+        """A client context that verifies the server's certificate and host name."""
+        self.check_files()
         try:
             context = ssl.create_default_context(cafile=self.ca)
         except ssl.SSLError as exc:
@@ -83,22 +87,36 @@ def tls_failure(error: BaseException, where: str) -> TlsError | None:
     failed TLS handshake with ``where`` (host:port); else None."""
     cause = _ssl_cause(error)
     if cause is None:
+        # libpq (psycopg) verifies inside C and reports only text.
+        text = str(error).strip()
+        if "does not match host name" in text:
+            return _name_mismatch(where, text)
+        if "certificate verify failed" in text:
+            return _untrusted(where, text)
         return None
     if isinstance(cause, ssl.SSLCertVerificationError):
         detail = cause.verify_message or str(cause)
         if cause.verify_code in _NAME_MISMATCH:
-            return TlsError(
-                f"TLS host name check failed for {where}: {detail}; the server's "
-                "certificate was issued for another name: connect with a host name the "
-                "certificate names, or give the server a certificate for this one"
-            )
-        return TlsError(
-            f"TLS certificate verification failed for {where}: {detail}; check that "
-            "?ca= names the CA file that signed the server's certificate"
-        )
+            return _name_mismatch(where, detail)
+        return _untrusted(where, detail)
     return TlsError(
         f"TLS handshake with {where} failed: {cause}; check that the server speaks TLS "
         "on this port and accepts the client certificate (?cert=, ?key=) if it asks for one"
+    )
+
+
+def _name_mismatch(where: str, detail: str) -> TlsError:
+    return TlsError(
+        f"TLS host name check failed for {where}: {detail}; the server's certificate was "
+        "issued for another name: connect with a host name the certificate names, or "
+        "give the server a certificate for this one"
+    )
+
+
+def _untrusted(where: str, detail: str) -> TlsError:
+    return TlsError(
+        f"TLS certificate verification failed for {where}: {detail}; check that ?ca= "
+        "names the CA file that signed the server's certificate"
     )
 
 

@@ -62,13 +62,22 @@ URL options (query string, stripped before connecting): ``stream``, ``subject_pr
 (``tidings``: the first subject token, so that several environments can share one
 NATS account with a stream each), ``replicas``,
 ``duplicate_window``, ``prefetch``, ``ack_wait``, ``max_deliver``, ``max_ack_pending``,
-``connect_timeout``, ``confirm_timeout``.
+``connect_timeout``, ``confirm_timeout``, and for TLS ``tls``, ``ca``, ``cert``, ``key``.
+
+TLS
+    ``nats://host:4222?tls=true&ca=ca.pem&cert=client.pem&key=client.key``: the client
+    upgrades the connection when the server's INFO asks for TLS (or refuses to talk
+    to a server that does not offer it); ``?ca=`` or ``?cert=`` alone imply
+    ``tls=true``. The server's certificate must chain to ``?ca=`` (else the system's
+    CAs) and name the URL's host; a failed verification raises
+    :class:`~tidings.errors.TlsError` within ``?connect_timeout=`` (``docs/tls.md``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass, field
@@ -92,6 +101,7 @@ from nats.js.api import (
 
 from tidings.contracts.cloudevents import CloudEvent, encode_binary
 from tidings.errors import ConfigurationError
+from tidings.tls import TlsSettings, tls_failure
 from tidings.transports.base import (
     Delivery,
     PublishNotConfirmedError,
@@ -130,6 +140,7 @@ class NatsOptions:
     max_ack_pending: int = 1000
     connect_timeout: float = 5.0
     confirm_timeout: float = 30.0
+    tls: TlsSettings | None = None  # set by ?tls=true (or ?ca=, ?cert=)
 
 
 @dataclass(slots=True)
@@ -156,6 +167,9 @@ class NatsTransport(Transport):
         super().__init__(url)
         self._servers, self.options = _parse_url(url)
         self._where = _describe(url)
+        self._ssl_context: ssl.SSLContext | None = (
+            self.options.tls.context() if self.options.tls is not None else None
+        )
         self._client: NatsClient | None = None
         self._js: JetStreamContext | None = None
         self._stream_ready = False
@@ -455,11 +469,15 @@ class NatsTransport(Transport):
                         max_reconnect_attempts=-1,
                         allow_reconnect=True,
                         error_cb=self._on_client_error,
+                        tls=self._ssl_context,
                     )
             except _BROKER_ERRORS as exc:  # NoServersError is a nats.errors.Error
                 # nats-py keeps retrying a refused first connection until our timeout:
                 # the error it reported on the way says more than the timeout.
                 reason = self._last_error or exc
+                refused = tls_failure(reason, self._where)
+                if refused is not None:
+                    raise refused from exc
                 raise TransportError(
                     f"cannot connect to NATS at {self._where}: {reason!r}; check that the "
                     "server runs with JetStream enabled; the relay retries with backoff "
@@ -533,8 +551,10 @@ def _supports_filter_subjects(client: NatsClient) -> bool:
 def _parse_url(url: str) -> tuple[list[str], NatsOptions]:
     """Split tidings' options off the URL (nats-py takes no query string)."""
     parts = urlsplit(url)
-    ours = dict(parse_qsl(parts.query, keep_blank_values=True))
-    unknown = set(ours) - set(NatsOptions.__dataclass_fields__)
+    tls, query = TlsSettings.split(parse_qsl(parts.query, keep_blank_values=True))
+    ours = dict(query)
+    wants_tls = ours.pop("tls", "false").strip().lower() in ("1", "true", "yes", "on")
+    unknown = set(ours) - set(NatsOptions.__dataclass_fields__) - {"tls"}
     if unknown:
         raise ConfigurationError(
             f"unknown NATS URL option(s) {sorted(unknown)}; known: "
@@ -553,6 +573,7 @@ def _parse_url(url: str) -> tuple[list[str], NatsOptions]:
             max_ack_pending=int(ours.get("max_ack_pending", defaults.max_ack_pending)),
             connect_timeout=float(ours.get("connect_timeout", defaults.connect_timeout)),
             confirm_timeout=float(ours.get("confirm_timeout", defaults.confirm_timeout)),
+            tls=tls if wants_tls or tls.given else None,
         )
     except ValueError as exc:
         raise ConfigurationError(f"invalid NATS URL option in {_describe(url)!r}: {exc}") from exc

@@ -18,12 +18,15 @@ _TRANSPORTS: dict[str, tuple[str, str, str | None]] = {
     "redis": ("tidings.transports.redis", "RedisTransport", "redis"),
     "rediss": ("tidings.transports.redis", "RedisTransport", "redis"),
     "kafka": ("tidings.transports.kafka", "KafkaTransport", "kafka"),
+    "kafkas": ("tidings.transports.kafka", "KafkaTransport", "kafka"),
 }
 
 
 def open_transport(url: str) -> Transport:
     """The transport for ``url`` (not connected yet): ``memory://``, ``sqlite:///path``,
-    ``amqp://…``, ``nats://…``, ``redis://…`` or ``kafka://host:port``."""
+    ``amqp://…``, ``nats://…``, ``redis://…`` or ``kafka://host:port``; with TLS
+    ``amqps://…``, ``nats://…?tls=true``, ``rediss://…`` or ``kafkas://…`` (see
+    ``docs/tls.md``)."""
     scheme = urlsplit(url).scheme.lower()
     entry = _TRANSPORTS.get(scheme)
     if entry is None:
