@@ -91,6 +91,7 @@ def make_certificates(folder: Path) -> Certificates:
         )  # fmt: skip
     for path in folder.iterdir():
         path.chmod(0o644)  # readable by the postgres user the private server runs as
+    (folder / "client.key").chmod(0o600)  # libpq refuses a key others can read
     return Certificates(
         folder=folder,
         ca=folder / "ca.pem",
@@ -171,9 +172,7 @@ def stunnel(
     config = certs.folder / f"stunnel-{name}.conf"
     config.write_text("\n".join(lines) + "\n")
     probes = [_port_open(port) for port, _ in services.values()]
-    with _running(
-        [binary, str(config)], log, lambda: all(probe() for probe in probes), "stunnel"
-    ):
+    with _running([binary, str(config)], log, lambda: all(probe() for probe in probes), "stunnel"):
         yield
 
 

@@ -105,10 +105,20 @@ def _tls_errors(engine: Engine, url: URL) -> None:
             raise refused from context.original_exception
 
 
-def _asyncpg_tuning(engine: Engine) -> None:
+def _asyncpg_tuning(engine: Engine, url: URL) -> None:
+    where = f"{url.host or 'localhost'}:{url.port or 5432}"
+
     @event.listens_for(engine, "do_connect")
-    def _on_connect(_dialect: Any, _record: Any, _args: Any, params: dict[str, Any]) -> None:
+    def _on_connect(dialect: Any, _record: Any, args: Any, params: dict[str, Any]) -> Any:
         asyncpg_tls(params)
+        try:
+            return dialect.connect(*args, **params)
+        except Exception as exc:
+            # asyncpg's ssl errors are not DBAPI errors: "handle_error" never sees them.
+            refused = tls_failure(exc, where)
+            if refused is not None:
+                raise refused from exc
+            raise
 
 
 def _with_driver(url: URL, *, asynchronous: bool) -> URL:
@@ -191,5 +201,5 @@ def create_asyncio_engine(url: str | URL, **options: Any) -> AsyncEngine:
     if parsed.get_backend_name() == "postgresql":
         _tls_errors(engine.sync_engine, parsed)
         if parsed.get_driver_name() == "asyncpg":
-            _asyncpg_tuning(engine.sync_engine)
+            _asyncpg_tuning(engine.sync_engine, parsed)
     return engine
