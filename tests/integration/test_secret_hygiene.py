@@ -1,0 +1,168 @@
+"""The secret scan: with a password in every URL (PostgreSQL, Redis, RabbitMQ), run the
+CLI (db init, relay, consume, outbox status, dlq list) and an in-process consumer and
+transport, then look for the password in everything printed, logged and stored.
+
+The shared PostgreSQL trusts local connections and Redis' default user has no password,
+so both accept whatever password the URL carries; RabbitMQ refuses a wrong one, which
+is how its error message gets scanned.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from redis import Redis
+from sqlalchemy import MetaData, create_engine, make_url, select
+
+from tests.services import require
+from tests.support import consumer_app, secret_app
+from tests.support.consumer_infra import new_tag, postgres_database
+from tidings.domain.ids import uuid7
+from tidings.transports import TransportError, open_transport
+
+ROOT = Path(__file__).resolve().parents[2]
+WAIT_SECONDS = 60.0
+
+
+def _with_password(url: str, password: str) -> str:
+    return make_url(url).set(password=password).render_as_string(hide_password=False)
+
+
+def _tidings(env: dict[str, str], *arguments: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "tidings", "--verbose", *arguments],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout + done.stderr
+
+
+def _start(env: dict[str, str], *arguments: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tidings", "--verbose", *arguments],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _stop(process: subprocess.Popen[str]) -> str:
+    process.send_signal(signal.SIGINT)
+    try:
+        output, _ = process.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        output, _ = process.communicate(timeout=10)
+    return output
+
+
+def _stored(url: str) -> str:
+    """Every row of every table in the database at ``url``, as text."""
+    engine = create_engine(make_url(url).set(drivername="postgresql+psycopg"))
+    try:
+        metadata = MetaData()
+        metadata.reflect(engine)
+        with engine.connect() as connection:
+            return "\n".join(
+                repr(row)
+                for table in metadata.sorted_tables
+                for row in connection.execute(select(table))
+            )
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.postgres
+async def test_no_password_appears_in_output_logs_exceptions_or_stored_rows(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="tidings")
+    secret = f"pw{uuid7().hex}"
+    tag = new_tag()
+    require("redis")
+    stream = f"tidings:secret:{tag}"
+    broker = f"redis://default:{secret}@127.0.0.1:6379/0?stream={stream}&block_ms=200"
+    seen: list[str] = []
+    with (
+        postgres_database(f"{tag}c") as catalog_plain,
+        postgres_database(f"{tag}b") as basket_plain,
+    ):
+        catalog_url = _with_password(catalog_plain, secret)
+        basket_url = _with_password(basket_plain, secret)
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            secret_app.CATALOG_DATABASE_ENV: catalog_url,
+            secret_app.BASKET_DATABASE_ENV: basket_url,
+            secret_app.BROKER_ENV: broker,
+        }
+        catalog_app, basket_app = (f"tests.support.secret_app:{n}" for n in ("catalog", "basket"))
+        seen.append(_tidings(env, "db", "init", catalog_app))
+        seen.append(_tidings(env, "db", "init", basket_app))
+
+        catalog = consumer_app.build_catalog(catalog_url, broker)
+        basket = consumer_app.build_basket(basket_url, broker)
+        seen += [repr(catalog), repr(basket), repr(open_transport(broker))]
+        async with open_transport(broker) as transport:
+            await transport.declare_subscription(basket.name, {consumer_app.PRICE_CHANGED})
+        with catalog.transaction():
+            consumer_app.ChangeProductPrice(catalog).execute("fine", Decimal(5))
+        # A message the consumer cannot decode: a dead-letter record to scan.
+        with Redis.from_url(broker.split("?")[0]) as redis:
+            redis.xadd(
+                stream,
+                {"type": consumer_app.PRICE_CHANGED, "source": "catalog", "key": "bad",
+                 "id": str(uuid7()), "body": b"{not json"},
+            )  # fmt: skip
+
+        relay = _start(env, "relay", catalog_app)
+        consumer = _start(env, "consume", basket_app)
+        try:
+            deadline = time.monotonic() + WAIT_SECONDS
+            while time.monotonic() < deadline:
+                stored = _stored(basket_url)
+                if "fine" in stored and "undecodable" in stored:
+                    break
+                time.sleep(0.2)
+            else:
+                pytest.fail(f"the basket did not handle both messages in {WAIT_SECONDS:g}s")
+        finally:
+            seen += [_stop(relay), _stop(consumer)]
+
+        for arguments in (
+            ("outbox", "status", catalog_app),
+            ("outbox", "status", catalog_app, "--json"),
+            ("dlq", "list", basket_app),
+            ("dlq", "list", basket_app, "--json"),
+        ):
+            seen.append(_tidings(env, *arguments))
+        seen += [_stored(catalog_url), _stored(basket_url)]
+        catalog.dispose()
+        await basket.adispose()
+
+    # A broker that refuses the password: the error names the broker, not the secret.
+    with pytest.raises(TransportError) as refused:
+        async with open_transport(f"amqp://guest:{secret}@127.0.0.1:5672/?connect_timeout=3"):
+            pass
+    seen += [str(refused.value), repr(refused.value)]
+    seen += [record.getMessage() for record in caplog.records]
+
+    everything = "\n".join(seen)
+    assert "relaying" in everything and "consuming" in everything  # the scan saw the CLI
+    assert "***" in everything  # and the URLs, redacted
+    assert secret not in everything
