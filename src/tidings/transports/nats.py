@@ -70,12 +70,13 @@ TLS
     to a server that does not offer it); ``?ca=`` or ``?cert=`` alone imply
     ``tls=true``. The server's certificate must chain to ``?ca=`` (else the system's
     CAs) and name the URL's host; a failed verification raises
-    :class:`~tidings.errors.TlsError` within ``?connect_timeout=`` (``docs/tls.md``).
+    :class:`~tidings.errors.TlsError` at the first refused handshake (``docs/tls.md``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 import time
@@ -174,6 +175,8 @@ class NatsTransport(Transport):
         self._js: JetStreamContext | None = None
         self._stream_ready = False
         self._last_error: Exception | None = None
+        # Resolved when the first connection's TLS handshake is refused (see _connect).
+        self._tls_refused: asyncio.Future[None] | None = None
         self._connect_lock = asyncio.Lock()
         # One batch at a time: batches from one relay stay in order on the wire.
         self._publish_lock = asyncio.Lock()
@@ -458,19 +461,10 @@ class NatsTransport(Transport):
                 return self._js
             self._stream_ready = False
             self._last_error = None
+            self._tls_refused = asyncio.get_running_loop().create_future()
             try:
                 async with asyncio.timeout(self.options.connect_timeout):
-                    client = await nats.connect(
-                        servers=self._servers,
-                        connect_timeout=max(1, round(self.options.connect_timeout)),
-                        # Fail a first connection at once; once connected, keep
-                        # reconnecting in the background (publish_batch refuses to
-                        # buffer while it does).
-                        max_reconnect_attempts=-1,
-                        allow_reconnect=True,
-                        error_cb=self._on_client_error,
-                        tls=self._ssl_context,
-                    )
+                    client = await self._first_connection(self._tls_refused)
             except _BROKER_ERRORS as exc:  # NoServersError is a nats.errors.Error
                 # nats-py keeps retrying a refused first connection until our timeout:
                 # the error it reported on the way says more than the timeout.
@@ -487,10 +481,41 @@ class NatsTransport(Transport):
             self._js = client.jetstream(timeout=self.options.confirm_timeout)
             return self._js
 
+    async def _first_connection(self, tls_refused: asyncio.Future[None]) -> NatsClient:
+        """``nats.connect``, given up as soon as the server's certificate is refused:
+        nats-py would keep retrying a certificate that cannot verify until the timeout."""
+        connecting = asyncio.ensure_future(
+            nats.connect(
+                servers=self._servers,
+                connect_timeout=max(1, round(self.options.connect_timeout)),
+                # Fail a first connection at once; once connected, keep reconnecting in
+                # the background (publish_batch refuses to buffer while it does).
+                max_reconnect_attempts=-1,
+                allow_reconnect=True,
+                error_cb=self._on_client_error,
+                tls=self._ssl_context,
+            )
+        )
+        try:
+            either: set[asyncio.Future[Any]] = {connecting, tls_refused}
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not connecting.done():
+                connecting.cancel()
+                with contextlib.suppress(asyncio.CancelledError, *_BROKER_ERRORS):
+                    await connecting
+        if not connecting.done() or connecting.cancelled():
+            raise nats.errors.NoServersError  # the TLS failure in _last_error says why
+        client: NatsClient = connecting.result()
+        return client
+
     async def _on_client_error(self, exc: Exception) -> None:
         # nats-py reports connection attempts here; operations raise on their own.
         self._last_error = exc
         log.debug("NATS client error: %r", exc)
+        refused = self._tls_refused
+        if refused is not None and not refused.done() and tls_failure(exc, self._where):
+            refused.set_result(None)
 
     def _jetstream(self) -> JetStreamContext:
         if self._js is None:
