@@ -1,39 +1,72 @@
 """The secret scan: with a password in every URL (PostgreSQL, Redis, RabbitMQ), run the
-CLI (db init, relay, consume, outbox status, dlq list) and an in-process consumer and
-transport, then look for the password in everything printed, logged and stored.
+CLI (db init, relay, consume, outbox status, dlq list, demo), an in-process relay and
+consumer and a transport, then look for the password in everything printed, logged
+and stored.
 
-The shared PostgreSQL trusts local connections and Redis' default user has no password,
-so both accept whatever password the URL carries; RabbitMQ refuses a wrong one, which
-is how its error message gets scanned.
+The PostgreSQL URLs name a role of the test's own, created with the password; the
+shared server trusts local connections, so it would accept any. Redis' default user
+has no password, so Redis accepts whatever password the URL carries; RabbitMQ refuses
+a wrong one, which is how its error message gets scanned.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from redis import Redis
-from sqlalchemy import MetaData, create_engine, make_url, select
+from sqlalchemy import MetaData, create_engine, make_url, select, text
 
 from tests.services import require
 from tests.support import consumer_app, secret_app
 from tests.support.consumer_infra import new_tag, postgres_database
 from tidings.domain.ids import uuid7
 from tidings.transports import TransportError, open_transport
+from tidings.worker import ContextWorker
 
 ROOT = Path(__file__).resolve().parents[2]
 WAIT_SECONDS = 60.0
 
 
-def _with_password(url: str, password: str) -> str:
-    return make_url(url).set(password=password).render_as_string(hide_password=False)
+@contextlib.contextmanager
+def _role_with_password(password: str) -> Iterator[str]:
+    """A login role ``tidings_secret_<pid>`` whose password is ``password``."""
+    role = f"tidings_secret_{os.getpid()}"
+    admin = create_engine(
+        make_url(require("postgres")).set(drivername="postgresql+psycopg", database="postgres"),
+        isolation_level="AUTOCOMMIT",
+    )
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP ROLE IF EXISTS "{role}"'))
+            connection.execute(text(f"CREATE ROLE \"{role}\" LOGIN PASSWORD '{password}'"))
+        yield role
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP ROLE IF EXISTS "{role}"'))
+        admin.dispose()
+
+
+def _owned_by(url: str, role: str, password: str) -> str:
+    """``url``'s database, handed to ``role`` (so it may create tables), as that role."""
+    parsed = make_url(url)
+    admin = create_engine(parsed.set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'ALTER DATABASE "{parsed.database}" OWNER TO "{role}"'))
+    finally:
+        admin.dispose()
+    return parsed.set(username=role, password=password).render_as_string(hide_password=False)
 
 
 def _tidings(env: dict[str, str], *arguments: str) -> str:
@@ -99,11 +132,12 @@ async def test_no_password_appears_in_output_logs_exceptions_or_stored_rows(
     broker = f"redis://default:{secret}@127.0.0.1:6379/0?stream={stream}&block_ms=200"
     seen: list[str] = []
     with (
+        _role_with_password(secret) as role,
         postgres_database(f"{tag}c") as catalog_plain,
         postgres_database(f"{tag}b") as basket_plain,
     ):
-        catalog_url = _with_password(catalog_plain, secret)
-        basket_url = _with_password(basket_plain, secret)
+        catalog_url = _owned_by(catalog_plain, role, secret)
+        basket_url = _owned_by(basket_plain, role, secret)
         env = {
             **os.environ,
             "PYTHONPATH": str(ROOT),
@@ -151,9 +185,25 @@ async def test_no_password_appears_in_output_logs_exceptions_or_stored_rows(
             ("dlq", "list", basket_app, "--json"),
         ):
             seen.append(_tidings(env, *arguments))
+
+        # The same relay and consumer in this process, logging at DEBUG into caplog.
+        with catalog.transaction():
+            consumer_app.ChangeProductPrice(catalog).execute("embedded", Decimal(9))
+        workers = [ContextWorker(catalog), ContextWorker(basket)]
+        running = [asyncio.create_task(worker.run()) for worker in workers]
+        try:
+            deadline = time.monotonic() + WAIT_SECONDS
+            while "embedded" not in _stored(basket_url):
+                assert time.monotonic() < deadline, "the in-process consumer handled nothing"
+                await asyncio.sleep(0.2)
+        finally:
+            for worker in workers:
+                await worker.stop()
+            await asyncio.gather(*running)
         seen += [_stored(catalog_url), _stored(basket_url)]
         catalog.dispose()
         await basket.adispose()
+        await catalog.adispose()
 
     # A broker that refuses the password: the error names the broker, not the secret.
     with pytest.raises(TransportError) as refused:
@@ -166,3 +216,25 @@ async def test_no_password_appears_in_output_logs_exceptions_or_stored_rows(
     assert "relaying" in everything and "consuming" in everything  # the scan saw the CLI
     assert "***" in everything  # and the URLs, redacted
     assert secret not in everything
+
+
+def test_the_demo_shows_no_password(tmp_path: Path) -> None:
+    secret = f"pw{uuid7().hex}"
+    require("redis")
+    stream = f"tidings:secret-demo:{uuid7().hex}"
+    broker = f"redis://default:{secret}@127.0.0.1:6379/0?stream={stream}"
+    folder = tmp_path / "demo"
+    try:
+        shown = _tidings(
+            {**os.environ, "COLUMNS": "120"},
+            "demo", "--users", "4", "--products", "5", "--orders", "6", "--price-changes", "3",
+            "--folder", str(folder), "--broker", broker,
+        )  # fmt: skip
+    finally:
+        with Redis.from_url(broker.split("?")[0]) as redis:
+            redis.delete(stream)
+    assert "every context converged" in shown
+    assert "***" in shown
+    assert secret not in shown
+    for path in folder.iterdir():  # the contexts' logs and SQLite databases
+        assert secret.encode() not in path.read_bytes(), path.name
