@@ -38,9 +38,11 @@ from tidings.errors import (
     NoActiveTransactionError,
     NoQueryHandlerError,
     TidingsError,
+    TlsError,
     UnknownContractError,
 )
 from tidings.persistence import metadata
+from tidings.redaction import redact
 from tidings.system import System
 
 __version__ = "0.1.0"
@@ -75,8 +77,10 @@ __all__ = [
     "RetryPolicy",
     "System",
     "TidingsError",
+    "TlsError",
     "UnknownContractError",
     "UseCase",
     "__version__",
     "metadata",
+    "redact",
 ]
