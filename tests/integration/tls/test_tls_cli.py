@@ -1,4 +1,4 @@
-"""A certificate that does not verify stops ``tidings relay`` and ``tidings consume`` at
+"""A certificate that does not verify stops ``tidings relay``, ``consume`` and ``run`` at
 once with exit code 2 and the TlsError's message: retrying would never succeed."""
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.mark.parametrize(
-    ("command", "target"), [("relay", "catalog"), ("consume", "basket")], ids=["relay", "consume"]
+    ("command", "target"),
+    [("relay", "catalog"), ("consume", "basket"), ("run", "basket")],
+    ids=["relay", "consume", "run"],
 )
 def test_a_wrong_ca_stops_the_command_with_exit_code_2(
     rabbitmq_tls_port: int, certs: Certificates, tmp_path: Path, command: str, target: str
