@@ -6,7 +6,7 @@ import pytest
 
 from tidings import BoundedContext
 from tidings.errors import ConfigurationError, TidingsError
-from tidings.persistence.engines import parse_database_url
+from tidings.persistence.engines import asyncpg_tls, parse_database_url
 from tidings.redaction import redact
 from tidings.tls import TlsSettings
 from tidings.transports import open_transport
@@ -60,3 +60,11 @@ def test_postgres_short_tls_options_become_libpq_ones() -> None:
     }
     with pytest.raises(ConfigurationError, match="TLS options of PostgreSQL"):
         parse_database_url("mysql://u@h/db?ca=/ca.pem")
+
+
+def test_asyncpg_gets_an_ssl_argument_for_the_libpq_mode() -> None:
+    params: dict[str, object] = {"sslmode": "prefer", "host": "h"}
+    asyncpg_tls(params)
+    assert params == {"ssl": "prefer", "host": "h"}
+    with pytest.raises(ConfigurationError, match="unknown sslmode"):
+        asyncpg_tls({"sslmode": "verify-everything"})

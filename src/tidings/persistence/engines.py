@@ -5,14 +5,18 @@ PostgreSQL over TLS takes libpq's options in the URL, for both drivers:
 tidings' shorter ``?ca=ca.pem&cert=client.pem&key=client.key`` (the same names as the
 broker URLs), which implies ``sslmode=verify-full``. psycopg hands them to libpq;
 for asyncpg, which takes an :class:`ssl.SSLContext` instead, they become one built by
-:mod:`tidings.tls` (``verify-full``: CA and host name checked; ``verify-ca``: CA only;
-other modes are passed to asyncpg as they are). Unlike libpq, a ``verify-*`` mode
-without ``sslrootcert`` trusts the system's CAs, not ``~/.postgresql/root.crt``.
+:mod:`tidings.tls` with libpq's meaning of the mode (``verify-full``: CA and host name
+checked; ``verify-ca``: CA only; ``require``: encrypted, the CA checked only when
+``sslrootcert`` is given; the client certificate sent in all three); ``disable``,
+``allow`` and ``prefer`` are passed to asyncpg as they are, without a client
+certificate. Unlike libpq, a ``verify-*`` mode without ``sslrootcert`` trusts the
+system's CAs, not ``~/.postgresql/root.crt``.
 A certificate that does not verify raises :class:`~tidings.errors.TlsError`.
 """
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -83,14 +87,23 @@ def asyncpg_tls(params: MutableMapping[str, Any]) -> None:
         if len(found) > 0:
             raise ConfigurationError("sslrootcert=/sslcert=/sslkey= need an sslmode=")
         return
-    if mode not in ("verify-full", "verify-ca"):
-        params["ssl"] = mode
+    if mode in ("disable", "allow", "prefer"):
+        params["ssl"] = mode  # asyncpg's own handling; no client certificate is sent
         return
-    context = TlsSettings(
+    if mode not in ("require", "verify-ca", "verify-full"):
+        raise ConfigurationError(
+            f"unknown sslmode={mode!r}; use disable, allow, prefer, require, verify-ca "
+            "or verify-full"
+        )
+    settings = TlsSettings(
         ca=found.get("sslrootcert"), cert=found.get("sslcert"), key=found.get("sslkey")
-    ).context()
-    if mode == "verify-ca":
+    )
+    context = settings.context()
+    if mode != "verify-full":
         context.check_hostname = False
+    if mode == "require" and settings.ca is None:
+        # As libpq: ``require`` checks the CA only when a root certificate is named.
+        context.verify_mode = ssl.CERT_NONE
     params["ssl"] = context
 
 

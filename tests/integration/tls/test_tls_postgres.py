@@ -94,6 +94,25 @@ async def test_a_host_name_the_certificate_does_not_carry_is_refused_fast(
     assert time.monotonic() - started < FAIL_FAST_SECONDS
 
 
+@pytest.mark.parametrize("driver", ["psycopg", "asyncpg"])
+async def test_verify_ca_and_require_skip_the_host_name_check_on_both_drivers(
+    postgres_tls_port: int, certs: Certificates, driver: str
+) -> None:
+    client = f"sslcert={certs.client_cert}&sslkey={certs.client_key}"
+    async with TcpProxy("127.0.0.1", postgres_tls_port, listen_host="127.0.0.2") as proxy:
+        where = f"postgres@127.0.0.2:{proxy.port}/postgres"
+        await _connect(
+            f"postgresql://{where}?sslmode=verify-ca&sslrootcert={certs.ca}&{client}", driver
+        )
+        await _connect(f"postgresql://{where}?sslmode=require&{client}", driver)
+        # libpq's rule, on both drivers: require with a root certificate checks the CA.
+        with pytest.raises(TlsError, match="certificate verification failed"):
+            await _connect(
+                f"postgresql://{where}?sslmode=require&sslrootcert={certs.wrong_ca}&{client}",
+                driver,
+            )
+
+
 async def _connect(url: str, driver: str) -> None:
     if driver == "psycopg":
         engine = create_sync_engine(url)
