@@ -29,9 +29,19 @@ from sqlalchemy import MetaData, create_engine, make_url, select, text
 
 from tests.services import require
 from tests.support import consumer_app, secret_app
-from tests.support.consumer_infra import new_tag, postgres_database
+from tests.support.consumer_infra import (
+    declare,
+    new_tag,
+    postgres_database,
+    price_changed,
+    running,
+    wait_until,
+)
+from tidings import RetryPolicy
+from tidings.consumer import Consumer
 from tidings.domain.ids import uuid7
 from tidings.transports import TransportError, open_transport
+from tidings.transports.memory import MemoryTransport
 from tidings.worker import ContextWorker
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -238,3 +248,33 @@ def test_the_demo_shows_no_password(tmp_path: Path) -> None:
     assert secret not in shown
     for path in folder.iterdir():  # the contexts' logs and SQLite databases
         assert secret.encode() not in path.read_bytes(), path.name
+
+
+async def test_a_handler_error_quoting_a_url_is_logged_and_dead_lettered_redacted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="tidings")
+    secret = f"pw{uuid7().hex}"
+
+    def fail(_event: object) -> None:
+        raise ConnectionError(f"cannot reach postgresql://app:{secret}@db.internal/shop")
+
+    broker = f"memory://secret-{new_tag()}"
+    basket = consumer_app.build_basket(f"sqlite:///{tmp_path / 'basket.db'}", broker, before=fail)
+    consumer = Consumer(
+        basket, immediate_retries=0, retry=RetryPolicy(initial_delay=0.01), max_attempts=2
+    )
+    try:
+        await declare(consumer)
+        async with running(consumer):
+            async with open_transport(broker) as producer:
+                await producer.publish_batch("catalog", [price_changed("p", 1)])
+            await wait_until(lambda: consumer.stats.dead_lettered == 1, what="a dead letter")
+        [letter] = await consumer.dead_letters.list()
+    finally:
+        await basket.adispose()
+        MemoryTransport.discard_broker(broker)
+    assert letter.error_message == "cannot reach postgresql://app:***@db.internal/shop"
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert "app:***@db.internal" in logged
+    assert secret not in logged

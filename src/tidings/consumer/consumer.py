@@ -513,10 +513,10 @@ class Consumer:
     async def _wait_for_database(self, error: BaseException) -> bool:
         self.stats.database_outages += 1
         logger.warning(
-            "%s: the database is unreachable (%r); waiting for it, nothing is counted "
+            "%s: the database is unreachable (%s); waiting for it, nothing is counted "
             "against the events meanwhile",
             self.group,
-            error,
+            redact(repr(error)),
         )
         attempt = 0
         while not self._stopping.is_set():
@@ -533,13 +533,13 @@ class Consumer:
         item.first_failed_at = item.first_failed_at or datetime.now(UTC)
         item.last_error = error
         logger.warning(
-            "%s: handling %s %s failed (attempt %d of %d): %r",
+            "%s: handling %s %s failed (attempt %d of %d): %s",
             self.group,
             item.event.type,
             item.event.id,
             item.failures,
             self.max_attempts,
-            error,
+            redact(repr(error)),
         )
 
     async def _give_up(self, item: _Item) -> None:

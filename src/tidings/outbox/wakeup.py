@@ -17,6 +17,7 @@ from sqlalchemy.engine import URL
 
 from tidings.persistence.engines import asyncpg_tls
 from tidings.persistence.tables import OUTBOX_CHANNEL
+from tidings.redaction import redact
 
 logger = logging.getLogger("tidings.relay")
 
@@ -56,7 +57,7 @@ class Wakeup:
             self._connection = await asyncpg.connect(dsn, timeout=5, **options)
             await self._connection.add_listener(OUTBOX_CHANNEL, self._notified)
         except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-            logger.warning("LISTEN unavailable (%s); polling instead", exc)
+            logger.warning("LISTEN unavailable (%s); polling instead", redact(str(exc)))
             self._connection = None
 
     def _notified(self, *_: Any) -> None:
