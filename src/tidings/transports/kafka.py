@@ -533,14 +533,12 @@ class KafkaTransport(Transport):
         found here and raised as a :class:`TlsError`."""
         if self._ssl_context is None:
             return
-        first = self.options.bootstrap_servers.split(",")[0]
-        host, _, port = first.rpartition(":")
-        host = host.strip("[]")
+        first = self.options.bootstrap_servers.split(",")[0].strip()
+        address = urlsplit(f"//{first}")
+        host, port = address.hostname or "localhost", address.port or 9092  # as aiokafka
         try:
             async with asyncio.timeout(min(10.0, self.options.request_timeout_ms / 1000)):
-                _, writer = await asyncio.open_connection(
-                    host, int(port or 9093), ssl=self._ssl_context
-                )
+                _, writer = await asyncio.open_connection(host, port, ssl=self._ssl_context)
             writer.close()
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
