@@ -390,7 +390,7 @@ class RabbitMQTransport(Transport):
                         self._client_url, timeout=timeout, ssl_context=self._ssl_context
                     )
             except _BROKER_ERRORS as exc:
-                refused = tls_failure(exc, self._where)
+                refused = tls_failure(exc, self._where.split("/", 1)[0])  # host:port
                 if refused is not None:
                     raise refused from exc
                 raise TransportError(
