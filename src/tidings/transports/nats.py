@@ -66,9 +66,9 @@ NATS account with a stream each), ``replicas``,
 
 TLS
     ``nats://host:4222?tls=true&ca=ca.pem&cert=client.pem&key=client.key``: the client
-    upgrades the connection when the server's INFO asks for TLS (or refuses to talk
-    to a server that does not offer it); ``?ca=`` or ``?cert=`` alone imply
-    ``tls=true``. The server's certificate must chain to ``?ca=`` (else the system's
+    upgrades the connection when the server's INFO asks for TLS and refuses a server
+    that does not (nats-py alone would carry on in clear text); ``?ca=`` or ``?cert=``
+    alone imply ``tls=true``. The server's certificate must chain to ``?ca=`` (else the system's
     CAs) and name the URL's host; a failed verification raises
     :class:`~tidings.errors.TlsError` at the first refused handshake (``docs/tls.md``).
 """
@@ -101,7 +101,7 @@ from nats.js.api import (
 )
 
 from tidings.contracts.cloudevents import CloudEvent, encode_binary
-from tidings.errors import ConfigurationError
+from tidings.errors import ConfigurationError, TlsError
 from tidings.tls import TlsSettings, tls_failure
 from tidings.transports.base import (
     Delivery,
@@ -493,6 +493,7 @@ class NatsTransport(Transport):
                 max_reconnect_attempts=-1,
                 allow_reconnect=True,
                 error_cb=self._on_client_error,
+                reconnected_cb=self._on_reconnected,
                 tls=self._ssl_context,
             )
         )
@@ -507,7 +508,27 @@ class NatsTransport(Transport):
         if not connecting.done() or connecting.cancelled():
             raise nats.errors.NoServersError  # the TLS failure in _last_error says why
         client: NatsClient = connecting.result()
+        if not self._encrypted(client):
+            await client.close()
+            raise TlsError(
+                f"the NATS server at {self._where} did not offer TLS, and the URL asks for "
+                "it (?tls=true, ?ca= or ?cert=): enable TLS on the server, or check that the "
+                "URL names the right server"
+            )
         return client
+
+    def _encrypted(self, client: NatsClient) -> bool:
+        """False when TLS is wanted but the connection is in clear text: nats-py upgrades
+        only when the server's INFO says ``tls_required``, so a server without TLS (or
+        a network that rewrites INFO) would otherwise get the connection unencrypted."""
+        info: dict[str, Any] = getattr(client, "_server_info", {})
+        return self._ssl_context is None or bool(info.get("tls_required"))
+
+    async def _on_reconnected(self) -> None:
+        client = self._client
+        if client is not None and not self._encrypted(client):
+            log.error("NATS at %s reconnected without TLS; closing the connection", self._where)
+            await client.close()
 
     async def _on_client_error(self, exc: Exception) -> None:
         # nats-py reports connection attempts here; operations raise on their own.

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import pytest
 
 from tests.integration.transports import conformance
+from tests.services import require
 from tests.support.tcp_proxy import TcpProxy
 from tests.support.tls_endpoints import Certificates
 from tidings.domain.ids import uuid7
@@ -96,3 +97,12 @@ async def test_tls_options_on_a_plain_url_are_refused(certs: Certificates) -> No
     ):
         with pytest.raises(ConfigurationError, match="need TLS"):
             open_transport(url)
+
+
+async def test_nats_refuses_a_server_that_does_not_offer_tls(certs: Certificates) -> None:
+    # nats-py upgrades only when the server asks to: without this check a URL asking
+    # for TLS would talk to the plain shared server in clear text.
+    plain = require("nats")
+    with pytest.raises(TlsError, match="did not offer TLS"):
+        async with open_transport(f"{plain}?tls=true&{certs.query()}"):
+            pass
