@@ -209,7 +209,11 @@ async def test_no_password_appears_in_output_logs_exceptions_or_stored_rows(
         finally:
             for worker in workers:
                 await worker.stop()
-            await asyncio.gather(*running)
+            _, stuck = await asyncio.wait(running, timeout=WAIT_SECONDS)
+            for task in stuck:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+            assert not stuck, "a worker did not stop within the wait"
         seen += [_stored(catalog_url), _stored(basket_url)]
         catalog.dispose()
         await basket.adispose()
