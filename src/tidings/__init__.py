@@ -56,10 +56,12 @@ _EXPORTS: dict[str, str] = {
     "SignatureError": "tidings.errors",
     "System": "tidings.system",
     "TidingsError": "tidings.errors",
+    "TlsError": "tidings.errors",
     "UnhandledTypeError": "tidings.errors",
     "UnknownContractError": "tidings.errors",
     "UseCase": "tidings.application",
     "metadata": "tidings.persistence",
+    "redact": "tidings.redaction",
 }
 
 __all__ = [
@@ -97,11 +99,13 @@ __all__ = [
     "SignatureError",
     "System",
     "TidingsError",
+    "TlsError",
     "UnhandledTypeError",
     "UnknownContractError",
     "UseCase",
     "__version__",
     "metadata",
+    "redact",
 ]
 
 
@@ -160,8 +164,10 @@ if TYPE_CHECKING:
         RoutingMismatchError,
         SignatureError,
         TidingsError,
+        TlsError,
         UnhandledTypeError,
         UnknownContractError,
     )
     from tidings.persistence import metadata
+    from tidings.redaction import redact
     from tidings.system import System

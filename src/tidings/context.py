@@ -34,6 +34,7 @@ from tidings.persistence.publication_log import PublicationLog
 from tidings.persistence.schema import create_tables, create_tables_async
 from tidings.persistence.tables import outbox
 from tidings.persistence.transaction import ContextRuntime, TransactionScope
+from tidings.redaction import redact
 
 H = TypeVar("H")
 
@@ -140,7 +141,11 @@ class BoundedContext:
         )
 
     def __repr__(self) -> str:
-        return f"BoundedContext({self.name!r}, database_url={self.database_url!r})"
+        # Passwords stay out of logs and tracebacks that show the context.
+        return (
+            f"BoundedContext({self.name!r}, database_url={redact(self.database_url)!r}, "
+            f"broker_url={redact(self.broker_url)!r})"
+        )
 
     # -- database -------------------------------------------------------------------
     @property

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+from tidings.redaction import redact
+
 
 class TidingsError(Exception):
-    """Base of every error tidings raises on purpose."""
+    """Base of every error tidings raises on purpose.
+
+    Its message never shows a password: URLs quoted in it (or in the broker client's
+    error it wraps) pass through :func:`tidings.redaction.redact`.
+    """
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(redact(arg) if isinstance(arg, str) else arg for arg in args))
 
 
 class ConfigurationError(TidingsError):
@@ -17,6 +26,15 @@ class MissingExtraError(ConfigurationError):
     def __init__(self, what: str, extra: str) -> None:
         super().__init__(f"{what} needs an optional dependency: pip install 'tidings[{extra}]'")
         self.extra = extra
+
+
+class TlsError(ConfigurationError):
+    """A TLS connection failed: the server's certificate is not trusted, was issued for
+    another host name, or the client certificate or key cannot be used.
+
+    Retrying does not help until the URL's ``?ca=``, ``?cert=`` or ``?key=`` (or the
+    host name) is fixed, so the relay and the consumer stop on it instead of retrying.
+    """
 
 
 class NoActiveTransactionError(TidingsError):

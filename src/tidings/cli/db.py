@@ -9,6 +9,7 @@ import typer
 
 from tidings.cli.common import AppArg, console
 from tidings.cli.loading import load_context
+from tidings.redaction import redact
 
 db_app = typer.Typer(help="The tidings tables in a context's database.", no_args_is_help=True)
 
@@ -18,7 +19,7 @@ def db_init(target: AppArg) -> None:
     """Create the tidings tables at the latest schema version (upgrading older ones)."""
     context = load_context(target)
     tables = context.create_tables()
-    console.print(f"[green]✓[/] {context.database_url}: {', '.join(tables)}")
+    console.print(f"[green]✓[/] {redact(context.database_url)}: {', '.join(tables)}")
 
 
 @db_app.command("upgrade")
@@ -33,10 +34,12 @@ def db_upgrade(target: AppArg) -> None:
 
     before, after = upgrade(context.engine)
     if before == after:
-        console.print(f"[green]✓[/] {context.database_url}: schema version {after}, up to date")
+        console.print(
+            f"[green]✓[/] {redact(context.database_url)}: schema version {after}, up to date"
+        )
     else:
         was = "no tidings tables" if before == 0 else f"version {before}"
-        console.print(f"[green]✓[/] {context.database_url}: {was} → version {after}")
+        console.print(f"[green]✓[/] {redact(context.database_url)}: {was} → version {after}")
 
 
 @db_app.command("purge-records")

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from tidings.cli.common import console
+from tidings.redaction import redact
 
 
 def demo(
@@ -56,7 +57,10 @@ def demo(
         chaos_kills=chaos_kills,
         timeout=timeout,
     )
-    where = f"{database or 'SQLite files'} + {broker or 'the embedded SQLite broker'}"
+    where = (
+        f"{redact(database) if database else 'SQLite files'} + "
+        f"{redact(broker) if broker else 'the embedded SQLite broker'}"
+    )
     console.print(f"[bold]tidings demo[/] on {where}" + (" with chaos" if chaos else ""))
     result = run_demo(options, console)
     report(result, console)

@@ -16,6 +16,7 @@ from tidings.cli.telemetry import (
     start_metrics,
 )
 from tidings.observability.tracing import TraceParenting
+from tidings.redaction import redact
 
 
 def relay(
@@ -61,8 +62,8 @@ def relay(
         unrouted_grace=unrouted_grace,
     )
     console.print(
-        f"relaying [bold]{context.name}[/] from {context.database_url} to "
-        f"{worker.transport.url} (Ctrl-C to stop)"
+        f"relaying [bold]{context.name}[/] from {redact(context.database_url)} to "
+        f"{redact(worker.transport.url)} (Ctrl-C to stop)"
     )
     run_until_signalled(worker.run(), worker.stop)
     stats = worker.stats
@@ -164,7 +165,7 @@ def consume(
     )
     console.print(
         f"consuming [bold]{', '.join(sorted(worker.subscriptions.event_types))}[/] for "
-        f"{worker.group} from {worker.transport.url} (Ctrl-C to stop)"
+        f"{worker.group} from {redact(worker.transport.url)} (Ctrl-C to stop)"
     )
     run_until_signalled(worker.run(), worker.stop)
     stats = worker.stats

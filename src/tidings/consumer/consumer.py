@@ -58,6 +58,7 @@ from tidings.errors import ConfigurationError
 from tidings.observability.metrics import count
 from tidings.observability.tracing import ProcessSpans, TraceParenting, messaging_system
 from tidings.persistence.migrations import ensure_current
+from tidings.redaction import redact
 from tidings.transports.base import Delivery, Transport, TransportError
 from tidings.transports.registry import open_transport
 
@@ -434,13 +435,13 @@ class Consumer:
         item.last_error = error
         count("failed", self.context.name, (item.event.type,))
         logger.warning(
-            "%s: handling %s %s failed (attempt %d of %d): %r",
+            "%s: handling %s %s failed (attempt %d of %d): %s",
             self.group,
             item.event.type,
             item.event.id,
             item.failures,
             self.max_attempts,
-            error,
+            redact(repr(error)),
         )
 
     async def _give_up(self, item: Item) -> None:
@@ -473,7 +474,9 @@ class Consumer:
             else [dead_letter_record(self.group, event, reason, error, received_at)]
         )
         if await self._store_dead_letters([(letter, event, reason)], records):
-            logger.warning("%s: dead-lettered a message (%s): %s", self.group, reason.value, error)
+            logger.warning(
+                "%s: dead-lettered a message (%s): %s", self.group, reason.value, redact(str(error))
+            )
             await delivery.ack()
 
     async def _dead_letter_rejections(self, rejected: Sequence[tuple[Delivery, Rejection]]) -> bool:
@@ -498,7 +501,7 @@ class Consumer:
                 "%s: dead-lettered a message (%s): %s",
                 self.group,
                 rejection.reason.value,
-                rejection.error,
+                redact(str(rejection.error)),
             )
         await self.transport.ack_many([delivery for delivery, _ in rejected])
         return True

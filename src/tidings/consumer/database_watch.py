@@ -10,6 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tidings.application.retry import RetryPolicy
+from tidings.redaction import redact
 
 logger = logging.getLogger("tidings.consumer")
 
@@ -43,10 +44,10 @@ class DatabaseWatch:
         """Wait until the database answers again; False if the consumer stopped first."""
         self.outages += 1
         logger.warning(
-            "%s: the database is unreachable (%r); waiting for it, nothing is counted "
+            "%s: the database is unreachable (%s); waiting for it, nothing is counted "
             "against the events meanwhile",
             self._group,
-            error,
+            redact(repr(error)),
         )
         attempt = 0
         while not self._stopping.is_set():

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tidings.causality.records import insert_handled
 from tidings.domain.ids import uuid7
 from tidings.persistence.tables import dead_letters
+from tidings.redaction import redact
 
 _c = dead_letters.c
 
@@ -117,7 +118,7 @@ def new_letter(
         "body": bytes(body),
         "headers": json.dumps(_text_headers(headers)),
         "error_type": None if error is None else type(error).__name__,
-        "error_message": None if error is None else _clip(str(error), 8000),
+        "error_message": None if error is None else _clip(redact(str(error)), 8000),
         "attempts": attempts,
         "first_failed_at": first_failed_at or now,
         "last_failed_at": now,
@@ -236,7 +237,7 @@ class DeadLetterStore:
                 .values(
                     attempts=_c.attempts + 1,
                     error_type=type(error).__name__,
-                    error_message=_clip(str(error), 8000),
+                    error_message=_clip(redact(str(error)), 8000),
                     last_failed_at=datetime.now(UTC),
                 )
             )

@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from tidings.demo.processes import ContextProcess
 from tidings.demo.workload import Shop, Workload
 from tidings.persistence.tables import dead_letters, inbox, outbox
+from tidings.redaction import redact
 
 
 class LiveView:
@@ -53,7 +54,7 @@ class LiveView:
         try:
             rows = self.sample()
         except Exception as error:  # a context's database briefly locked; next frame
-            return Group(table, Text(f"(sampling: {error})", style="dim"))
+            return Group(table, Text(f"(sampling: {redact(str(error))})", style="dim"))
         for name, pending, lag, handled, letters in rows:
             process = self.processes.get(name)
             state = "—"

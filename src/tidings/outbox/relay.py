@@ -43,6 +43,7 @@ from tidings.outbox.store import OutboxStore, Retention
 from tidings.outbox.unrouted import UnroutedTypes
 from tidings.outbox.wakeup import Wakeup
 from tidings.persistence.migrations import ensure_current
+from tidings.redaction import redact
 from tidings.transports.base import Transport, TransportError
 from tidings.transports.registry import open_transport
 
@@ -348,7 +349,10 @@ class Relay:
         self.stats.last_error = f"{type(error).__name__}: {error}"
         delay = self.retry.delay(self.stats.failures)
         logger.warning(
-            "relay of %s failed (%s); retrying in %.2fs", self.context.name, error, delay
+            "relay of %s failed (%s); retrying in %.2fs",
+            self.context.name,
+            redact(str(error)),
+            delay,
         )
         if rows:
             with contextlib.suppress(*_RETRYABLE):
@@ -405,7 +409,9 @@ class Relay:
             except _RETRYABLE as error:
                 attempt += 1
                 delay = self.retry.delay(attempt)
-                logger.warning("broker unreachable (%s); retrying in %.2fs", error, delay)
+                logger.warning(
+                    "broker unreachable (%s); retrying in %.2fs", redact(str(error)), delay
+                )
                 self.stats.failures += 1
                 self.stats.last_error = f"{type(error).__name__}: {error}"
                 await self._record_unreachable(error)

@@ -19,6 +19,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from tidings.causality.records import relay_marks
 from tidings.contracts.envelope import OutboxRow
 from tidings.persistence.tables import outbox, relay_lease
+from tidings.redaction import describe_error
 
 _c = outbox.c
 _columns = [c for c in outbox.c if c.name not in ("attempts", "last_error", "available_at")]
@@ -166,7 +167,7 @@ class OutboxStore:
 
     async def record_failure(self, positions: list[int], error: BaseException) -> None:
         """Count a failed attempt on rows, keeping the error for ``outbox status``."""
-        message = f"{type(error).__name__}: {error}"[:2000]
+        message = describe_error(error)[:2000]
         async with self._single_statement("write") as connection:
             await connection.execute(self._failure, {"positions": positions, "error": message})
 

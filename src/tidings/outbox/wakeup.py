@@ -15,7 +15,9 @@ from typing import Any
 
 from sqlalchemy.engine import URL
 
+from tidings.persistence.engines import asyncpg_tls
 from tidings.persistence.tables import OUTBOX_CHANNEL
+from tidings.redaction import redact
 
 logger = logging.getLogger("tidings.relay")
 
@@ -46,12 +48,16 @@ class Wakeup:
             import asyncpg
         except ImportError:  # pragma: no cover - the postgres extra brings asyncpg
             return
-        dsn = self._url.set(drivername="postgresql").render_as_string(hide_password=False)
+        # The same TLS as the engine's: libpq's options become asyncpg's ``ssl``.
+        options: dict[str, Any] = dict(self._url.query)
+        asyncpg_tls(options)
+        plain = self._url.set(drivername="postgresql", query={})
+        dsn = plain.render_as_string(hide_password=False)
         try:
-            self._connection = await asyncpg.connect(dsn, timeout=5)
+            self._connection = await asyncpg.connect(dsn, timeout=5, **options)
             await self._connection.add_listener(OUTBOX_CHANNEL, self._notified)
         except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-            logger.warning("LISTEN unavailable (%s); polling instead", exc)
+            logger.warning("LISTEN unavailable (%s); polling instead", redact(str(exc)))
             self._connection = None
 
     def _notified(self, *_: Any) -> None:

@@ -1,7 +1,23 @@
-"""Engines from one database URL: a sync and an asyncio flavour, tuned per dialect."""
+"""Engines from one database URL: a sync and an asyncio flavour, tuned per dialect.
+
+PostgreSQL over TLS takes libpq's options in the URL, for both drivers:
+``?sslmode=verify-full&sslrootcert=ca.pem&sslcert=client.pem&sslkey=client.key``, or
+tidings' shorter ``?ca=ca.pem&cert=client.pem&key=client.key`` (the same names as the
+broker URLs), which implies ``sslmode=verify-full``. psycopg hands them to libpq;
+for asyncpg, which takes an :class:`ssl.SSLContext` instead, they become one built by
+:mod:`tidings.tls` with libpq's meaning of the mode (``verify-full``: CA and host name
+checked; ``verify-ca``: CA only; ``require``: encrypted, the CA checked only when
+``sslrootcert`` is given; the client certificate sent in all three); ``disable``,
+``allow`` and ``prefer`` are passed to asyncpg as they are, without a client
+certificate. Unlike libpq, a ``verify-*`` mode without ``sslrootcert`` trusts the
+system's CAs, not ``~/.postgresql/root.crt``.
+A certificate that does not verify raises :class:`~tidings.errors.TlsError`.
+"""
 
 from __future__ import annotations
 
+import ssl
+from collections.abc import MutableMapping
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -11,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
 from tidings.errors import ConfigurationError, MissingExtraError
+from tidings.tls import TLS_OPTIONS, TlsSettings, tls_failure
 
 # backend -> (sync driver, async driver, extra that installs them)
 _DRIVERS: dict[str, tuple[str, str, str]] = {
@@ -23,6 +40,9 @@ _DRIVERS: dict[str, tuple[str, str, str]] = {
 READ_ONLY_OPTION = "tidings_read_only"
 _ASYNC_ONLY = {"asyncpg", "aiosqlite", "aiomysql", "asyncmy", "psycopg_async"}
 _SYNC_ONLY = {"pysqlite", "psycopg2", "pymysql", "mysqldb", "pg8000"}
+# tidings' TLS option -> libpq's
+_LIBPQ_TLS = {"ca": "sslrootcert", "cert": "sslcert", "key": "sslkey"}
+_LIBPQ_TLS_OPTIONS = ("sslmode", *_LIBPQ_TLS.values())
 
 
 def parse_database_url(url: str | URL) -> URL:
@@ -38,7 +58,80 @@ def parse_database_url(url: str | URL) -> URL:
             f"unsupported database {parsed.get_backend_name()!r}; use sqlite:///file.db, "
             "postgresql://… or mysql://…"
         )
-    return parsed
+    return _libpq_tls_names(parsed)
+
+
+def _libpq_tls_names(url: URL) -> URL:
+    """``?ca=&cert=&key=`` as libpq's ``sslrootcert``/``sslcert``/``sslkey`` with
+    ``sslmode=verify-full``; PostgreSQL URLs only."""
+    given = {name: url.query[name] for name in TLS_OPTIONS if name in url.query}
+    if not given:
+        return url
+    if url.get_backend_name() != "postgresql":
+        raise ConfigurationError(
+            f"?{'=, ?'.join(given)}= are TLS options of PostgreSQL URLs; for "
+            f"{url.get_backend_name()} use its driver's own TLS options"
+        )
+    query: dict[str, Any] = {k: v for k, v in url.query.items() if k not in TLS_OPTIONS}
+    query.update({_LIBPQ_TLS[name]: value for name, value in given.items()})
+    query.setdefault("sslmode", "verify-full")
+    return url.set(query=query)
+
+
+def asyncpg_tls(params: MutableMapping[str, Any]) -> None:
+    """Replace libpq's TLS options in asyncpg connect arguments ``params`` by the
+    ``ssl`` argument asyncpg takes (see the module docs)."""
+    found = {name: params.pop(name) for name in _LIBPQ_TLS_OPTIONS if name in params}
+    mode = found.get("sslmode")
+    if mode is None:
+        if len(found) > 0:
+            raise ConfigurationError("sslrootcert=/sslcert=/sslkey= need an sslmode=")
+        return
+    if mode in ("disable", "allow", "prefer"):
+        params["ssl"] = mode  # asyncpg's own handling; no client certificate is sent
+        return
+    if mode not in ("require", "verify-ca", "verify-full"):
+        raise ConfigurationError(
+            f"unknown sslmode={mode!r}; use disable, allow, prefer, require, verify-ca "
+            "or verify-full"
+        )
+    settings = TlsSettings(
+        ca=found.get("sslrootcert"), cert=found.get("sslcert"), key=found.get("sslkey")
+    )
+    context = settings.context()
+    if mode != "verify-full":
+        context.check_hostname = False
+    if mode == "require" and settings.ca is None:
+        # As libpq: ``require`` checks the CA only when a root certificate is named.
+        context.verify_mode = ssl.CERT_NONE
+    params["ssl"] = context
+
+
+def _tls_errors(engine: Engine, url: URL) -> None:
+    """A failed TLS handshake surfaces as :class:`TlsError`, naming what to fix."""
+    where = f"{url.host or 'localhost'}:{url.port or 5432}"
+
+    @event.listens_for(engine, "handle_error")
+    def _on_error(context: Any) -> None:
+        refused = tls_failure(context.original_exception, where)
+        if refused is not None:
+            raise refused from context.original_exception
+
+
+def _asyncpg_tuning(engine: Engine, url: URL) -> None:
+    where = f"{url.host or 'localhost'}:{url.port or 5432}"
+
+    @event.listens_for(engine, "do_connect")
+    def _on_connect(dialect: Any, _record: Any, args: Any, params: dict[str, Any]) -> Any:
+        asyncpg_tls(params)
+        try:
+            return dialect.connect(*args, **params)
+        except Exception as exc:
+            # asyncpg's ssl errors are not DBAPI errors: "handle_error" never sees them.
+            refused = tls_failure(exc, where)
+            if refused is not None:
+                raise refused from exc
+            raise
 
 
 def _with_driver(url: URL, *, asynchronous: bool) -> URL:
@@ -104,6 +197,8 @@ def create_sync_engine(url: str | URL, **options: Any) -> Engine:
         raise _missing_driver(parsed, exc) from exc
     if parsed.get_backend_name() == "sqlite":
         _sqlite_tuning(engine, memory=_is_memory_sqlite(parsed))
+    if parsed.get_backend_name() == "postgresql":
+        _tls_errors(engine, parsed)
     return engine
 
 
@@ -116,4 +211,8 @@ def create_asyncio_engine(url: str | URL, **options: Any) -> AsyncEngine:
         raise _missing_driver(parsed, exc) from exc
     if parsed.get_backend_name() == "sqlite":
         _sqlite_tuning(engine.sync_engine, memory=_is_memory_sqlite(parsed))
+    if parsed.get_backend_name() == "postgresql":
+        _tls_errors(engine.sync_engine, parsed)
+        if parsed.get_driver_name() == "asyncpg":
+            _asyncpg_tuning(engine.sync_engine, parsed)
     return engine

@@ -24,6 +24,7 @@ from tidings.domain.events import DomainEvent
 from tidings.domain.ids import uuid7
 from tidings.persistence.domain_event_codec import DomainEventCodec
 from tidings.persistence.tables import publication_log
+from tidings.redaction import describe_error
 
 logger = logging.getLogger("tidings.after_commit")
 
@@ -105,7 +106,7 @@ class PublicationLog:
             .where(_table.c.entry_id == work.entry_id)
             .values(
                 attempts=_table.c.attempts + 1,
-                last_error=f"{type(error).__name__}: {error}"[:4000],
+                last_error=describe_error(error)[:4000],
                 next_attempt_at=next_at,
             )
         )

@@ -31,6 +31,7 @@ from tidings.observability.tracing import attached
 from tidings.persistence.publication_log import PendingWork, PublicationLog
 from tidings.persistence.tables import outbox
 from tidings.persistence.tables import publication_log as log_table
+from tidings.redaction import redact
 
 logger = logging.getLogger("tidings.after_commit")
 
@@ -121,11 +122,11 @@ class ContextRuntime:
 
     def _record_failure(self, item: PendingWork, error: Exception) -> None:
         logger.warning(
-            "after-commit handler %s failed on %s %s: %r; it will be retried",
+            "after-commit handler %s failed on %s %s: %s; it will be retried",
             item.subscription.handler_id,
             type(item.event).__name__,
             item.event.event_id,
-            error,
+            redact(repr(error)),
         )
         try:
             with Session(self._engine()) as session, session.begin():
@@ -185,11 +186,11 @@ class ContextRuntime:
 
     async def _arecord_failure(self, item: PendingWork, error: Exception) -> None:
         logger.warning(
-            "after-commit handler %s failed on %s %s: %r; it will be retried",
+            "after-commit handler %s failed on %s %s: %s; it will be retried",
             item.subscription.handler_id,
             type(item.event).__name__,
             item.event.event_id,
-            error,
+            redact(repr(error)),
         )
         try:
             async with AsyncSession(self._async_engine()) as session, session.begin():

@@ -9,7 +9,9 @@
         ...
         await proxy.restore()  # accept again, on the same port
 
-Only loopback: the proxy listens on 127.0.0.1 and forwards to the target given.
+Only loopback: the proxy listens on 127.0.0.1 (or another loopback address given as
+``listen_host``, e.g. 127.0.0.2 to reach a TLS server under a name its certificate does
+not carry) and forwards to the target given.
 """
 
 from __future__ import annotations
@@ -24,7 +26,10 @@ _CHUNK = 64 * 1024
 class TcpProxy:
     """Forwards connections from ``127.0.0.1:port`` to ``target_host:target_port``."""
 
-    def __init__(self, target_host: str, target_port: int, *, port: int = 0) -> None:
+    def __init__(
+        self, target_host: str, target_port: int, *, port: int = 0, listen_host: str = "127.0.0.1"
+    ) -> None:
+        self.listen_host = listen_host
         self.target_host = target_host
         self.target_port = target_port
         self.port = port
@@ -53,7 +58,7 @@ class TcpProxy:
     async def start(self) -> None:
         """Listen (on a free port the first time, then on the same one)."""
         self._server = await asyncio.start_server(
-            self._accept, "127.0.0.1", self.port, reuse_address=True
+            self._accept, self.listen_host, self.port, reuse_address=True
         )
         self.port = self._server.sockets[0].getsockname()[1]
 

@@ -30,6 +30,7 @@ from typing import Any
 
 from tidings.contracts.cloudevents import CloudEvent
 from tidings.errors import TidingsError
+from tidings.redaction import redact
 
 #: Positions in a published batch of the events no subscription took.
 Unroutable = frozenset[int]
@@ -88,6 +89,9 @@ class Transport(abc.ABC):
         #: Messages of types the subscribing group does not read that a shared-log
         #: transport passed over by their routing metadata (never decoded), since opened.
         self.skipped = 0
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({redact(self.url)!r})"
 
     async def __aenter__(self) -> Transport:
         await self.connect()

@@ -1,6 +1,7 @@
 """Kafka transport (aiokafka).
 
-URL: ``kafka://host:port[,host:port...]`` with optional query parameters:
+URL: ``kafka://host:port[,host:port...]`` (``kafkas://`` for TLS, the ``SSL`` security
+protocol) with optional query parameters:
 
 ``topic`` (default ``tidings.events``)
     The topic holding every context's integration events.
@@ -17,6 +18,14 @@ URL: ``kafka://host:port[,host:port...]`` with optional query parameters:
     Consumer group liveness: how soon a silent consumer's partitions move to another.
 ``fetch_count`` (default 500)
     Messages fetched per poll, which is also the commit cadence.
+``ca``, ``cert``, ``key`` (``kafkas://`` only)
+    TLS: the CA file the brokers' certificates must chain to (else the system's CAs)
+    and a client certificate and key; every broker's certificate must name the host
+    it is reached at (the bootstrap address, then the advertised listeners). Before
+    the Kafka clients start, one TLS handshake with the first bootstrap server checks
+    the certificate, so a wrong CA or host name raises
+    :class:`~tidings.errors.TlsError` within seconds rather than aiokafka's generic
+    bootstrap failure (``docs/tls.md``).
 
 Layout
     One topic, each event keyed by its partition key (``CloudEvent.subject``); Kafka's
@@ -61,6 +70,7 @@ Subscriptions
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import random
@@ -83,6 +93,7 @@ from aiokafka.partitioner import murmur2
 
 from tidings.contracts.cloudevents import CloudEvent, encode_binary
 from tidings.errors import ConfigurationError
+from tidings.tls import TlsSettings, tls_failure
 from tidings.transports.base import (
     NOTHING_UNROUTABLE,
     Delivery,
@@ -122,6 +133,7 @@ class KafkaOptions:
     fetch_count: int = 500
     session_timeout_ms: int = 10_000
     heartbeat_interval_ms: int = 3_000
+    tls: TlsSettings | None = None  # set for kafkas://
 
     @classmethod
     def from_url(cls, url: str) -> KafkaOptions:
@@ -131,7 +143,12 @@ class KafkaOptions:
             raise ConfigurationError(
                 f"{url!r} names no broker; write kafka://host:port[,host:port...]"
             )
-        query = dict(parse_qsl(parts.query))
+        tls, pairs = TlsSettings.split(parse_qsl(parts.query))
+        if tls.given and parts.scheme != "kafkas":
+            raise ConfigurationError(
+                f"?ca=/?cert= in {url!r} need TLS: write kafkas:// instead of kafka://"
+            )
+        query = dict(pairs)
         unknown = set(query) - _OPTION_NAMES
         if unknown:
             raise ConfigurationError(
@@ -150,6 +167,7 @@ class KafkaOptions:
                 fetch_count=int(query.get("fetch_count", 500)),
                 session_timeout_ms=int(query.get("session_timeout_ms", 10_000)),
                 heartbeat_interval_ms=int(query.get("heartbeat_interval_ms", 3_000)),
+                tls=tls if parts.scheme == "kafkas" else None,
             )
         except ValueError as exc:
             raise ConfigurationError(
@@ -260,12 +278,20 @@ class _Token:
 class KafkaTransport(Transport):
     """Integration events on one keyed Kafka topic, one consumer group per context."""
 
-    schemes = ("kafka",)
+    schemes = ("kafka", "kafkas")
     routes_by_type = False
 
     def __init__(self, url: str) -> None:
         super().__init__(url)
         self.options = KafkaOptions.from_url(url)
+        tls = self.options.tls
+        self._ssl_context = tls.context() if tls is not None else None
+        # Passed to every aiokafka client this transport starts.
+        self._security: dict[str, Any] = (
+            {"security_protocol": "SSL", "ssl_context": self._ssl_context}
+            if self._ssl_context is not None
+            else {}
+        )
         self._producer: AIOKafkaProducer | None = None
         #: Whether the running producer is idempotent (False after an ``auto`` fallback).
         self.idempotent = False
@@ -280,6 +306,7 @@ class KafkaTransport(Transport):
         return self._producer
 
     async def connect(self) -> None:
+        await self._check_tls()
         await self._ensure_topic()
         if self.options.idempotence != "false":
             try:
@@ -367,6 +394,7 @@ class KafkaTransport(Transport):
             client_id=f"{self.options.client_id}-declare",
             enable_auto_commit=False,
             request_timeout_ms=self.options.request_timeout_ms,
+            **self._security,
         )
         try:
             await consumer.start()
@@ -414,6 +442,7 @@ class KafkaTransport(Transport):
             # is the safe side, the inbox drops what was already handled.
             auto_offset_reset="earliest",
             request_timeout_ms=self.options.request_timeout_ms,
+            **self._security,
             session_timeout_ms=self.options.session_timeout_ms,
             heartbeat_interval_ms=self.options.heartbeat_interval_ms,
         )
@@ -493,6 +522,7 @@ class KafkaTransport(Transport):
             acks="all",
             enable_idempotence=idempotent,
             request_timeout_ms=self.options.request_timeout_ms,
+            **self._security,
             max_batch_size=256 * 1024,
             linger_ms=0,
         )
@@ -508,11 +538,36 @@ class KafkaTransport(Transport):
             ) from exc
         return producer
 
+    async def _check_tls(self) -> None:
+        """One TLS handshake with the first bootstrap server: aiokafka logs a refused
+        certificate and reports only that it could not bootstrap, so the reason is
+        found here and raised as a :class:`TlsError`."""
+        if self._ssl_context is None:
+            return
+        first = self.options.bootstrap_servers.split(",")[0].strip()
+        address = urlsplit(f"//{first}")
+        host, port = address.hostname or "localhost", address.port or 9092  # as aiokafka
+        try:
+            async with asyncio.timeout(min(10.0, self.options.request_timeout_ms / 1000)):
+                _, writer = await asyncio.open_connection(host, port, ssl=self._ssl_context)
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+        except (OSError, TimeoutError) as exc:
+            refused = tls_failure(exc, first)
+            if refused is not None:
+                raise refused from exc
+            raise TransportError(
+                f"cannot reach Kafka at {first}: {exc!r}; check that the broker runs and "
+                "that the URL's host and port are right"
+            ) from exc
+
     async def _ensure_topic(self) -> None:
         admin = AIOKafkaAdminClient(
             bootstrap_servers=self.options.bootstrap_servers,
             client_id=f"{self.options.client_id}-admin",
             request_timeout_ms=self.options.request_timeout_ms,
+            **self._security,
         )
         try:
             await admin.start()

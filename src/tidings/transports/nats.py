@@ -68,13 +68,23 @@ URL options (query string, stripped before connecting): ``stream``, ``subject_pr
 (``tidings``: the first subject token, so that several environments can share one
 NATS account with a stream each), ``replicas``,
 ``duplicate_window``, ``prefetch``, ``ack_wait``, ``max_deliver``, ``max_ack_pending``,
-``connect_timeout``, ``confirm_timeout``.
+``connect_timeout``, ``confirm_timeout``, and for TLS ``tls``, ``ca``, ``cert``, ``key``.
+
+TLS
+    ``nats://host:4222?tls=true&ca=ca.pem&cert=client.pem&key=client.key``: the client
+    upgrades the connection when the server's INFO asks for TLS and refuses a server
+    that does not (nats-py alone would carry on in clear text); ``?ca=`` or ``?cert=``
+    alone imply ``tls=true``. The server's certificate must chain to ``?ca=`` (else the system's
+    CAs) and name the URL's host; a failed verification raises
+    :class:`~tidings.errors.TlsError` at the first refused handshake (``docs/tls.md``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import ssl
 import time
 from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass, field
@@ -97,7 +107,8 @@ from nats.js.api import (
 )
 
 from tidings.contracts.cloudevents import CloudEvent, encode_binary
-from tidings.errors import ConfigurationError
+from tidings.errors import ConfigurationError, TlsError
+from tidings.tls import TlsSettings, tls_failure
 from tidings.transports.base import (
     NOTHING_UNROUTABLE,
     Delivery,
@@ -139,6 +150,7 @@ class NatsOptions:
     max_ack_pending: int = 1000
     connect_timeout: float = 5.0
     confirm_timeout: float = 30.0
+    tls: TlsSettings | None = None  # set by ?tls=true (or ?ca=, ?cert=)
 
 
 @dataclass(slots=True)
@@ -165,12 +177,17 @@ class NatsTransport(Transport):
         super().__init__(url)
         self._servers, self.options = _parse_url(url)
         self._where = _describe(url)
+        self._ssl_context: ssl.SSLContext | None = (
+            self.options.tls.context() if self.options.tls is not None else None
+        )
         self._client: NatsClient | None = None
         self._js: JetStreamContext | None = None
         self._stream_ready = False
         # Subjects some consumer of the stream was seen filtering on: they are kept.
         self._taken: set[str] = set()
         self._last_error: Exception | None = None
+        # Resolved when the first connection's TLS handshake is refused (see _connect).
+        self._tls_refused: asyncio.Future[None] | None = None
         self._connect_lock = asyncio.Lock()
         # One batch at a time: batches from one relay stay in order on the wire.
         self._publish_lock = asyncio.Lock()
@@ -505,22 +522,17 @@ class NatsTransport(Transport):
                 return self._js
             self._stream_ready = False
             self._last_error = None
+            self._tls_refused = asyncio.get_running_loop().create_future()
             try:
                 async with asyncio.timeout(self.options.connect_timeout):
-                    client = await nats.connect(
-                        servers=self._servers,
-                        connect_timeout=max(1, round(self.options.connect_timeout)),
-                        # Fail a first connection at once; once connected, keep
-                        # reconnecting in the background (publish_batch refuses to
-                        # buffer while it does).
-                        max_reconnect_attempts=-1,
-                        allow_reconnect=True,
-                        error_cb=self._on_client_error,
-                    )
+                    client = await self._first_connection(self._tls_refused)
             except _BROKER_ERRORS as exc:  # NoServersError is a nats.errors.Error
                 # nats-py keeps retrying a refused first connection until our timeout:
                 # the error it reported on the way says more than the timeout.
                 reason = self._last_error or exc
+                refused = tls_failure(reason, self._where)
+                if refused is not None:
+                    raise refused from exc
                 raise TransportError(
                     f"cannot connect to NATS at {self._where}: {reason!r}; check that the "
                     "server runs with JetStream enabled; the relay retries with backoff "
@@ -530,10 +542,62 @@ class NatsTransport(Transport):
             self._js = client.jetstream(timeout=self.options.confirm_timeout)
             return self._js
 
+    async def _first_connection(self, tls_refused: asyncio.Future[None]) -> NatsClient:
+        """``nats.connect``, given up as soon as the server's certificate is refused:
+        nats-py would keep retrying a certificate that cannot verify until the timeout."""
+        connecting = asyncio.ensure_future(
+            nats.connect(
+                servers=self._servers,
+                connect_timeout=max(1, round(self.options.connect_timeout)),
+                # Fail a first connection at once; once connected, keep reconnecting in
+                # the background (publish_batch refuses to buffer while it does).
+                max_reconnect_attempts=-1,
+                allow_reconnect=True,
+                error_cb=self._on_client_error,
+                reconnected_cb=self._on_reconnected,
+                tls=self._ssl_context,
+            )
+        )
+        try:
+            either: set[asyncio.Future[Any]] = {connecting, tls_refused}
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not connecting.done():
+                connecting.cancel()
+                with contextlib.suppress(asyncio.CancelledError, *_BROKER_ERRORS):
+                    await connecting
+        if not connecting.done() or connecting.cancelled():
+            raise nats.errors.NoServersError  # the TLS failure in _last_error says why
+        client: NatsClient = connecting.result()
+        if not self._encrypted(client):
+            await client.close()
+            raise TlsError(
+                f"the NATS server at {self._where} did not offer TLS, and the URL asks for "
+                "it (?tls=true, ?ca= or ?cert=): enable TLS on the server, or check that the "
+                "URL names the right server"
+            )
+        return client
+
+    def _encrypted(self, client: NatsClient) -> bool:
+        """False when TLS is wanted but the connection is in clear text: nats-py upgrades
+        only when the server's INFO says ``tls_required``, so a server without TLS (or
+        a network that rewrites INFO) would otherwise get the connection unencrypted."""
+        info: dict[str, Any] = getattr(client, "_server_info", {})
+        return self._ssl_context is None or bool(info.get("tls_required"))
+
+    async def _on_reconnected(self) -> None:
+        client = self._client
+        if client is not None and not self._encrypted(client):
+            log.error("NATS at %s reconnected without TLS; closing the connection", self._where)
+            await client.close()
+
     async def _on_client_error(self, exc: Exception) -> None:
         # nats-py reports connection attempts here; operations raise on their own.
         self._last_error = exc
         log.debug("NATS client error: %r", exc)
+        refused = self._tls_refused
+        if refused is not None and not refused.done() and tls_failure(exc, self._where):
+            refused.set_result(None)
 
     def _jetstream(self) -> JetStreamContext:
         if self._js is None:
@@ -606,8 +670,10 @@ def _supports_filter_subjects(client: NatsClient) -> bool:
 def _parse_url(url: str) -> tuple[list[str], NatsOptions]:
     """Split tidings' options off the URL (nats-py takes no query string)."""
     parts = urlsplit(url)
-    ours = dict(parse_qsl(parts.query, keep_blank_values=True))
-    unknown = set(ours) - set(NatsOptions.__dataclass_fields__)
+    tls, query = TlsSettings.split(parse_qsl(parts.query, keep_blank_values=True))
+    ours = dict(query)
+    wants_tls = ours.pop("tls", "false").strip().lower() in ("1", "true", "yes", "on")
+    unknown = set(ours) - set(NatsOptions.__dataclass_fields__) - {"tls"}
     if unknown:
         raise ConfigurationError(
             f"unknown NATS URL option(s) {sorted(unknown)}; known: "
@@ -626,6 +692,7 @@ def _parse_url(url: str) -> tuple[list[str], NatsOptions]:
             max_ack_pending=int(ours.get("max_ack_pending", defaults.max_ack_pending)),
             connect_timeout=float(ours.get("connect_timeout", defaults.connect_timeout)),
             confirm_timeout=float(ours.get("confirm_timeout", defaults.confirm_timeout)),
+            tls=tls if wants_tls or tls.given else None,
         )
     except ValueError as exc:
         raise ConfigurationError(f"invalid NATS URL option in {_describe(url)!r}: {exc}") from exc

@@ -55,15 +55,23 @@ Redelivery limits
     (e.g. a large number) when declaring the queue; without it the broker's default
     applies. tidings' consumer dead-letters poison messages itself.
 
+TLS
+    ``amqps://user:password@host:5671/vhost?ca=ca.pem&cert=client.pem&key=client.key``:
+    the broker's certificate must chain to ``?ca=`` (else the system's CAs) and name the
+    URL's host; ``?cert=``/``?key=`` present a client certificate (see ``docs/tls.md``).
+    A certificate that does not verify raises :class:`~tidings.errors.TlsError` at
+    once instead of a retryable :class:`TransportError`.
+
 URL options (query string, removed before the URL reaches aio-pika): ``exchange``,
 ``prefetch`` (256; unacknowledged messages per consumer), ``single_active_consumer``,
-``delivery_limit``, ``connect_timeout``, ``confirm_timeout``.
+``delivery_limit``, ``connect_timeout``, ``confirm_timeout``, ``ca``, ``cert``, ``key``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import ssl
 from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -78,6 +86,7 @@ from pamqp.common import FieldTable
 
 from tidings.contracts.cloudevents import CloudEvent, encode_binary
 from tidings.errors import ConfigurationError
+from tidings.tls import TlsSettings, tls_failure
 from tidings.transports.base import (
     NOTHING_UNROUTABLE,
     Delivery,
@@ -113,6 +122,7 @@ class RabbitMQOptions:
     delivery_limit: int | None = None
     connect_timeout: float = 5.0
     confirm_timeout: float = 30.0
+    tls: TlsSettings | None = None  # set for amqps://
 
 
 class RabbitMQTransport(Transport):
@@ -130,6 +140,9 @@ class RabbitMQTransport(Transport):
         # no aio-pika message object per event.
         self._publishing: aiormq.Channel | None = None
         self._connect_lock = asyncio.Lock()
+        self._ssl_context: ssl.SSLContext | None = (
+            self.options.tls.context() if self.options.tls is not None else None
+        )
         # One batch at a time: batches from one relay stay in order on the wire.
         self._publish_lock = asyncio.Lock()
 
@@ -398,8 +411,13 @@ class RabbitMQTransport(Transport):
             timeout = self.options.connect_timeout
             try:
                 async with asyncio.timeout(timeout):
-                    connection = await aio_pika.connect(self._client_url, timeout=timeout)
+                    connection = await aio_pika.connect(
+                        self._client_url, timeout=timeout, ssl_context=self._ssl_context
+                    )
             except _BROKER_ERRORS as exc:
+                refused = tls_failure(exc, self._where.split("/", 1)[0])  # host:port
+                if refused is not None:
+                    raise refused from exc
                 raise TransportError(
                     f"cannot connect to RabbitMQ at {self._where}: {exc!r}; check that the "
                     "broker runs and the URL (user, password, vhost) is right; the relay "
@@ -527,7 +545,12 @@ def _parse_url(url: str) -> tuple[str, RabbitMQOptions]:
     parts = urlsplit(url)
     ours: dict[str, str] = {}
     theirs: list[tuple[str, str]] = []
-    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+    tls, query = TlsSettings.split(parse_qsl(parts.query, keep_blank_values=True))
+    if tls.given and parts.scheme != "amqps":
+        raise ConfigurationError(
+            f"?ca=/?cert= in {_describe(url)!r} need TLS: write amqps:// (port 5671 by default)"
+        )
+    for name, value in query:
         if name in RabbitMQOptions.__dataclass_fields__:
             ours[name] = value
         else:
@@ -543,6 +566,7 @@ def _parse_url(url: str) -> tuple[str, RabbitMQOptions]:
             delivery_limit=(int(ours["delivery_limit"]) if ours.get("delivery_limit") else None),
             connect_timeout=float(ours.get("connect_timeout", defaults.connect_timeout)),
             confirm_timeout=float(ours.get("confirm_timeout", defaults.confirm_timeout)),
+            tls=tls if parts.scheme == "amqps" else None,
         )
     except ValueError as exc:
         raise ConfigurationError(

@@ -17,6 +17,11 @@ query parameters, every other query parameter going to redis-py unchanged:
     consumer looks for abandoned entries.
 ``count`` (default 100)
     Entries fetched per read.
+``ca``, ``cert``, ``key`` (``rediss://`` only)
+    TLS: the CA file the server's certificate must chain to (else the system's CAs)
+    and a client certificate and key; the certificate must name the URL's host. A
+    certificate that does not verify raises :class:`~tidings.errors.TlsError`
+    within seconds (``docs/tls.md``).
 
 Layout
     One stream holds all events; each entry has the fields ``type``, ``source``,
@@ -79,6 +84,8 @@ from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from tidings.contracts.cloudevents import CloudEvent, encode_structured
 from tidings.errors import ConfigurationError
+from tidings.redaction import redact
+from tidings.tls import TlsSettings, tls_failure
 from tidings.transports.base import (
     NOTHING_UNROUTABLE,
     Delivery,
@@ -142,6 +149,7 @@ class RedisOptions:
     claim_idle_ms: int = 30_000
     block_ms: int = 1_000
     count: int = 100
+    tls: TlsSettings | None = None  # set for rediss://
 
     @classmethod
     def split_url(cls, url: str) -> tuple[RedisOptions, str]:
@@ -149,7 +157,13 @@ class RedisOptions:
         parts = urlsplit(url)
         ours: dict[str, str] = {}
         theirs: list[tuple[str, str]] = []
-        for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        tls, query = TlsSettings.split(parse_qsl(parts.query, keep_blank_values=True))
+        if tls.given and parts.scheme != "rediss":
+            raise ConfigurationError(
+                f"?ca=/?cert= in {redact(url)!r} need TLS: write rediss:// instead of redis://"
+            )
+        tls.check_files()
+        for name, value in query:
             if name in _OPTION_NAMES:
                 ours[name] = value
             else:
@@ -161,10 +175,11 @@ class RedisOptions:
                 claim_idle_ms=int(ours.get("claim_idle_ms", 30_000)),
                 block_ms=int(ours.get("block_ms", 1_000)),
                 count=int(ours.get("count", 100)),
+                tls=tls if parts.scheme == "rediss" else None,
             )
         except ValueError as exc:
             raise ConfigurationError(
-                f"invalid Redis transport option in {_redact(url)!r}: {exc}; "
+                f"invalid Redis transport option in {redact(url)!r}: {exc}; "
                 "maxlen, claim_idle_ms, block_ms and count are integers"
             ) from exc
         if not options.stream:
@@ -216,18 +231,34 @@ class RedisTransport(Transport):
         # A read timeout longer than the blocking read, so that XREADGROUP BLOCK never
         # looks like a dead connection while a stopped server is still noticed.
         socket_timeout = max(10.0, 2 * self.options.block_ms / 1000)
+        tls = self.options.tls
+        secure: dict[str, Any] = {}
+        if tls is not None:
+            # redis-py builds the SSL context itself; these are tidings' rules for it.
+            secure = {
+                "ssl_ca_certs": tls.ca,
+                "ssl_certfile": tls.cert,
+                "ssl_keyfile": tls.key,
+                "ssl_cert_reqs": "required",
+                "ssl_check_hostname": True,
+            }
         client = Redis.from_url(
             self._client_url,
             socket_connect_timeout=5.0,
             socket_timeout=socket_timeout,
             health_check_interval=30,
+            **secure,
         )
         try:
             await client.ping()
         except (RedisError, OSError) as exc:
             await client.aclose()
+            parts = urlsplit(self.url)
+            refused = tls_failure(exc, f"{parts.hostname}:{parts.port or 6379}")
+            if refused is not None:
+                raise refused from exc
             raise TransportError(
-                f"cannot reach Redis at {_redact(self.url)}: {exc}; check that the server "
+                f"cannot reach Redis at {redact(self.url)}: {exc}; check that the server "
                 "runs and that the URL's host, port and credentials are right"
             ) from exc
         self._client = client
@@ -444,7 +475,7 @@ class RedisTransport(Transport):
             return await awaitable
         except (RedisError, OSError) as exc:
             raise TransportError(
-                f"Redis command failed on {_redact(self.url)}: {exc}; the consumer "
+                f"Redis command failed on {redact(self.url)}: {exc}; the consumer "
                 "should reconnect and resume, unacknowledged entries will be redelivered"
             ) from exc
 
@@ -464,11 +495,3 @@ def _token(delivery: Delivery) -> _Token:
     if not isinstance(token, _Token):
         raise TransportError("this delivery did not come from a Redis subscription")
     return token
-
-
-def _redact(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))

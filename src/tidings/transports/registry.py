@@ -19,12 +19,15 @@ _TRANSPORTS: dict[str, tuple[str, str, str | None]] = {
     "rediss": ("tidings.transports.redis", "RedisTransport", "redis"),
     "kafka": ("tidings.transports.kafka", "KafkaTransport", "kafka"),
     "pubsub": ("tidings.transports.pubsub", "PubSubTransport", "pubsub"),
+    "kafkas": ("tidings.transports.kafka", "KafkaTransport", "kafka"),
 }
 
 
 def open_transport(url: str) -> Transport:
     """The transport for ``url`` (not connected yet): ``memory://``, ``sqlite:///path``,
-    ``amqp://…``, ``nats://…``, ``redis://…``, ``kafka://host:port`` or ``pubsub://PROJECT``."""
+    ``amqp://…``, ``nats://…``, ``redis://…``, ``kafka://host:port`` or ``pubsub://PROJECT``;
+    with TLS ``amqps://…``, ``nats://…?tls=true``, ``rediss://…`` or ``kafkas://…`` (see
+    ``docs/tls.md``)."""
     scheme = urlsplit(url).scheme.lower()
     entry = _TRANSPORTS.get(scheme)
     if entry is None:
