@@ -65,3 +65,7 @@ class ContractValidationError(DecodeError):
 
 class ContractSnapshotError(ContractError):
     """A contract snapshot directory (``tidings contracts export``) is missing or unreadable."""
+
+
+class ActionRefusedError(TidingsError):
+    """The dashboard refused a state-changing request; the message says what to do."""

@@ -12,6 +12,7 @@ import tidings
 from tidings.cli import demo, lint, processes
 from tidings.cli.common import console, errors
 from tidings.cli.contracts import app as contracts_app
+from tidings.cli.dashboard import dashboard_command
 from tidings.cli.db import db_app
 from tidings.cli.dlq import dlq_app
 from tidings.cli.map import map_command
@@ -35,6 +36,7 @@ app.command()(demo.demo)
 app.command("run")(processes.run_context)
 app.command()(processes.consume)
 app.command("map")(map_command)
+app.command("dashboard")(dashboard_command)
 
 
 def _version(value: bool) -> None:
