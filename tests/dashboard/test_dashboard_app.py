@@ -130,7 +130,7 @@ async def test_a_dead_letter_shows_headers_pretty_payload_and_error(
         missing = await http.get("/dead-letters/pricing/no-such-letter")
     assert page.status_code == 200
     assert "ce-correlationid" in page.text and event_id in page.text
-    assert '&#34;product_id&#34;: &#34;p7&#34;' in page.text  # indented JSON, escaped
+    assert "&#34;product_id&#34;: &#34;p7&#34;" in page.text  # indented JSON, escaped
     assert "RuntimeError: price of p7 refused" in page.text
     assert missing.status_code == 404
 
@@ -219,9 +219,7 @@ async def test_replay_and_purge_one_a_selection_or_every_letter_matching_a_filte
             data={"csrf": csrf, "scope": "matching", "type": "dashboardtest.price_changed"},
             headers=origin,
         )
-        assert "replayed+1%2C+still+failing+0" in matching.headers["location"].replace(
-            "%20", "+"
-        )
+        assert "replayed+1%2C+still+failing+0" in matching.headers["location"].replace("%20", "+")
         assert await effect_products(pricing) == ["p0", "p3"]
         purged = await http.post(
             "/dead-letters/pricing/purge",

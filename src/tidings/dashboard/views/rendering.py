@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
-from starlette.datastructures import FormData
+from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
@@ -71,10 +71,9 @@ def back_to(url: str, notice: str) -> Response:
 async def read_form(request: Request) -> FormData:
     """The POSTed form: URL-encoded, as the dashboard's forms send it (no upload, so no
     multipart parser to install); anything past 1 MB is ignored."""
-    body = await request.body()
-    return FormData(
-        parse_qsl(body[:_FORM_LIMIT].decode("utf-8", "replace"), keep_blank_values=True)
-    )
+    text = (await request.body())[:_FORM_LIMIT].decode("utf-8", "replace")
+    fields: list[tuple[str, str | UploadFile]] = list(parse_qsl(text, keep_blank_values=True))
+    return FormData(fields)
 
 
 def form_text(value: object) -> str | None:
