@@ -22,6 +22,7 @@ from tidings.persistence.tables import relay_lease
 
 PRICE_CHANGED = "dashboardtest.price_changed"
 DATABASE_ENV = "TIDINGS_DASHBOARD_TEST_DATABASE_URL"
+CATALOG_ENV = "TIDINGS_DASHBOARD_TEST_CATALOG_URL"
 
 metadata = MetaData()
 price_effects = Table(
@@ -87,6 +88,11 @@ def publish_prices(catalog: BoundedContext, *product_ids: str, correlation_id: s
 def from_environment() -> BoundedContext:
     """The pricing context on ``$TIDINGS_DASHBOARD_TEST_DATABASE_URL`` (for CLI targets)."""
     return build_pricing(os.environ[DATABASE_ENV])
+
+
+def catalog_from_environment() -> BoundedContext:
+    """The catalog on ``$TIDINGS_DASHBOARD_TEST_CATALOG_URL`` (for CLI targets)."""
+    return build_catalog(os.environ[CATALOG_ENV], "memory://dashboard")
 
 
 async def add_letter(
