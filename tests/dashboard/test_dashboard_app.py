@@ -264,3 +264,66 @@ def _now():  # type: ignore[no-untyped-def]
     from datetime import UTC, datetime
 
     return datetime.now(UTC)
+
+
+async def test_consumer_lag_is_read_from_a_sqlite_file_broker(tmp_path: Path) -> None:
+    from tidings.outbox.relay import Relay
+
+    broker = f"sqlite:///{tmp_path / 'broker.db'}"
+    catalog = build_catalog(f"sqlite:///{tmp_path / 'catalog.db'}", broker)
+    pricing = build_pricing(f"sqlite:///{tmp_path / 'pricing.db'}", broker)
+    try:
+        async with client(catalog, pricing) as http:
+            before = await http.get("/overview/table")
+            publish_prices(catalog, "a", correlation_id="c-1")
+            await deliver(catalog, pricing)  # the group joins and commits
+            caught_up = await http.get("/overview/table")
+            publish_prices(catalog, "b", "c", "d", correlation_id="c-2")
+            relay = Relay(catalog, complete_after_commit=False)
+            assert await relay.drain() == 3  # sent, not consumed
+            behind = await http.get("/overview/table")
+    finally:
+        for context in (catalog, pricing):
+            await context.adispose()
+            context.dispose()
+
+    def lag(page: httpx.Response) -> str:
+        row = re.search(r'data-context="pricing">(.*?)</tr>', page.text, re.S)
+        assert row
+        cell = re.search(r'class="num lag">(.*?)</td>', row.group(1), re.S)
+        assert cell
+        return re.sub(r"<[^>]+>", " ", cell.group(1)).split()[0]
+
+    assert "the broker file does not exist yet" in before.text
+    assert lag(caught_up) == "0" and lag(behind) == "3"
+    assert "no consumer: the context handles no integration events" in behind.text
+
+
+async def test_mounted_under_a_prefix_links_forms_and_cookie_follow_it(
+    pricing: BoundedContext,
+) -> None:
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    letter_id, _ = await add_letter(pricing, "p1")
+    outer = Starlette(routes=[Mount("/ops/tidings", app=create_app([pricing], token=TOKEN))])
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=outer), base_url=BASE) as http:
+        overview = await http.get("/ops/tidings/")
+        assert f'href="{BASE}/ops/tidings/dead-letters"' in overview.text
+        assert "Path=/ops/tidings" in overview.headers["set-cookie"]
+        form = await http.get("/ops/tidings/login")
+        assert f'action="{BASE}/ops/tidings/login"' in form.text
+        await http.post(
+            "/ops/tidings/login",
+            data={"token": TOKEN, "csrf": csrf_of(form)},
+            headers={"Origin": BASE},
+        )
+        csrf = csrf_of(await http.get("/ops/tidings/dead-letters"))
+        done = await http.post(
+            "/ops/tidings/dead-letters/pricing/purge",
+            data={"csrf": csrf, "letter_id": letter_id, "scope": "selected"},
+            headers={"Origin": BASE},
+        )
+    assert done.status_code == 303
+    assert done.headers["location"].startswith(f"{BASE}/ops/tidings/dead-letters?")
+    assert await letters_left(pricing) == set()

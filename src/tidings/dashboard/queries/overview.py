@@ -75,6 +75,7 @@ async def consumer_lag(context: BoundedContext) -> ConsumerLag:
     try:
         await transport.connect()
         partitions = await transport.partition_status(context.consumer_group)
+        backlog = await transport.backlog(context.consumer_group)
     except Exception as exc:
         return ConsumerLag(None, redact(f"broker unreadable: {exc}"))
     finally:
@@ -82,4 +83,4 @@ async def consumer_lag(context: BoundedContext) -> ConsumerLag:
             await transport.close()
     if not partitions:
         return ConsumerLag(None, "no consumer of this group has joined the broker yet")
-    return ConsumerLag(sum(p.lag for p in partitions), f"over {len(partitions)} partitions")
+    return ConsumerLag(backlog, f"over {len(partitions)} partitions")
