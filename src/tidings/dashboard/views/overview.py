@@ -7,7 +7,7 @@ import asyncio
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tidings.dashboard.queries.overview import context_overview
+from tidings.dashboard.queries.overview import ContextOverview, context_overview
 from tidings.dashboard.state import state_of
 from tidings.dashboard.views.rendering import page
 
@@ -25,6 +25,6 @@ async def overview_table(request: Request) -> Response:
     return page(request, "_overview_table.html", overviews=await _read(request))
 
 
-async def _read(request: Request) -> list[object]:
+async def _read(request: Request) -> list[ContextOverview]:
     contexts = state_of(request).contexts.values()
     return list(await asyncio.gather(*(context_overview(c) for c in contexts)))
