@@ -15,7 +15,13 @@ from uuid import uuid4
 
 from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select
 
-from tidings import BoundedContext, IntegrationEvent, IntegrationEventHandler
+from tidings import (
+    BoundedContext,
+    DomainEvent,
+    DomainEventHandler,
+    IntegrationEvent,
+    IntegrationEventHandler,
+)
 from tidings.consumer.dead_letters import DeadLetterReason, DeadLetterStore
 from tidings.contracts.cloudevents import CloudEvent, encode_binary
 from tidings.persistence.tables import relay_lease
@@ -69,20 +75,36 @@ def build_pricing(
     return context
 
 
+class ProductPriceChanged(DomainEvent):
+    product_id: str
+    price: int
+
+
+class PublishPriceChangedOnProductPriceChanged(DomainEventHandler):
+    publishes = (PriceChangedIntegrationEvent,)
+
+    def __init__(self, context: BoundedContext) -> None:
+        self._context = context
+
+    def handle(self, event: ProductPriceChanged) -> None:
+        self._context.integration_events.publish(
+            PriceChangedIntegrationEvent(product_id=event.product_id, price=event.price)
+        )
+
+
 def build_catalog(database_url: str, broker_url: str) -> BoundedContext:
-    """A publisher of the price changes (nothing but an outbox)."""
+    """The publisher: a price change (domain event) becomes the integration event."""
     context = BoundedContext("catalog", database_url=database_url, broker_url=broker_url)
     context.create_tables()
+    context.subscribe(PublishPriceChangedOnProductPriceChanged(context))
     return context
 
 
 def publish_prices(catalog: BoundedContext, *product_ids: str, correlation_id: str) -> None:
-    """One transaction publishing a price change per product, all in one correlation."""
+    """One transaction changing each product's price, all in one correlation."""
     with catalog.transaction(correlation_id=correlation_id):
         for product_id in product_ids:
-            catalog.integration_events.publish(
-                PriceChangedIntegrationEvent(product_id=product_id, price=42)
-            )
+            catalog.domain_events.publish(ProductPriceChanged(product_id=product_id, price=42))
 
 
 def from_environment() -> BoundedContext:
