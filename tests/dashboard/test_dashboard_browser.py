@@ -138,10 +138,13 @@ def dashboard(shop: dict[str, Any]) -> Iterator[str]:
                 output = process.stdout.read().decode() if process.stdout else ""
                 pytest.fail(f"the dashboard did not start: {output}")
             time.sleep(0.1)
-        yield base
-    finally:
-        process.terminate()
+    except BaseException:
+        process.kill()
         process.wait(10)
+        raise
+    yield base
+    process.terminate()  # SIGTERM: uvicorn shuts down gracefully, exit code 0
+    assert process.wait(10) == 0
 
 
 @pytest.fixture

@@ -38,3 +38,17 @@ def test_outbox_status_reports_whether_the_relay_lease_expired(
     assert status["relay_lease_expired"] is expired
     table = runner.invoke(app, ["outbox", "status", TARGET])
     assert ("STALE" in table.output) is expired
+
+
+def test_dashboard_exits_2_for_a_target_it_cannot_load() -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "tidings", "dashboard", "no_such_module:context"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "cannot import 'no_such_module'" in result.stderr

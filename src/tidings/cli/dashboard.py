@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import contextlib
+import signal
+from types import FrameType
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -37,7 +40,7 @@ def dashboard_command(
     """Serve a web dashboard: outbox and relay per context, consumer lag, dead letters
     (filter, show, replay, purge) and event lookup by event id or correlation id.
 
-    Runs until Ctrl-C. Exit codes: 0 after a stop, 2 for a bad target or a missing
+    Runs until Ctrl-C or SIGTERM. Exit codes: 0 after a stop, 2 for a bad target or a missing
     extra (install the dashboard extra of tidings).
     """
     from tidings.errors import MissingExtraError
@@ -56,4 +59,12 @@ def dashboard_command(
     mode = "read-only" if token is None else "actions need the token"
     names = ", ".join(c.name for c in contexts)
     console.print(f"dashboard of {names} on http://{host}:{port}/ ({mode})")
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    # uvicorn stops gracefully on SIGINT and SIGTERM, then raises the signal again for
+    # whoever handles it next: here, a requested stop is a clean exit.
+    signal.signal(signal.SIGTERM, _stopped)
+    with contextlib.suppress(KeyboardInterrupt):
+        uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def _stopped(signum: int, frame: FrameType | None) -> NoReturn:
+    raise SystemExit(0)
