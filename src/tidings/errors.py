@@ -143,3 +143,7 @@ class SchemaOutdatedError(TidingsError):
 
 class TraceNotFoundError(TidingsError):
     """No context given to ``tidings trace`` knows the id (correlation or event id)."""
+
+
+class ActionRefusedError(TidingsError):
+    """The dashboard refused a state-changing request; the message says what to do."""

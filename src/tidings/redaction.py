@@ -16,9 +16,11 @@ MASK = "***"
 
 # scheme://user:password@  (the user part may be empty: redis://:password@host)
 _USERINFO = re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^\s:/@?#]*:)[^\s/?#]*@")
-# ?password=… &token=… (any option whose name ends in one of these words)
+# ?password=… &token=… (any option whose name ends in one of these words), and the same
+# words as key=value pairs of a libpq DSN ("host=db password=…")
 _SECRET_OPTION = re.compile(
-    r"(?P<head>[?&;](?:[a-zA-Z0-9_]*_)?(?:password|passwd|pwd|token|secret|apikey|api_key)=)"
+    r"(?P<head>(?:[?&;]|(?<![^\s]))(?:[a-zA-Z0-9_]*_|ssl)?"
+    r"(?:password|passwd|pwd|token|secret|apikey|api_key)=)"
     r"[^&;\s'\"]*",
     re.IGNORECASE,
 )

@@ -4,7 +4,8 @@
 - :func:`trace` joins the records of several contexts into the :class:`Trace` of one
   use case, from a correlation id or any event id; :func:`latest` gives the latest ones.
 - :func:`as_json`, :func:`as_mermaid` and :func:`as_tree` show a trace; :func:`audit`
-  checks that the traces of every use case account for every record.
+  checks that the traces of every use case account for every record;
+  :func:`trace_html` draws one for the dashboard.
 
 Loaded lazily: the relay and consumer import only the records module.
 """
@@ -28,6 +29,7 @@ _LAZY = {
     "as_tree": "tidings.causality.render",
     "Audit": "tidings.causality.audit",
     "audit": "tidings.causality.audit",
+    "trace_html": "tidings.causality.html",
 }
 
 __all__ = ["DEFAULT_CAUSAL_RETENTION", "Outcome", *_LAZY]

@@ -12,6 +12,7 @@ import tidings
 from tidings.cli import asyncapi, declare, demo, lint, processes, trace
 from tidings.cli.common import console, errors
 from tidings.cli.contracts import app as contracts_app
+from tidings.cli.dashboard import dashboard_command
 from tidings.cli.db import db_app
 from tidings.cli.dlq import dlq_app
 from tidings.cli.map import map_command
@@ -38,6 +39,7 @@ app.command("map")(map_command)
 app.command()(trace.trace)
 app.command()(asyncapi.asyncapi)
 app.command()(declare.declare)
+app.command("dashboard")(dashboard_command)
 
 
 def _version(value: bool) -> None:

@@ -45,6 +45,7 @@ def outbox_status(target: AppArg, as_json: JsonOpt = False) -> None:
                     "publish_rate_per_s": status.publish_rate_per_s,
                     "relay_owner": status.relay_owner,
                     "relay_lease_expires_at": iso(status.relay_lease_expires_at),
+                    "relay_lease_expired": status.relay_lease_expired,
                     "stuck": [
                         {
                             "position": row.position,
@@ -67,7 +68,10 @@ def outbox_status(target: AppArg, as_json: JsonOpt = False) -> None:
     table.add_row("unrouted (archived)", str(status.unrouted))
     rate = status.publish_rate_per_s
     table.add_row("publish rate", "no relay yet" if rate is None else f"{rate:.1f} events/s")
-    table.add_row("relay", status.relay_owner or "none")
+    relay = status.relay_owner or "none"
+    if status.relay_lease_expired:
+        relay = f"{relay} [red]STALE: lease expired {iso(status.relay_lease_expires_at)}[/]"
+    table.add_row("relay", relay)
     console.print(table)
     if status.stuck:
         stuck = Table(title="stuck rows (failed attempts)")

@@ -44,7 +44,12 @@ from tidings.application.retry import RetryPolicy
 from tidings.causality.records import dead_letter_record
 from tidings.consumer.admission import Admission, Rejection, UnknownTypes
 from tidings.consumer.database_watch import DatabaseWatch
-from tidings.consumer.dead_letters import DeadLetterReason, DeadLetterStore, new_letter
+from tidings.consumer.dead_letters import (
+    DeadLetter,
+    DeadLetterReason,
+    DeadLetterStore,
+    new_letter,
+)
 from tidings.consumer.decoding import decode_delivery
 from tidings.consumer.handling import HandlerRunner
 from tidings.consumer.inbox import purge_statement
@@ -566,10 +571,11 @@ class Consumer:
         Succeeded letters are removed; failed ones stay with the new error. Returns
         (succeeded, failed).
         """
-        letters = await self.dead_letters.list(self.group, limit=100_000)
-        if letter_ids is not None:
-            wanted = set(letter_ids)
-            letters = [letter for letter in letters if letter.letter_id in wanted]
+        letters: Sequence[DeadLetter]
+        if letter_ids is None:
+            letters = await self.dead_letters.list(self.group, limit=100_000)
+        else:  # only the named ones are read, however many letters there are
+            letters = await self.dead_letters.get_many(self.group, letter_ids)
         succeeded = failed = 0
         for letter in letters:
             try:

@@ -194,6 +194,17 @@ class DeadLetterStore:
             rows = (await connection.execute(query)).mappings().all()
         return [_letter(row) for row in rows]
 
+    async def get_many(self, consumer: str, letter_ids: Sequence[str]) -> Sequence[DeadLetter]:
+        """The named dead letters of ``consumer`` that exist, oldest first."""
+        query = (
+            select(dead_letters)
+            .where(_c.consumer == consumer, _c.letter_id.in_(list(letter_ids)))
+            .order_by(_c.first_failed_at, _c.letter_id)
+        )
+        async with self.engine.connect() as connection:
+            rows = (await connection.execute(query)).mappings().all()
+        return [_letter(row) for row in rows]
+
     async def get(self, letter_id: str) -> DeadLetter | None:
         async with self.engine.connect() as connection:
             row = (

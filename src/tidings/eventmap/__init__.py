@@ -10,7 +10,7 @@
 """
 
 from tidings.eventmap.dot import to_dot
-from tidings.eventmap.html import to_html
+from tidings.eventmap.html import to_html, to_svg
 from tidings.eventmap.mermaid import to_mermaid
 from tidings.eventmap.model import (
     ContextMap,
@@ -31,4 +31,5 @@ __all__ = [
     "to_dot",
     "to_html",
     "to_mermaid",
+    "to_svg",
 ]

@@ -41,8 +41,7 @@ class _Box:
 
 def to_html(event_map: EventMap, *, title: str = "tidings event-flow map") -> str:
     """A complete HTML document drawing ``event_map``."""
-    graph = to_graph(event_map)
-    svg = _svg(graph)
+    svg = to_svg(event_map)
     rows = "".join(
         "<tr>"
         f"<td><code>{escape(c.event_type)}</code></td><td>{c.version}</td>"
@@ -84,6 +83,11 @@ pre {{ background: #f7f7f7; padding: 12px; overflow-x: auto; }}
 </body>
 </html>
 """
+
+
+def to_svg(event_map: EventMap) -> str:
+    """The drawing alone, as an inline ``<svg>`` element (the dashboard embeds it)."""
+    return _svg(to_graph(event_map))
 
 
 def _svg(graph: Graph) -> str:

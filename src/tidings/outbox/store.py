@@ -58,12 +58,22 @@ class OutboxStatus:
 
     pending: int
     oldest_pending_at: datetime | None
-    archived: int
-    unrouted: int
+    archived: int | None
+    """Archived rows; None when not counted (``status(count_archived=False)``)."""
+    unrouted: int | None
+    """Archived rows no subscription took (see ``tidings outbox replay --unrouted``);
+    None when not counted."""
     stuck: list[StuckRow]
     publish_rate_per_s: float | None
     relay_owner: str | None
     relay_lease_expires_at: datetime | None
+
+    @property
+    def relay_lease_expired(self) -> bool:
+        """The named relay owner's lease has run out: that relay stopped or hangs, and
+        the next relay to start takes over. Only a current lease means a relay is at work."""
+        expires = self.relay_lease_expires_at
+        return expires is not None and expires <= datetime.now(UTC)
 
     @property
     def lag_seconds(self) -> float:
@@ -231,49 +241,68 @@ class OutboxStore:
             result = await connection.execute(delete(outbox).where(_c.published_at < cutoff))
             return int(getattr(result, "rowcount", 0) or 0)
 
-    async def status(self, stuck_limit: int = 10) -> OutboxStatus:
-        """Pending count, lag, stuck rows and the relay's lease and rate."""
+    async def status(self, stuck_limit: int = 10, *, count_archived: bool = True) -> OutboxStatus:
+        """Pending count, lag, stuck rows and the relay's lease and rate.
+
+        Every query is served by an index except the archived count, which reads
+        every archived row: pass ``count_archived=False`` where that is too slow (the
+        dashboard does, so its overview stays fast with millions of archived rows).
+        """
         pending = _c.published_at.is_(None)
         async with self.engine.connect() as connection:
-            count, oldest = (
+            count = (
+                await connection.execute(select(func.count()).select_from(outbox).where(pending))
+            ).scalar_one()
+            # The relay sends in position order, so the first pending row is the oldest
+            # one waiting; read through the pending index instead of every pending row.
+            oldest = (
                 await connection.execute(
-                    select(func.count(), func.min(_c.created_at)).where(pending)
+                    select(_c.created_at).where(pending).order_by(_c.position).limit(1)
                 )
-            ).one()
-            archived, unrouted = (
-                await connection.execute(
-                    select(
-                        func.count(),
-                        # SUM(CASE ...), not COUNT(...) FILTER: MariaDB has no FILTER.
-                        func.coalesce(
-                            func.sum(
-                                case(
-                                    (_c.last_error.startswith(UNROUTED_PREFIX, autoescape=True), 1),
-                                    else_=0,
-                                )
+            ).scalar()
+            archived = unrouted = None
+            if count_archived:
+                archived, unrouted = (
+                    await connection.execute(
+                        select(
+                            func.count(),
+                            # SUM(CASE ...), not COUNT(...) FILTER: MariaDB has no FILTER.
+                            func.coalesce(
+                                func.sum(
+                                    case(
+                                        (
+                                            _c.last_error.startswith(
+                                                UNROUTED_PREFIX, autoescape=True
+                                            ),
+                                            1,
+                                        ),
+                                        else_=0,
+                                    )
+                                ),
+                                0,
                             ),
-                            0,
-                        ),
+                        )
+                        .select_from(outbox)
+                        .where(_c.published_at.is_not(None))
                     )
-                    .select_from(outbox)
-                    .where(_c.published_at.is_not(None))
-                )
-            ).one()
-            stuck_rows = (
-                await connection.execute(
-                    select(
-                        _c.position,
-                        _c.event_id,
-                        _c.event_type,
-                        _c.attempts,
-                        _c.last_error,
-                        _c.created_at,
+                ).one()
+            stuck_rows: Sequence[Any] = []
+            if stuck_limit > 0:
+                stuck_rows = (
+                    await connection.execute(
+                        select(
+                            _c.position,
+                            _c.event_id,
+                            _c.event_type,
+                            _c.attempts,
+                            _c.last_error,
+                            _c.created_at,
+                        )
+                        .where(pending, _c.attempts > 0)
+                        .order_by(_c.position)
+                        .limit(stuck_limit)
                     )
-                    .where(pending, _c.attempts > 0)
-                    .order_by(_c.position)
-                    .limit(stuck_limit)
-                )
-            ).all()
+                ).all()
             lease = (
                 (
                     await connection.execute(
@@ -286,12 +315,12 @@ class OutboxStore:
         return OutboxStatus(
             pending=int(count),
             oldest_pending_at=_as_aware(oldest),
-            archived=int(archived),
-            unrouted=int(unrouted),
+            archived=None if archived is None else int(archived),
+            unrouted=None if unrouted is None else int(unrouted),
             stuck=[StuckRow(*row) for row in stuck_rows],
             publish_rate_per_s=float(lease["rate_per_s"]) if lease else None,
             relay_owner=lease["owner"] if lease else None,
-            relay_lease_expires_at=lease["expires_at"] if lease else None,
+            relay_lease_expires_at=_as_aware(lease["expires_at"]) if lease else None,
         )
 
 

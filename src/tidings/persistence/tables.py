@@ -61,6 +61,14 @@ Index(
     sqlite_where=outbox.c.published_at.is_(None),
 )
 Index("ix_tidings_outbox_correlation", outbox.c.correlation_id)
+# Rows the relay failed to send: few, so the index is tiny and status finds them without
+# reading every pending row.
+Index(
+    "ix_tidings_outbox_stuck",
+    outbox.c.position,
+    postgresql_where=outbox.c.published_at.is_(None) & (outbox.c.attempts > 0),
+    sqlite_where=outbox.c.published_at.is_(None) & (outbox.c.attempts > 0),
+)
 
 publication_log = Table(
     "tidings_publication_log",
@@ -113,6 +121,8 @@ dead_letters = Table(
     Column("last_failed_at", UtcDateTime, nullable=False),
 )
 Index("ix_tidings_dead_letters_consumer", dead_letters.c.consumer, dead_letters.c.first_failed_at)
+# The dashboard's event lookup finds a message's dead letter by its event id.
+Index("ix_tidings_dead_letters_event", dead_letters.c.event_id)
 
 relay_lease = Table(
     "tidings_relay_lease",

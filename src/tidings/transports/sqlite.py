@@ -612,6 +612,26 @@ class SqliteTransport(Transport):
             for name, number, committed, owner, lease in rows
         ]
 
+    async def backlog(self, group: str) -> int:
+        """Messages of the group's types past its committed offsets: its exact lag
+        (where :attr:`PartitionStatus.lag` is an upper bound)."""
+        return await self._call(self._backlog, group)
+
+    def _backlog(self, group: str) -> int:
+        row = (
+            self._conn()
+            .execute(
+                "SELECT count(*) FROM tidings_broker_log AS l "
+                "JOIN tidings_broker_partitions AS p "
+                "ON p.partition_no = l.partition_no AND p.group_name = ? "
+                "WHERE l.log_offset > p.committed AND l.type IN "
+                "(SELECT event_type FROM tidings_broker_groups WHERE group_name = ?)",
+                (group, group),
+            )
+            .fetchone()
+        )
+        return int(row[0])
+
     async def compact(self) -> int:
         """Delete the rows every group has committed; returns how many were deleted."""
         self._last_compaction = time.monotonic()
