@@ -108,6 +108,9 @@ async def test_a_released_database_upgrades_and_keeps_working(
                 assert current_version(connection) == LATEST_VERSION
                 columns = {c["name"] for c in inspect(connection).get_columns("tidings_outbox")}
                 assert "trigger_id" in columns
+                # Indexes added to existing tables come with the upgrade too.
+                indexes = {i["name"] for i in inspect(connection).get_indexes("tidings_outbox")}
+                assert "ix_tidings_outbox_stuck" in indexes
 
         consumer = Consumer(basket)
         await declare(consumer)

@@ -94,8 +94,21 @@ def upgrade_connection(connection: Connection) -> tuple[int, int]:
             migration.apply(connection)
             _stamp(connection, migration.version)
     metadata.create_all(connection)  # tables added without a migration of their own
+    _create_missing_indexes(connection)
     _stamp(connection, max(before, LATEST_VERSION))
     return before, max(before, LATEST_VERSION)
+
+
+def _create_missing_indexes(connection: Connection) -> None:
+    """Indexes added to existing tables (``create_all`` makes indexes only with a new
+    table): created when the database lacks them, so an upgrade gets every one."""
+    inspector = inspect(connection)
+    for table in metadata.sorted_tables:
+        present = {index["name"] for index in inspector.get_indexes(table.name)}
+        for index in table.indexes:
+            if index.name not in present:
+                logger.info("tidings schema: creating index %s", index.name)
+                index.create(connection)
 
 
 def upgrade(engine: Engine) -> tuple[int, int]:
