@@ -26,7 +26,23 @@ Type filtering
     with :class:`~tidings.errors.ConfigurationError`: delete the subscription
     (:meth:`~PubSubTransport.delete_subscription`, which drops its backlog) and declare
     it again. Without a filter (too many types for 256 bytes) the transport filters on
-    the types of the subscription being consumed.
+    the types of the subscription being consumed. Deliveries carry the ``ce-type``
+    attribute the filter matched as :attr:`Delivery.routed_type`, and the transport
+    routes by type (``routes_by_type``): the consumer dead-letters a type it does not
+    handle, or a message whose CloudEvent says another type.
+
+Unroutable events
+    Pub/Sub drops a message that no subscription's filter admits. Before publishing a
+    type it has not seen taken, the transport lists the topic's subscriptions and
+    parses their filters (its own format: ``attributes."ce-type" = "a" OR ...``; no
+    filter takes every type, a filter in another format none); types seen taken are
+    remembered, others looked up again on their next publish, and everything is
+    forgotten when the topic is checked again (connecting after :meth:`close`, or a
+    publish that found the topic gone). Events of
+    a type nobody takes are not sent but reported unroutable, so the relay holds them.
+    Pub/Sub does not deduplicate by event id, so not sending them is no matter of
+    correctness (unlike NATS' ``Nats-Msg-Id``): it spares a copy delivered to a
+    subscription declared between the look-up and a later re-send.
 
 Messages
     CloudEvents binary mode following the CloudEvents Google Cloud Pub/Sub binding:
