@@ -38,8 +38,9 @@ Unroutable events
     filter takes every type, a filter in another format none); types seen taken are
     remembered, others looked up again on their next publish, and everything is
     forgotten when the topic is checked again (connecting after :meth:`close`, or a
-    publish that found the topic gone). Events of
-    a type nobody takes are not sent but reported unroutable, so the relay holds them.
+    publish that found the topic gone), so a subscription deleted while a relay runs
+    is noticed only then. Events of a type nobody takes are not sent but reported
+    unroutable, so the relay holds them.
     Pub/Sub does not deduplicate by event id, so not sending them is no matter of
     correctness (unlike NATS' ``Nats-Msg-Id``): it spares a copy delivered to a
     subscription declared between the look-up and a later re-send.
