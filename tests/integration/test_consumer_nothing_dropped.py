@@ -1,6 +1,7 @@
 """A consumer drops nothing silently (README guarantee 6, issue 12), on real brokers.
 
-Where the broker routes by type (RabbitMQ bindings, NATS subjects), a delivered message
+Where the broker routes by type (RabbitMQ bindings, NATS subjects, Pub/Sub subscription
+filters), a delivered message
 of a type the group does not handle is a misrouting: dead-lettered as ``unknown_type``.
 Where consumers read a shared log (SQLite file, Redis stream, Kafka topic), other
 contexts' types are skipped by their routing metadata and counted; a message whose
@@ -130,6 +131,46 @@ async def test_nats_a_foreign_type_published_into_the_groups_subject_is_dead_let
         await client.close()
 
 
+async def test_pubsub_a_type_a_stale_filter_admits_and_a_mismatch_are_dead_lettered(
+    basket: BoundedContext, tmp_path: Path
+) -> None:
+    import grpc
+    from google.cloud import pubsub_v1
+    from google.pubsub_v1.services.publisher.transports.grpc import PublisherGrpcTransport
+
+    from tidings.transports.pubsub import PubSubTransport
+
+    tag = new_tag()
+    url = relay_brokers.broker_url("pubsub", tag, tmp_path)
+    consumer = Consumer(basket, open_transport(url))
+    transport = consumer.transport
+    assert isinstance(transport, PubSubTransport) and transport.routes_by_type
+    try:
+        await transport.connect()
+        # The subscription's filter was made when the group also handled FOREIGN: a
+        # filter cannot change, so it still admits that type.
+        await transport.declare_subscription(consumer.group, {PRICE_CHANGED, FOREIGN})
+        async with open_transport(url) as producer:
+            await producer.publish_batch("billing", [price_changed("p", 2, type=FOREIGN)])
+            await producer.publish_batch("catalog", [price_changed("product-1", 3)])
+
+        def publish_mismatch() -> None:
+            # Filtered in as FOREIGN, but the CloudEvent says the handled type.
+            channel = grpc.insecure_channel(transport._emulator)
+            client = pubsub_v1.PublisherClient(transport=PublisherGrpcTransport(channel=channel))
+            body = structured(price_changed("product-1", 4))
+            client.publish(transport.topic_path, body, **{"ce-type": FOREIGN}).result(10)
+
+        await asyncio.to_thread(publish_mismatch)
+        await _consume_until(consumer, handled=1, dead=2)
+
+        assert dead_letter_reasons(basket.engine) == {"unknown_type": 1, "routing_mismatch": 1}
+        assert effect_counts(basket.engine) == (1, 1)
+    finally:
+        await transport.close()
+        await relay_brokers.remove("pubsub", tag, [consumer.group])
+
+
 # -- shared logs ----------------------------------------------------------------------------
 def _put_disagreeing(kind: str, url: str) -> object:
     """Publish, bypassing the encoder, a message routed as the basket's type whose
@@ -203,7 +244,7 @@ async def test_a_shared_log_skips_other_types_and_dead_letters_a_disagreeing_mes
 
 
 # -- unroutable publishes ----------------------------------------------------------------
-@pytest.mark.parametrize("kind", ["rabbitmq", "nats", "memory"])
+@pytest.mark.parametrize("kind", ["rabbitmq", "nats", "pubsub", "memory"])
 async def test_events_no_subscription_takes_are_archived_as_unrouted_and_replayed_later(
     kind: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -249,13 +290,14 @@ async def test_events_no_subscription_takes_are_archived_as_unrouted_and_replaye
             await relay_brokers.remove(kind, tag, [startup_app.NAME])
 
 
+@pytest.mark.parametrize("kind", ["rabbitmq", "pubsub"])
 async def test_a_relay_holds_an_unroutable_event_until_its_subscriber_is_declared(
-    tmp_path: Path,
+    kind: str, tmp_path: Path
 ) -> None:
     """Within the grace the relay keeps the outbox where it is: the events stay pending
     (in order) and reach the subscription once it exists, none archived as unrouted."""
     tag = new_tag()
-    url = relay_brokers.broker_url("rabbitmq", tag, tmp_path)
+    url = relay_brokers.broker_url(kind, tag, tmp_path)
     producer = relay_app.build(f"sqlite:///{tmp_path / 'producer.db'}", url)
     consuming = startup_app.build(f"sqlite:///{tmp_path / 'consumer.db'}", url)
     consumer = Consumer(consuming)
@@ -277,11 +319,15 @@ async def test_a_relay_holds_an_unroutable_event_until_its_subscriber_is_declare
 
         assert relay.stats.unroutable == 0
         assert startup_app.handled(consuming.engine) == (50, 50)
-        assert startup_app.seqs_in_handling_order(consuming.engine) == list(range(50))
+        seqs = startup_app.seqs_in_handling_order(consuming.engine)
+        if kind == "rabbitmq":  # one queue: publication order
+            assert seqs == list(range(50))
+        for key in range(5):  # Pub/Sub orders per key (ordering key)
+            assert [seq for seq in seqs if seq % 5 == key] == list(range(key, 50, 5))
     finally:
         await producer.adispose()
         await consuming.adispose()
-        await relay_brokers.remove("rabbitmq", tag, [startup_app.NAME])
+        await relay_brokers.remove(kind, tag, [startup_app.NAME])
 
 
 async def test_tidings_run_declares_the_subscription_before_its_relay_sends_anything(

@@ -22,7 +22,7 @@ from tidings.contracts.cloudevents import CloudEvent
 from tidings.domain.ids import uuid7
 from tidings.outbox import Relay
 from tidings.transports import open_transport
-from tidings.transports.base import Transport
+from tidings.transports.base import Transport, Unroutable
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -35,12 +35,13 @@ def count_published(transport: Transport, threshold: int) -> asyncio.Event:
     publish = transport.publish_batch
     confirmed = 0
 
-    async def counting(source: str, events: Sequence[CloudEvent]) -> None:
+    async def counting(source: str, events: Sequence[CloudEvent]) -> Unroutable:
         nonlocal confirmed
-        await publish(source, events)
+        unroutable = await publish(source, events)
         confirmed += len(events)
         if confirmed >= threshold:
             reached.set()
+        return unroutable
 
     transport.publish_batch = counting  # type: ignore[method-assign]
     return reached

@@ -3,20 +3,22 @@ upgraded by ``tidings db upgrade`` and keeps working: its pending outbox row is 
 and recorded, the consumer handles it and records it, its old inbox rows still guard.
 
 The previous release's tables are a frozen copy (tests/support/released_schema_v1.py).
-Run on SQLite files and on PostgreSQL databases.
+Run on SQLite files and on PostgreSQL databases; on MariaDB, where the previous
+release's columns were DATETIME (no fractions), TEXT and BLOB, the upgrade widens them.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, insert, inspect, select
+from sqlalchemy import Connection, create_engine, insert, inspect, select
 
 from tests.support import consumer_app, released_schema_v1
 from tests.support.consumer_infra import declare, new_tag, postgres_database, running, wait_until
@@ -24,10 +26,18 @@ from tests.support.relay_processes import ROOT, TIDINGS
 from tidings import BoundedContext
 from tidings.consumer import Consumer
 from tidings.contracts.envelope import outbox_row
+from tidings.domain.ids import uuid7
 from tidings.errors import SchemaOutdatedError
 from tidings.outbox import Relay
 from tidings.persistence.migrations import LATEST_VERSION, current_version, upgrade
-from tidings.persistence.tables import handled_records, inbox, metadata, published_records
+from tidings.persistence.tables import (
+    dead_letters,
+    handled_records,
+    inbox,
+    metadata,
+    outbox,
+    published_records,
+)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -90,7 +100,7 @@ async def test_a_released_database_upgrades_and_keeps_working(
             consumer_app.DATABASE_ENV: databases[1],
             consumer_app.BROKER_ENV: broker,
         }
-        for expected in ("version 1 → version 2", "up to date"):
+        for expected in (f"version 1 → version {LATEST_VERSION}", "up to date"):
             done = subprocess.run(
                 [TIDINGS, "db", "upgrade", "tests.support.consumer_app:context"],
                 cwd=ROOT,
@@ -175,3 +185,86 @@ def test_purge_records_command(tmp_path: Path) -> None:
         )
         assert done.returncode == 0, done.stderr
     assert "basket: deleted 0 causal records" in done.stdout
+
+
+def _mariadb_types(connection: Connection) -> dict[str, str]:
+    """``table.column`` → the column's type as MariaDB reports it (without collation)."""
+    inspector = inspect(connection)
+    return {
+        f"{table}.{column['name']}": column["type"].compile(dialect=connection.dialect).split()[0]
+        for table in inspector.get_table_names()
+        for column in inspector.get_columns(table)
+    }
+
+
+@pytest.mark.mariadb
+def test_a_released_mariadb_database_is_widened_to_microseconds_and_long_payloads(
+    mariadb_url: str,
+) -> None:
+    context = BoundedContext("archive", database_url=mariadb_url)
+    released_schema_v1.metadata.create_all(context.engine)
+    old = datetime(2025, 6, 1, 8, 30, 15, tzinfo=UTC)
+    with context.engine.begin() as connection:
+        connection.execute(
+            insert(released_schema_v1.inbox).values(
+                consumer="archive", event_id="handled-long-ago", processed_at=old
+            )
+        )
+    try:
+        with context.engine.connect() as connection:
+            released = _mariadb_types(connection)
+        assert released["tidings_outbox.payload"] == "TEXT"
+        assert released["tidings_outbox.created_at"] == "DATETIME"
+        assert released["tidings_dead_letters.body"] == "BLOB"
+
+        assert upgrade(context.engine) == (1, LATEST_VERSION)
+        assert upgrade(context.engine) == (LATEST_VERSION, LATEST_VERSION)
+
+        with context.engine.connect() as connection:
+            upgraded = _mariadb_types(connection)
+            kept = connection.execute(select(inbox.c.processed_at)).scalar_one()
+        assert kept == old
+        wide = {"DATETIME(6)", "LONGTEXT", "LONGBLOB"}
+        declared = {
+            f"{table.name}.{column.name}": wanted
+            for table in metadata.sorted_tables
+            for column in table.columns
+            if (wanted := column.type.compile(dialect=context.engine.dialect)) in wide
+        }
+        assert len(declared) > 20
+        assert {name: upgraded[name] for name in declared} == declared
+        assert upgraded["tidings_outbox.payload"] == "LONGTEXT"
+        assert upgraded["tidings_inbox.processed_at"] == "DATETIME(6)"
+        assert upgraded["tidings_dead_letters.body"] == "LONGBLOB"
+
+        moment = datetime(2026, 1, 2, 12, 0, 0, 123456, tzinfo=UTC)
+        content = "é" * 35_000 + "x" * 1_000  # 71 KB of UTF-8
+        event = consumer_app.ProductPriceChangedIntegrationEvent(product_id="p", price=Decimal(1))
+        row = outbox_row(
+            event, source="archive", correlation_id=None, causation_id=None, created_at=moment
+        )
+        row["payload"] = json.dumps({"content": content}, ensure_ascii=False)
+        body = bytes(range(256)) * 300  # 76 KB, not UTF-8
+        with context.engine.begin() as connection:
+            connection.execute(insert(outbox).values(**row))
+            connection.execute(
+                insert(dead_letters).values(
+                    letter_id=str(uuid7()),
+                    consumer="archive",
+                    reason="undecodable",
+                    body=body,
+                    headers="{}",
+                    first_failed_at=moment,
+                    last_failed_at=moment + timedelta(microseconds=1),
+                )
+            )
+        with context.engine.connect() as connection:
+            stored = connection.execute(select(outbox.c.payload, outbox.c.created_at)).one()
+            letter = connection.execute(select(dead_letters)).one()
+        assert len(stored.payload.encode()) > 70_000
+        assert json.loads(stored.payload)["content"] == content
+        assert stored.created_at == moment
+        assert letter.body == body
+        assert letter.last_failed_at - letter.first_failed_at == timedelta(microseconds=1)
+    finally:
+        context.dispose()

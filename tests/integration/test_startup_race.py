@@ -3,7 +3,7 @@
 The way the README starts a system: ``tidings relay`` for the producing context and
 ``tidings consume`` for the consuming one, as two processes started together, while
 the producer's outbox already holds 10,000 events. On a broker that routes by type
-(RabbitMQ, NATS) the relay can publish before the consumer has declared its
+(RabbitMQ, NATS, Pub/Sub) the relay can publish before the consumer has declared its
 subscription; the broker confirms and drops such events. Before issue 12 the relay
 counted them as sent (2,000 events lost, nothing said). Now the transport reports them
 unroutable and the relay holds the outbox until the subscription exists (or, past

@@ -72,18 +72,29 @@ def relay_marks(dialect: Dialect, in_batch: ColumnElement[bool], *, archive: boo
             .on_conflict_do_nothing()
         )
         return [upsert]
-    # The rows may have been recorded by a relay that died before its delete committed
-    # (not on SQLite or MariaDB within one transaction, but cheap to allow): ignore those.
-    record = (
+    record = record_published(dialect, in_batch)
+    if archive:
+        return [record, update(outbox).where(in_batch).values(published_at=now)]
+    return [record, delete(outbox).where(in_batch)]
+
+
+def record_published(dialect: Dialect, in_batch: ColumnElement[bool]) -> Any:
+    """The statement that records outbox rows as published, from the rows themselves.
+
+    Rows already recorded (by a relay that died before its delete committed, or before
+    an unrouted row is archived) are left as they are.
+    """
+    now = bindparam("now", type_=UtcDateTime)
+    rows = select(*(outbox.c[name] for name in _COPIED), now).where(in_batch)
+    if dialect.name == "postgresql":
+        return postgres_insert(published_records).from_select(_NAMES, rows).on_conflict_do_nothing()
+    return (
         insert(published_records)
-        .from_select(_NAMES, select(*(outbox.c[name] for name in _COPIED), now).where(in_batch))
+        .from_select(_NAMES, rows)
         .prefix_with("OR IGNORE", dialect="sqlite")
         .prefix_with("IGNORE", dialect="mysql")
         .prefix_with("IGNORE", dialect="mariadb")
     )
-    if archive:
-        return [record, update(outbox).where(in_batch).values(published_at=now)]
-    return [record, delete(outbox).where(in_batch)]
 
 
 def handled_row(

@@ -4,7 +4,7 @@ Bad input never reaches a handler. A delivery is admitted as an :class:`Item`, r
 with a dead-letter reason, or passed over: ``None``.
 
 The rule for a type the group does not handle depends on the transport. A broker that
-routes by type (RabbitMQ, NATS, memory) should never deliver one: it is a misrouting,
+routes by type (RabbitMQ, NATS, Pub/Sub, memory) should never deliver one: it is a misrouting,
 dead-lettered as ``unknown_type``. A shared log (SQLite file, Redis, Kafka) carries every
 context's types, and its transport passes over the others by their routing metadata
 before anything is decoded; one without routing metadata is passed over here (None).

@@ -16,7 +16,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
-from tidings.causality.records import relay_marks
+from tidings.causality.records import record_published, relay_marks
 from tidings.contracts.envelope import OutboxRow
 from tidings.persistence.tables import outbox, relay_lease
 from tidings.redaction import describe_error
@@ -114,6 +114,9 @@ class OutboxStore:
             Retention.DELETE: relay_marks(engine.dialect, in_batch, archive=False),
             Retention.ARCHIVE: relay_marks(engine.dialect, in_batch, archive=True),
         }
+        # Unrouted rows are recorded as published too: a trace shows them, with no
+        # subscriber, instead of losing them from the causal records.
+        self._record_unrouted = record_published(engine.dialect, in_batch)
         self._unrouted = (
             update(outbox)
             .where(in_batch)
@@ -163,10 +166,10 @@ class OutboxStore:
         """Archive rows the broker routed to no subscription, even with retention
         ``delete``: ``tidings outbox replay --unrouted`` can send them again later."""
         error = (UNROUTED_PREFIX + reason)[:2000]
+        parameters = {"positions": positions, "now": datetime.now(UTC), "error": error}
         async with self._single_statement("write") as connection:
-            await connection.execute(
-                self._unrouted, {"positions": positions, "now": datetime.now(UTC), "error": error}
-            )
+            await connection.execute(self._record_unrouted, parameters)
+            await connection.execute(self._unrouted, parameters)
 
     async def clear_unrouted(self, positions: list[int]) -> None:
         """Forget the unrouted mark of rows a replay got a subscription to take."""

@@ -47,11 +47,51 @@ def _add_causal_records(connection: Connection) -> None:
     metadata.create_all(connection, tables=[published_records, handled_records, schema_version])
 
 
+# The MariaDB/MySQL column types the previous release left narrower than tables.py
+# declares: DATETIME without fractions drops microseconds, TEXT and BLOB stop at 64 KiB.
+_WIDENED = ("DATETIME(6)", "LONGTEXT", "LONGBLOB")
+
+
+def _widen_mysql_columns(connection: Connection) -> None:
+    """On MySQL/MariaDB, bring tidings' columns to DATETIME(6), LONGTEXT and LONGBLOB.
+
+    A no-op on other databases, and for columns that already have their type (so safe
+    to run again after an interruption: MariaDB commits each ALTER by itself).
+    """
+    dialect = connection.dialect
+    if dialect.name not in ("mysql", "mariadb"):
+        return
+    inspector = inspect(connection)
+    present = set(inspector.get_table_names())
+    for table in metadata.sorted_tables:
+        if table.name not in present:
+            continue
+        existing = {c["name"]: c for c in inspector.get_columns(table.name)}
+        changes = []
+        for column in table.columns:
+            wanted = column.type.compile(dialect=dialect)
+            found = existing.get(column.name)
+            if wanted not in _WIDENED or found is None:
+                continue
+            if found["type"].compile(dialect=dialect).split()[0] == wanted:
+                continue
+            null = "NULL" if column.nullable else "NOT NULL"
+            changes.append(f"MODIFY COLUMN `{column.name}` {wanted} {null}")
+        if changes:
+            # One ALTER per table: MariaDB copies the table once for all its columns.
+            connection.execute(text(f"ALTER TABLE `{table.name}` {', '.join(changes)}"))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         2,
         "causal records (tidings_published, tidings_handled), outbox trigger_id",
         _add_causal_records,
+    ),
+    Migration(
+        3,
+        "MySQL/MariaDB: DATETIME(6), LONGTEXT and LONGBLOB columns (no-op elsewhere)",
+        _widen_mysql_columns,
     ),
 )
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -12,7 +12,7 @@ consuming context gets its own subscription (fan-out across contexts, competing
 consumers within one).
 
 Two kinds of transport (:attr:`Transport.routes_by_type`): a **routing** broker
-(RabbitMQ, NATS, the memory broker) sends a group only the types it subscribed to, so
+(RabbitMQ, NATS, Pub/Sub, the memory broker) sends a group only the types it subscribed to, so
 a delivered message of another type is a misrouting; a **shared log** (the SQLite
 file, a Redis stream, a Kafka topic) holds every context's events, and each group
 passes over the types it does not read by their routing metadata

@@ -26,7 +26,24 @@ Type filtering
     with :class:`~tidings.errors.ConfigurationError`: delete the subscription
     (:meth:`~PubSubTransport.delete_subscription`, which drops its backlog) and declare
     it again. Without a filter (too many types for 256 bytes) the transport filters on
-    the types of the subscription being consumed.
+    the types of the subscription being consumed. Deliveries carry the ``ce-type``
+    attribute the filter matched as :attr:`Delivery.routed_type`, and the transport
+    routes by type (``routes_by_type``): the consumer dead-letters a type it does not
+    handle, or a message whose CloudEvent says another type.
+
+Unroutable events
+    Pub/Sub drops a message that no subscription's filter admits. Before publishing a
+    type it has not seen taken, the transport lists the topic's subscriptions and
+    parses their filters (its own format: ``attributes."ce-type" = "a" OR ...``; no
+    filter takes every type, a filter in another format none); types seen taken are
+    remembered, others looked up again on their next publish, and everything is
+    forgotten when the topic is checked again (connecting after :meth:`close`, or a
+    publish that found the topic gone), so a subscription deleted while a relay runs
+    is noticed only then. Events of a type nobody takes are not sent but reported
+    unroutable, so the relay holds them.
+    Pub/Sub does not deduplicate by event id, so not sending them is no matter of
+    correctness (unlike NATS' ``Nats-Msg-Id``): it spares a copy delivered to a
+    subscription declared between the look-up and a later re-send.
 
 Messages
     CloudEvents binary mode following the CloudEvents Google Cloud Pub/Sub binding:
@@ -101,9 +118,9 @@ from tidings.transports.base import (
     TransportError,
     Unroutable,
 )
+from tidings.transports.pubsub_routing import TopicRoutes, admitted_by, filter_for, list_filters
 from tidings.transports.pubsub_stream import (
     BROKER_ERRORS,
-    TYPE_ATTRIBUTE,
     DeliveryToken,
     StreamingPull,
     all_done,
@@ -113,11 +130,8 @@ from tidings.transports.pubsub_stream import (
 #: Attribute prefix of the CloudEvents Pub/Sub binding (binary mode).
 ATTRIBUTE_PREFIX = "ce-"
 DEFAULT_TOPIC = "tidings"
-# Pub/Sub's limit on a subscription filter expression.
-_MAX_FILTER_BYTES = 256
 # Topic and subscription ids: a letter, then letters, digits and - _ . ~ + %.
 _RESOURCE_ID = re.compile(r"[A-Za-z][A-Za-z0-9\-_.~+%]{2,254}")
-_FILTER_TERM = re.compile(r'attributes\."ce-type" = "([^"\\]+)"')
 # RuntimeError: the client was stopped while the batch was handed to it.
 _PUBLISH_ERRORS: tuple[type[BaseException], ...] = (*BROKER_ERRORS, RuntimeError)
 
@@ -142,6 +156,9 @@ class PubSubTransport(Transport):
     """Integration events over Google Cloud Pub/Sub: ``pubsub://PROJECT?options``."""
 
     schemes = ("pubsub",)
+    #: Each group's subscription is filtered on its types (applied by the transport
+    #: too, since the emulator ignores filters): a delivery of another type is misrouted.
+    routes_by_type = True
 
     def __init__(self, url: str) -> None:
         super().__init__(url)
@@ -152,6 +169,7 @@ class PubSubTransport(Transport):
         self._publisher: pubsub_v1.PublisherClient | None = None
         self._subscriber: pubsub_v1.SubscriberClient | None = None
         self._topic_ready = False
+        self._routes = TopicRoutes()
         # One batch at a time: a retried batch must not interleave with the next one.
         self._publish_lock = asyncio.Lock()
 
@@ -173,18 +191,25 @@ class PubSubTransport(Transport):
                     subscriber.close()
 
     async def publish_batch(self, source: str, events: Sequence[CloudEvent]) -> Unroutable:
-        """Publish ``events`` in order, waiting for every message's confirmation together."""
+        """Publish ``events`` in order, waiting for every message's confirmation together.
+
+        Events of a type no subscription's filter admits are not sent (Pub/Sub would
+        drop them) but reported unroutable.
+        """
         if not events:
             return NOTHING_UNROUTABLE
         messages = [_encode(event) for event in events]
         async with self._publish_lock:
             await self._ensure_topic()
+            untaken = await self._untaken({event.type for event in events})
             publisher = self._publisher_client()
             timeout = self.options.confirm_timeout
             futures: list[Any] = []
             keys: set[str] = set()
             try:
-                for key, attributes, body in messages:
+                for event, (key, attributes, body) in zip(events, messages, strict=True):
+                    if event.type in untaken:
+                        continue
                     keys.add(key)
                     # retry=None: one bounded attempt; ordered publishes would otherwise
                     # retry forever while the broker is unreachable.
@@ -227,7 +252,34 @@ class PubSubTransport(Transport):
                     f"{len(events)} events (first: {first!r}); their ordering keys are "
                     "resumed: retry the whole batch"
                 ) from first
-        return NOTHING_UNROUTABLE
+        if not untaken:
+            return NOTHING_UNROUTABLE
+        return frozenset(index for index, event in enumerate(events) if event.type in untaken)
+
+    async def _untaken(self, types: set[str]) -> set[str]:
+        """Which of ``types`` no subscription of the topic admits.
+
+        Types seen taken are remembered; any other lists the topic's subscriptions and
+        reads their filters again (a subscription may have been declared meanwhile).
+        """
+        if not self._routes.unknown(types):
+            return set()
+        try:
+            filters = await asyncio.to_thread(
+                list_filters,
+                self._publisher_client(),
+                self._subscriber_client(),
+                self.topic_path,
+                self.options.connect_timeout,
+            )
+        except BROKER_ERRORS as exc:
+            if isinstance(exc, google_errors.NotFound):
+                self._topic_ready = False  # deleted, or the emulator restarted
+            raise TransportError(
+                f"cannot list the subscriptions of topic {self.topic_path!r} on Pub/Sub "
+                f"({self._where}): {exc!r}; nothing of the batch was sent: retry it"
+            ) from exc
+        return self._routes.learn(types, filters)
 
     async def declare_subscription(self, group: str, event_types: Collection[str]) -> None:
         """Create the group's ordered subscription, filtered on its types, if missing."""
@@ -337,7 +389,7 @@ class PubSubTransport(Transport):
                     'use types without " or \\'
                 )
         path = self._subscription_path(group)
-        expression = _filter(types)
+        expression = filter_for(types)
         await self._ensure_topic()
         subscriber = self._subscriber_client()
         request = {
@@ -366,7 +418,7 @@ class PubSubTransport(Transport):
             )
         if not existing.filter:
             return path, types
-        admitted = frozenset(_FILTER_TERM.findall(existing.filter))
+        admitted = admitted_by(existing.filter) or frozenset()
         missing = types - admitted
         if missing:
             raise ConfigurationError(
@@ -379,6 +431,8 @@ class PubSubTransport(Transport):
     async def _ensure_topic(self) -> None:
         if self._topic_ready:
             return
+        # A new connection or a recreated topic: what subscriptions took is unknown.
+        self._routes.forget()
         publisher = self._publisher_client()
         try:
             with contextlib.suppress(google_errors.AlreadyExists):
@@ -441,12 +495,6 @@ class PubSubTransport(Transport):
 def _encode(event: CloudEvent) -> tuple[str, dict[str, str], bytes]:
     attributes, body = encode_binary(event, prefix=ATTRIBUTE_PREFIX)
     return event.subject or "", attributes, body
-
-
-def _filter(types: frozenset[str]) -> str:
-    """The Pub/Sub filter admitting ``types``, or "" when it exceeds Pub/Sub's limit."""
-    expression = " OR ".join(f'attributes."{TYPE_ATTRIBUTE}" = "{t}"' for t in sorted(types))
-    return expression if len(expression.encode()) <= _MAX_FILTER_BYTES else ""
 
 
 def _parse_url(url: str) -> tuple[str, PubSubOptions]:

@@ -66,11 +66,14 @@ class StreamingPull:
                     message.ack()  # what the subscription's filter does on Google's side
                     continue
                 token = DeliveryToken(message, self)
+                routed = message.attributes.get(TYPE_ATTRIBUTE)
                 self._outstanding[message.ack_id] = message
                 batch.append(
                     Delivery(
                         body=message.data,
                         headers=dict(message.attributes),
+                        # The attribute the subscription's filter matched.
+                        routed_type=routed,
                         _transport_token=token,
                         _transport=self._transport,
                     )
@@ -194,6 +197,8 @@ def unused_callback(message: Message) -> None:
 
 async def all_done(futures: Sequence[Any]) -> None:
     """Wait until every client future is done, waking the event loop once at the end."""
+    if not futures:
+        return
     loop = asyncio.get_running_loop()
     done: asyncio.Future[None] = loop.create_future()
     remaining = [len(futures)]

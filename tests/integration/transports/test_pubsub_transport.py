@@ -28,6 +28,7 @@ from tidings.contracts.cloudevents import CloudEvent
 from tidings.domain.ids import uuid7
 from tidings.errors import ConfigurationError
 from tidings.transports import PublishNotConfirmedError, TransportError, open_transport
+from tidings.transports.base import Delivery
 from tidings.transports.pubsub import PubSubTransport
 
 
@@ -45,7 +46,7 @@ async def transport(url: str) -> AsyncIterator[PubSubTransport]:
     await remove_topic(url)
 
 
-async def first_delivery(transport: PubSubTransport, group: str, event_type: str) -> object:
+async def first_delivery(transport: PubSubTransport, group: str, event_type: str) -> Delivery:
     async with contextlib.aclosing(transport.subscribe(group, {event_type})) as deliveries:
         async for delivery in deliveries:
             await delivery.ack()
@@ -65,6 +66,49 @@ async def test_a_group_receives_only_the_types_it_subscribed_to(
     # The emulator stores the subscription's filter but does not apply it: the
     # transport applies it itself.
     await conformance.check_type_filtering(transport)
+
+
+async def test_signed_events_verify_as_delivered(transport: PubSubTransport) -> None:
+    await conformance.check_signatures_survive(transport)
+
+
+async def test_an_event_no_subscription_admits_is_reported_unroutable(
+    transport: PubSubTransport,
+) -> None:
+    assert transport.routes_by_type
+    await conformance.check_unroutable_events_are_reported(transport)
+
+
+async def test_a_type_unroutable_once_is_taken_after_another_process_declares_it(
+    transport: PubSubTransport, url: str
+) -> None:
+    # The transport remembers taken types, not untaken ones: it lists the topic's
+    # subscriptions again for a type it saw nobody take.
+    tag = uuid7().hex[:12]
+    event_type, group = f"catalog.later.{tag}", f"later-{tag}"
+    first, second = conformance.make_events(2, 1, event_type, "catalog")
+    assert await transport.publish_batch("catalog", [first]) == frozenset({0})
+    declarer = PubSubTransport(url)
+    try:
+        await declarer.declare_subscription(group, {event_type})
+    finally:
+        await declarer.close()
+
+    assert await transport.publish_batch("catalog", [second]) == frozenset()
+
+    delivery = await first_delivery(transport, group, event_type)
+    assert conformance.decode(delivery).id == second.id
+    assert delivery.routed_type == event_type
+
+
+async def test_an_unfiltered_subscription_takes_every_type(transport: PubSubTransport) -> None:
+    # A group with more types than one 256-byte filter holds gets no filter at all.
+    tag = uuid7().hex[:12]
+    many = {f"catalog.some.rather.long.type.name.{i}.{tag}" for i in range(8)}
+    await transport.declare_subscription(f"wide-{tag}", many)
+    [event] = conformance.make_events(1, 1, f"anything.{tag}", "catalog")
+
+    assert await transport.publish_batch("catalog", [event]) == frozenset()
 
 
 async def test_a_delivery_given_back_is_delivered_again(transport: PubSubTransport) -> None:
@@ -145,7 +189,9 @@ async def test_a_failed_batch_resumes_its_paused_keys_and_the_retry_keeps_order(
     tag = uuid7().hex[:12]
     event_type, group = f"catalog.paused.{tag}", f"paused-{tag}"
     events = conformance.make_events(40, 4, event_type, "catalog")
-    await transport.publish_batch("catalog", events[:10])  # the keys' sequencers exist
+    # Taken by a first group, so sent: the keys' sequencers exist in the client.
+    await transport.declare_subscription(f"first-{tag}", {event_type})
+    assert await transport.publish_batch("catalog", events[:10]) == frozenset()
     # The topic disappears (as when the emulator restarts): every key of the next
     # batch fails, and the client pauses those ordering keys.
     emulator = transport._emulator
