@@ -58,6 +58,9 @@ class ContextWorker:
         """
         if self.consumer is not None:
             await self._declare(self.consumer)
+        if self._stopping.is_set():  # stopped while declaring: start nothing
+            await self.context.adispose()
+            return
         tasks = [
             asyncio.create_task(part.run())
             for part in (self.relay, self.consumer)
