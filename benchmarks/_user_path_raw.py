@@ -28,9 +28,9 @@ import aio_pika
 import asyncpg
 
 from _consume_common import BATCH, PREFETCH, _decode, asyncpg_dsn
-from _relay_common import SOURCE
+from end_to_end import _raw_message as _message  # the same hand-written AMQP message
 from tidings.persistence.tables import OUTBOX_CHANNEL
-from tidings.transports.rabbitmq import HEADER_PREFIX, _parse_url
+from tidings.transports.rabbitmq import _parse_url
 
 WINDOW = 500
 _TAKE = (
@@ -38,27 +38,6 @@ _TAKE = (
     "correlation_id, payload FROM tidings_outbox ORDER BY position LIMIT $1 "
     "FOR UPDATE SKIP LOCKED"
 )
-
-
-def _message(row: Any) -> aio_pika.Message:
-    return aio_pika.Message(
-        row["payload"].encode(),
-        headers={
-            HEADER_PREFIX + "specversion": "1.0",
-            HEADER_PREFIX + "id": row["event_id"],
-            HEADER_PREFIX + "source": SOURCE,
-            HEADER_PREFIX + "type": row["event_type"],
-            HEADER_PREFIX + "dataversion": str(row["event_version"]),
-            HEADER_PREFIX + "time": row["occurred_at"].isoformat(),
-            HEADER_PREFIX + "subject": row["partition_key"],
-            HEADER_PREFIX + "correlationid": row["correlation_id"],
-        },
-        content_type="application/json",
-        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        message_id=row["event_id"],
-        type=row["event_type"],
-        app_id=SOURCE,
-    )
 
 
 async def relay(database_url: str, amqp_url: str, exchange_name: str) -> None:
