@@ -54,7 +54,7 @@ class Rejection:
     """Why a delivery cannot be handled: it goes to the dead letters with ``reason``."""
 
     reason: DeadLetterReason
-    error: Exception
+    error: BaseException
     event: CloudEvent | None
 
 

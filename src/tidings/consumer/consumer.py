@@ -472,78 +472,31 @@ class Consumer:
         first_failed_at: datetime | None = None,
         received_at: datetime | None = None,
     ) -> None:
-        letter = self._letter(delivery, reason, error, event, attempts, first_failed_at)
-        records = (
-            []
-            if event is None
-            else [dead_letter_record(self.group, event, reason, error, received_at)]
+        letter = _Letter(
+            delivery, Rejection(reason, error, event), attempts, first_failed_at, received_at
         )
-        if await self._store_dead_letters([(letter, event, reason)], records):
-            logger.warning(
-                "%s: dead-lettered a message (%s): %s", self.group, reason.value, redact(str(error))
-            )
+        if await self._store_dead_letters([letter]):
             await delivery.ack()
 
     async def _dead_letter_rejections(self, rejected: Sequence[tuple[Delivery, Rejection]]) -> bool:
         """Dead-letter what admission refused, in one transaction; False if stopped."""
-        letters = [
-            (
-                self._letter(delivery, rejection.reason, rejection.error, rejection.event),
-                rejection.event,
-                rejection.reason,
-            )
-            for delivery, rejection in rejected
-        ]
-        records = [
-            dead_letter_record(self.group, rejection.event, rejection.reason, rejection.error, None)
-            for _, rejection in rejected
-            if rejection.event is not None
-        ]
-        if not await self._store_dead_letters(letters, records):
+        if not await self._store_dead_letters([_Letter(d, r) for d, r in rejected]):
             return False
-        for _, rejection in rejected:
-            logger.warning(
-                "%s: dead-lettered a message (%s): %s",
-                self.group,
-                rejection.reason.value,
-                redact(str(rejection.error)),
-            )
         await self.transport.ack_many([delivery for delivery, _ in rejected])
         return True
 
-    def _letter(
-        self,
-        delivery: Delivery,
-        reason: DeadLetterReason,
-        error: BaseException,
-        event: CloudEvent | None,
-        attempts: int = 1,
-        first_failed_at: datetime | None = None,
-    ) -> dict[str, Any]:
-        return new_letter(
-            consumer=self.group,
-            reason=reason,
-            body=delivery.body,
-            headers=delivery.headers,
-            error=error,
-            attempts=attempts,
-            event_id=None if event is None else event.id,
-            event_type=None if event is None else event.type,
-            event_version=None if event is None else event.dataversion,
-            partition_key=None if event is None else event.subject,
-            first_failed_at=first_failed_at,
-        )
-
-    async def _store_dead_letters(
-        self,
-        letters: Sequence[tuple[dict[str, Any], CloudEvent | None, DeadLetterReason]],
-        records: Sequence[dict[str, Any]],
-    ) -> bool:
-        """Store ``letters`` with their causal records, waiting out a database outage;
-        False if stopped meanwhile."""
+    async def _store_dead_letters(self, letters: Sequence[_Letter]) -> bool:
+        """Store ``letters`` and their causal records in one transaction, waiting out a
+        database outage; False if stopped meanwhile (then nothing is acknowledged)."""
+        rows = [self._letter_row(letter) for letter in letters]
+        records = [
+            dead_letter_record(self.group, why.event, why.reason, why.error, letter.received_at)
+            for letter in letters
+            if (why := letter.why).event is not None
+        ]
         while True:
             try:
-                await self.dead_letters.add_many([letter for letter, _, _ in letters], records)
+                await self.dead_letters.add_many(rows, records)
                 break
             except Exception as failure:
                 # The message must be kept, not lost and not a crash: a database that
@@ -553,10 +506,33 @@ class Consumer:
                 if not await self._wait_for_database(failure):
                     return False  # stopped: unacknowledged, so delivered again
         self.stats.dead_lettered += len(letters)
-        for _, event, reason in letters:
-            kind = "unknown" if event is None else event.type
-            count("dead_lettered", self.context.name, (kind,), reason.value)
+        for letter in letters:
+            why = letter.why
+            kind = "unknown" if why.event is None else why.event.type
+            count("dead_lettered", self.context.name, (kind,), why.reason.value)
+            logger.warning(
+                "%s: dead-lettered a message (%s): %s",
+                self.group,
+                why.reason.value,
+                redact(str(why.error)),
+            )
         return True
+
+    def _letter_row(self, letter: _Letter) -> dict[str, Any]:
+        event = letter.why.event
+        return new_letter(
+            consumer=self.group,
+            reason=letter.why.reason,
+            body=letter.delivery.body,
+            headers=letter.delivery.headers,
+            error=letter.why.error,
+            attempts=letter.attempts,
+            event_id=None if event is None else event.id,
+            event_type=None if event is None else event.type,
+            event_version=None if event is None else event.dataversion,
+            partition_key=None if event is None else event.subject,
+            first_failed_at=letter.first_failed_at,
+        )
 
     # -- maintenance ----------------------------------------------------------------------
     async def purge_inbox(self) -> int:
@@ -591,3 +567,14 @@ class Consumer:
             succeeded += 1
             await self.dead_letters.remove([letter.letter_id])
         return succeeded, failed
+
+
+@dataclass(frozen=True, slots=True)
+class _Letter:
+    """A delivery on its way to the dead letters: why, and what its attempts were."""
+
+    delivery: Delivery
+    why: Rejection
+    attempts: int = 1
+    first_failed_at: datetime | None = None
+    received_at: datetime | None = None
