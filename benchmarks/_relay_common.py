@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 
 from tidings import BoundedContext, IntegrationEvent
 from tidings.contracts.cloudevents import CloudEvent
-from tidings.transports.base import Delivery, Transport
+from tidings.transports.base import Delivery, Transport, Unroutable
 
 SOURCE = "bench"
 KEYS = 1000
@@ -138,12 +138,13 @@ class Timed(Transport):
     async def close(self) -> None:
         await self.inner.close()
 
-    async def publish_batch(self, source: str, events: Sequence[CloudEvent]) -> None:
-        await self.inner.publish_batch(source, events)
+    async def publish_batch(self, source: str, events: Sequence[CloudEvent]) -> Unroutable:
+        unroutable = await self.inner.publish_batch(source, events)
         self.last_confirmed_at = time.monotonic()
         self.confirmed += len(events)
         if self._on_confirmed is not None:
             self._on_confirmed(events, self.last_confirmed_at)
+        return unroutable
 
     async def declare_subscription(self, group: str, event_types: Collection[str]) -> None:
         await self.inner.declare_subscription(group, event_types)
