@@ -134,6 +134,26 @@ class UnitOfWork:
                 events.extend(aggregate.pull_events())
         return events
 
+    def pull_recorded_events(self) -> list[DomainEvent]:
+        """Events recorded during this unit of work (and on tracked aggregates) so far.
+
+        Unlike :meth:`pull_aggregate_events` it does not scan the session for aggregates
+        that recorded events before the transaction began: a consumer asks after each
+        event it handles, and a scan of a session filling with a micro-batch's objects
+        would cost each event the size of the batch. The scan at commit finds those.
+        """
+        events: list[DomainEvent] = []
+        for aggregate in self._aggregates.values():
+            if aggregate.has_pending_events():
+                events.extend(aggregate.pull_events())
+        session = self.session if self.async_session is None else self.async_session.sync_session
+        if session is not None:
+            for aggregate in self._recorded.values():
+                # As at commit: an aggregate is dispatched once tracked or in the session.
+                if aggregate.has_pending_events() and _in_session(session, aggregate):
+                    events.extend(aggregate.pull_events())
+        return events
+
     def _known_aggregates(self) -> list[AggregateRoot]:
         known = list(self._aggregates.values())
         session = self.session if self.async_session is None else self.async_session.sync_session
@@ -146,6 +166,11 @@ class UnitOfWork:
                     seen.add(id(obj))
                     known.append(obj)
         return known
+
+
+def _in_session(session: Any, aggregate: AggregateRoot) -> bool:
+    """``aggregate`` is held by the ORM ``session`` (an unmapped one never is)."""
+    return hasattr(aggregate, "_sa_instance_state") and aggregate in session
 
 
 def cascade_depth_exceeded(depth: int, event: DomainEvent) -> CascadeDepthExceededError:

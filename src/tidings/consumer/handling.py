@@ -130,7 +130,7 @@ class HandlerRunner:
         uow = self.context._current.get()
         if uow is None:
             return
-        while events := uow.pull_aggregate_events():
+        while events := uow.pull_recorded_events():
             for event in events:
                 await self.context.async_domain_events.publish(event)
 
