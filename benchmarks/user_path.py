@@ -10,8 +10,10 @@ outbox, the same inbox and effect rows committed together.
 Throughput: a backlog of ``--events`` rows; the consumer process starts first, then
 the relay; rate = events / (last effect - first effect), from the effect rows' own
 ``time.monotonic()`` stamps, so process start-up is left out on both sides. Rounds
-alternate the order of the sides. ``ratio_handle`` (plain ``handle``) and
-``ratio_batch`` (``handle_batch``) are tidings' best rate over the hand-written one's.
+alternate the order of the sides. ``ratio_handle`` (a plain ``handle`` adding one
+mapped object to the session), ``ratio_execute`` (a plain ``handle`` running one
+``insert`` per event) and ``ratio_batch`` (``handle_batch``) are tidings' best rate
+over the hand-written one's.
 
 Latency: relay and consumer running, a producer process commits 250 events/s through
 tidings; latency = effect stamp - the moment the producer's commit returned (the
@@ -229,6 +231,7 @@ def main() -> None:
     sides = {
         "raw": Side("raw", out_url, in_url),
         "handle": Side("tidings", out_url, in_url, "handle"),
+        "execute": Side("tidings", out_url, in_url, "execute"),
         "batch": Side("tidings", out_url, in_url, "batch"),
     }
     best = dict.fromkeys(sides, 0.0)
@@ -249,10 +252,12 @@ def main() -> None:
         asyncio.run(remove_broker_state())
     figures = {
         "ratio_handle": round(best["handle"] / best["raw"], 3),
+        "ratio_execute": round(best["execute"] / best["raw"], 3),
         "ratio_batch": round(best["batch"] / best["raw"], 3),
         "p50_ratio": round(paced["handle"]["p50_ms"] / paced["raw"]["p50_ms"], 3),
         "p99_ratio": round(paced["handle"]["p99_ms"] / paced["raw"]["p99_ms"], 3),
         "handle_per_s": round(best["handle"]),
+        "execute_per_s": round(best["execute"]),
         "batch_per_s": round(best["batch"]),
         "raw_per_s": round(best["raw"]),
         "p50_ms": paced["handle"]["p50_ms"],
