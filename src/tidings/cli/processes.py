@@ -38,6 +38,14 @@ def relay(
             "unrouted (see `tidings outbox replay --unrouted`)."
         ),
     ] = 30.0,
+    max_poll_interval: Annotated[
+        float,
+        typer.Option(
+            min=0.005,
+            help="Longest wait between outbox reads while idle where nothing wakes the "
+            "relay (SQLite, MariaDB; PostgreSQL wakes it with NOTIFY at each commit).",
+        ),
+    ] = 1.0,
     metrics_port: MetricsPortOpt = None,
     metrics_host: MetricsHostOpt = DEFAULT_HOST,
 ) -> None:
@@ -59,6 +67,7 @@ def relay(
         batch_size=batch_size,
         retention=retention,
         lease_ttl=lease_ttl,
+        max_idle_interval=max_poll_interval,
         unrouted_grace=unrouted_grace,
     )
     console.print(
@@ -104,6 +113,16 @@ def consume(
     batch_size: Annotated[
         int, typer.Option(min=1, help="Most events handled in one transaction.")
     ] = 200,
+    prefetch: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Deliveries taken from the broker ahead of handling: RabbitMQ, NATS and "
+            "Pub/Sub prefetch, Redis and Kafka entries per read, the SQLite broker's "
+            "unacknowledged deliveries per partition. Default: the broker URL's option, "
+            "else the transport's (RabbitMQ and NATS 256).",
+        ),
+    ] = None,
     max_attempts: Annotated[
         int, typer.Option(min=1, help="Attempts in all before an event is dead-lettered.")
     ] = 6,
@@ -136,7 +155,7 @@ def consume(
     from tidings.application.retry import RetryPolicy
     from tidings.consumer.consumer import Consumer
     from tidings.errors import ConfigurationError
-    from tidings.transports.registry import open_transport
+    from tidings.transports.registry import open_transport, with_prefetch
 
     context = load_context(target)
     if not context.integration_handlers:
@@ -150,6 +169,8 @@ def consume(
     if retry_max < retry_initial:
         raise typer.BadParameter("must be at least --retry-initial", param_hint="--retry-max")
     start_metrics(metrics_port, metrics_host, context, outbox=False)
+    if prefetch is not None:
+        broker = with_prefetch(broker or context.broker_url, prefetch)
     transport = open_transport(broker) if broker else None
     worker = Consumer(
         context,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from tidings.errors import ConfigurationError, MissingExtraError
 from tidings.transports.base import Transport
@@ -21,6 +21,38 @@ _TRANSPORTS: dict[str, tuple[str, str, str | None]] = {
     "pubsub": ("tidings.transports.pubsub", "PubSubTransport", "pubsub"),
     "kafkas": ("tidings.transports.kafka", "KafkaTransport", "kafka"),
 }
+
+# scheme -> the URL option bounding how many deliveries one consumer holds at once.
+PREFETCH_OPTIONS: dict[str, str] = {
+    "memory": "prefetch",
+    "sqlite": "max_unacked",
+    "amqp": "prefetch",
+    "amqps": "prefetch",
+    "nats": "prefetch",
+    "redis": "count",
+    "rediss": "count",
+    "kafka": "fetch_count",
+    "kafkas": "fetch_count",
+    "pubsub": "prefetch",
+}
+
+
+def with_prefetch(url: str, prefetch: int) -> str:
+    """``url`` with its transport's prefetch option set to ``prefetch``.
+
+    The option has a name of each broker's own (RabbitMQ, NATS and Pub/Sub
+    ``prefetch``, Redis ``count``, Kafka ``fetch_count``, the SQLite broker
+    ``max_unacked``); this sets the right one, replacing a value the URL had.
+    """
+    if prefetch < 1:
+        raise ConfigurationError(f"prefetch must be at least 1, got {prefetch}")
+    parts = urlsplit(url)
+    option = PREFETCH_OPTIONS.get(parts.scheme.lower())
+    if option is None:
+        raise ConfigurationError(f"no transport for {url!r}, so no prefetch to set")
+    query = [(name, value) for name, value in parse_qsl(parts.query) if name != option]
+    query.append((option, str(prefetch)))
+    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 def open_transport(url: str) -> Transport:
