@@ -36,6 +36,7 @@ def run_until_signalled(
 ) -> None:
     """Run ``main`` until it ends or SIGINT/SIGTERM calls ``stop`` (a graceful stop)."""
     import asyncio  # here, not at import: `tidings --help` need not pay for it
+    import gc
     import signal
 
     async def runner() -> None:
@@ -44,6 +45,11 @@ def run_until_signalled(
             loop.add_signal_handler(signum, lambda: asyncio.ensure_future(stop()))
         await main
 
+    # The application is loaded: its modules, classes and mappings live as long as the
+    # process. Frozen, they are left out of every later collection, which then scans
+    # only what the work allocates (shorter pauses in a process that runs for days).
+    gc.collect()
+    gc.freeze()
     asyncio.run(runner())
 
 
