@@ -89,11 +89,14 @@ async def consuming_basket(
         await context.adispose()
 
 
-# Google's emulator never redelivers the ordered messages that were in flight on a
-# connection that was reset: their keys stay blocked (docs/operations.md). Google's
-# service redelivers them after the ack deadline; strict, so a fixed emulator shows.
+# Google's emulator keeps a streaming pull whose connection was cut registered on an
+# ordered subscription and goes on assigning it the ordering keys that hash to it, so
+# those keys reach no consumer again; no client call unregisters it (nacks, a clean
+# close, a new stream: see docs/operations.md). Google's service redelivers them after
+# the ack deadline; strict, so a fixed emulator shows.
 EMULATOR_BLOCKS_KEYS = pytest.mark.xfail(
-    strict=True, reason="the Pub/Sub emulator blocks ordering keys in flight on a reset stream"
+    strict=True,
+    reason="the Pub/Sub emulator keeps giving ordering keys to a stream whose connection was cut",
 )
 
 

@@ -83,7 +83,11 @@ Consuming
     handled. Pub/Sub does not say whether a message was delivered before:
     :attr:`Delivery.redelivered` is always False. The client re-opens a broken stream
     by itself; a subscription that fails for good (deleted, permission denied) makes
-    :meth:`~PubSubTransport.subscribe` raise :class:`TransportError`.
+    :meth:`~PubSubTransport.subscribe` raise :class:`TransportError`. A subscriber that
+    stops gives back what it held, then half-closes its stream and waits (up to
+    ``?connect_timeout=``) for the server to end it before the client cancels it:
+    Google's emulator never forgets a cancelled stream and keeps assigning it ordering
+    keys (:func:`~tidings.transports.pubsub_stream.half_close`).
 
 URL options: ``topic``, ``emulator`` (``host:port``), ``prefetch``, ``max_bytes``,
 ``ack_deadline``, ``max_lease``, ``batch_max_messages`` (100), ``batch_max_latency``
@@ -124,6 +128,7 @@ from tidings.transports.pubsub_stream import (
     DeliveryToken,
     StreamingPull,
     all_done,
+    half_close,
     unused_callback,
 )
 
@@ -371,9 +376,15 @@ class PubSubTransport(Transport):
             # Nacked while the client still runs, so they come again at once rather
             # than after their ack deadline; the client nacks what it still holds.
             await stream.give_back()
+            timeout = self.options.connect_timeout
+            if half_close(future):
+                # The server ends the stream; cancelling first would leave it
+                # registered on Google's emulator (see half_close).
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(future.result, timeout)
             future.cancel()
             with contextlib.suppress(Exception):
-                await asyncio.to_thread(future.result, self.options.connect_timeout)
+                await asyncio.to_thread(future.result, timeout)
 
     async def _declare(
         self, group: str, event_types: Collection[str]

@@ -195,6 +195,27 @@ def unused_callback(message: Message) -> None:
     """The callback the client requires; :class:`LoopScheduler` never calls it."""
 
 
+def half_close(future: Any) -> bool:
+    """Ask the server to end the streaming pull of ``future``; False if it cannot.
+
+    google-cloud-pubsub ends a stream only by cancelling it. Google's emulator keeps a
+    cancelled (or cut) stream registered on an ordered subscription and goes on
+    assigning it a share of the ordering keys, which then reach no consumer until the
+    subscription is recreated. Ending the request side first (a gRPC half-close) makes
+    the server close the stream itself, after which the emulator forgets it. The client
+    has no public way to do this: its request queue is reached through private
+    attributes, and when they are not there (another client version) the stream is
+    just cancelled, as before.
+    """
+    manager = getattr(future, "_StreamingPullFuture__manager", None)
+    rpc = getattr(manager, "_rpc", None)
+    requests = getattr(rpc, "_request_queue", None)
+    if future.done() or not isinstance(requests, queue.Queue):
+        return False
+    requests.put(None)  # the client's request generator ends the stream on None
+    return True
+
+
 async def all_done(futures: Sequence[Any]) -> None:
     """Wait until every client future is done, waking the event loop once at the end."""
     if not futures:
