@@ -30,20 +30,27 @@ logger = logging.getLogger("tidings.worker")
 class ContextWorker:
     """Runs the relay (always) and the consumer (when the context has integration
     event handlers) of ``context`` until :meth:`stop`; ``trace_parenting`` as for
-    :class:`~tidings.consumer.Consumer`."""
+    :class:`~tidings.consumer.Consumer`.
+
+    ``relay`` and ``consumer`` may be given ready-made, with settings of their own
+    (``Relay(context, batch_size=...)``, ``Consumer(context, batch_size=...)``); by
+    default each is built with its defaults. ``relay=False`` / ``consume=False`` leave
+    one out.
+    """
 
     def __init__(
         self,
         context: BoundedContext,
         *,
-        relay: bool = True,
+        relay: bool | Relay = True,
         consume: bool = True,
         trace_parenting: TraceParenting | str = TraceParenting.PARENT,
+        consumer: Consumer | None = None,
     ):
         self.context = context
-        self.relay = Relay(context) if relay else None
+        self.relay = relay if isinstance(relay, Relay) else Relay(context) if relay else None
         self.consumer = (
-            Consumer(context, trace_parenting=trace_parenting)
+            (consumer or Consumer(context, trace_parenting=trace_parenting))
             if consume and context.integration_handlers
             else None
         )

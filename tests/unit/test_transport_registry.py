@@ -57,3 +57,27 @@ def test_every_scheme_has_a_prefetch_option() -> None:
 def test_a_bad_prefetch_or_scheme_is_a_clear_error(url: str) -> None:
     with pytest.raises(ConfigurationError):
         with_prefetch(url, 0 if url.startswith("amqp") else 5)
+
+
+def test_the_process_commands_offer_the_speed_settings_and_refuse_nonsense() -> None:
+    from typer.testing import CliRunner
+
+    from tidings.cli.app import app
+
+    runner = CliRunner()
+    wide = {"COLUMNS": "200"}
+    for command, options in (
+        ("relay", ("--batch-size", "--max-poll-interval")),
+        ("consume", ("--batch-size", "--prefetch")),
+        ("run", ("--batch-size", "--prefetch", "--relay-batch-size", "--max-poll-interval")),
+    ):
+        shown = runner.invoke(app, [command, "--help"], env=wide).output
+        assert all(option in shown for option in options), command
+    for command, option, value in (
+        ("consume", "--prefetch", "0"),
+        ("run", "--prefetch", "0"),
+        ("relay", "--max-poll-interval", "0"),
+    ):
+        result = runner.invoke(app, [command, "some.module:context", option, value], env=wide)
+        assert result.exit_code == 2, (command, result.output)
+        assert option in result.output

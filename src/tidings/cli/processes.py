@@ -18,6 +18,25 @@ from tidings.cli.telemetry import (
 from tidings.observability.tracing import TraceParenting
 from tidings.redaction import redact
 
+PrefetchOpt = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        help="Deliveries taken from the broker ahead of handling: RabbitMQ, NATS and "
+        "Pub/Sub prefetch, Redis and Kafka entries per read, the SQLite broker's "
+        "unacknowledged deliveries per partition. Default: the broker URL's option, "
+        "else the transport's (RabbitMQ and NATS 256).",
+    ),
+]
+MaxPollIntervalOpt = Annotated[
+    float,
+    typer.Option(
+        min=0.005,
+        help="Longest wait between outbox reads while idle where nothing wakes the "
+        "relay (SQLite, MariaDB; PostgreSQL wakes it with NOTIFY at each commit).",
+    ),
+]
+
 
 def relay(
     target: AppArg,
@@ -38,14 +57,7 @@ def relay(
             "unrouted (see `tidings outbox replay --unrouted`)."
         ),
     ] = 30.0,
-    max_poll_interval: Annotated[
-        float,
-        typer.Option(
-            min=0.005,
-            help="Longest wait between outbox reads while idle where nothing wakes the "
-            "relay (SQLite, MariaDB; PostgreSQL wakes it with NOTIFY at each commit).",
-        ),
-    ] = 1.0,
+    max_poll_interval: MaxPollIntervalOpt = 1.0,
     metrics_port: MetricsPortOpt = None,
     metrics_host: MetricsHostOpt = DEFAULT_HOST,
 ) -> None:
@@ -84,6 +96,14 @@ def relay(
 def run_context(
     target: AppArg,
     relay_only: Annotated[bool, typer.Option("--relay-only", help="Do not consume.")] = False,
+    batch_size: Annotated[
+        int, typer.Option(min=1, help="Most events the consumer handles in one transaction.")
+    ] = 200,
+    prefetch: PrefetchOpt = None,
+    relay_batch_size: Annotated[
+        int, typer.Option(min=1, help="Events per broker batch of the relay.")
+    ] = 500,
+    max_poll_interval: MaxPollIntervalOpt = 1.0,
     metrics_port: MetricsPortOpt = None,
     metrics_host: MetricsHostOpt = DEFAULT_HOST,
     trace_parenting: TraceParentingOpt = TraceParenting.PARENT,
@@ -92,13 +112,29 @@ def run_context(
 
     The simplest way to operate a context: one process forwards its outbox, handles
     the integration events it subscribes to, and completes pending after-commit work.
-    The consumer's subscription is declared before the relay starts.
+    The consumer's subscription is declared before the relay starts. `tidings relay`
+    and `tidings consume` take the remaining settings.
     """
+    from tidings.consumer.consumer import Consumer
+    from tidings.outbox.relay import Relay
+    from tidings.transports.registry import open_transport, with_prefetch
     from tidings.worker import ContextWorker
 
     context = load_context(target)
     start_metrics(metrics_port, metrics_host, context, outbox=True)
-    worker = ContextWorker(context, consume=not relay_only, trace_parenting=trace_parenting)
+    relay = Relay(context, batch_size=relay_batch_size, max_idle_interval=max_poll_interval)
+    consumer = None
+    if not relay_only and context.integration_handlers:
+        url = (
+            context.broker_url if prefetch is None else with_prefetch(context.broker_url, prefetch)
+        )
+        consumer = Consumer(
+            context,
+            open_transport(url),
+            batch_size=batch_size,
+            trace_parenting=trace_parenting,
+        )
+    worker = ContextWorker(context, relay=relay, consume=not relay_only, consumer=consumer)
     parts = ["relay"] + (["consumer"] if worker.consumer else [])
     console.print(f"running {context.name}: {' + '.join(parts)} (Ctrl-C to stop)")
     run_until_signalled(worker.run(), worker.stop)
@@ -113,16 +149,7 @@ def consume(
     batch_size: Annotated[
         int, typer.Option(min=1, help="Most events handled in one transaction.")
     ] = 200,
-    prefetch: Annotated[
-        int | None,
-        typer.Option(
-            min=1,
-            help="Deliveries taken from the broker ahead of handling: RabbitMQ, NATS and "
-            "Pub/Sub prefetch, Redis and Kafka entries per read, the SQLite broker's "
-            "unacknowledged deliveries per partition. Default: the broker URL's option, "
-            "else the transport's (RabbitMQ and NATS 256).",
-        ),
-    ] = None,
+    prefetch: PrefetchOpt = None,
     max_attempts: Annotated[
         int, typer.Option(min=1, help="Attempts in all before an event is dead-lettered.")
     ] = 6,
