@@ -37,10 +37,15 @@ Messages
     batch after a lost ack stores each event once.
 
 Publishing
-    The whole batch is sent with ``publish_async`` (no round trip per message), then all
-    acknowledgements are awaited together, each expecting the configured stream. Any
-    error, or ``?confirm_timeout=`` (30 s) elapsing, raises
-    :class:`PublishNotConfirmedError`; while the client is reconnecting
+    The whole batch is sent in order with nats-py's core ``Client.publish`` (no round
+    trip per message), each message with ``Nats-Expected-Stream`` (the configured
+    stream) and the batch's own reply subject, which is what JetStream's
+    ``publish_async`` sends; the acknowledgements are then awaited together, counted
+    per batch rather than with a future and an inbox per message. Every message sent
+    must be acknowledged by the stream: any other reply (an error, no stream), any
+    error, or ``?confirm_timeout=`` (30 s) elapsing raises
+    :class:`PublishNotConfirmedError` for the whole batch, and the next batch checks
+    the stream and its consumers again. While the client is reconnecting
     :class:`TransportError` is raised at once instead of buffering.
 
 Consumers
@@ -194,10 +199,11 @@ class NatsTransport(Transport):
                     "retry the batch later"
                 )
             try:
-                return await self._publisher.send(js, messages)
+                return await self._publisher.send(client, js, messages)
             except PublishNotConfirmedError:
                 # The stream may have been deleted or changed: check it again next time.
                 self._stream_ready = False
+                self._publisher.forget_interest()
                 raise
 
     async def declare_subscription(self, group: str, event_types: Collection[str]) -> None:
