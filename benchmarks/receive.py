@@ -151,15 +151,15 @@ async def raw_nats(url: str) -> tuple[RawReader, Callable[[], Awaitable[None]]]:
     import nats
     import nats.errors
 
-    from tidings.transports.nats import _durable_name, _parse_url
+    from tidings.transports.nats_options import durable_name, parse_url
 
-    servers, options = _parse_url(url)
+    servers, options = parse_url(url)
     client = await nats.connect(servers)
     js = client.jetstream()
 
     async def read(group: str, count: int) -> float:
         subscription = await js.pull_subscribe_bind(
-            durable=_durable_name(group), stream=options.stream
+            durable=durable_name(group), stream=options.stream
         )
         try:
             clock, received = Clock(), 0

@@ -134,16 +134,15 @@ async def raw_rabbitmq(url: str) -> tuple[RawPublisher, Callable[[], Awaitable[N
 async def raw_nats(url: str) -> tuple[RawPublisher, Callable[[], Awaitable[None]]]:
     import nats
 
-    from tidings.transports.nats import _encode, _parse_url, _source_token, _subject
+    from tidings.transports.nats_options import parse_url
+    from tidings.transports.nats_publish import encode_batch
 
-    servers, options = _parse_url(url)
+    servers, options = parse_url(url)
     client = await nats.connect(servers)
     js = client.jetstream()
-    token = _source_token(SOURCE)
 
     async def publish(events: list[CloudEvent]) -> float:
-        subject = _subject(options.subject_prefix, token, ThingUpdatedIntegrationEvent.event_type)
-        messages = [(subject, *_encode(event)) for event in events]
+        messages = encode_batch(options.subject_prefix, SOURCE, events)
         start = time.perf_counter()
         for first in range(0, len(messages), WINDOW):
             acks = [

@@ -19,7 +19,7 @@ from tidings import IntegrationEvent
 from tidings.contracts.asyncapi import asyncapi_document
 from tidings.contracts.cloudevents import CloudEvent, encode_binary, encode_structured
 from tidings.contracts.envelope import cloud_event_from_row, outbox_row
-from tidings.transports import kafka, nats, rabbitmq
+from tidings.transports import kafka, nats_publish, rabbitmq
 
 # The tests import BROKERS and CORRELATION_ID from here; the examples are imported only
 # when this runs as a program.
@@ -75,7 +75,7 @@ def _event(contract: IntegrationEvent, source: str) -> CloudEvent:
 def _binary(event: CloudEvent) -> dict[str, dict[str, Any]]:
     body, properties = rabbitmq._encode(event.source, event)
     encoded = {"rabbitmq": (dict(properties.headers or {}), body)}
-    encoded["nats"] = nats._encode(event)
+    encoded["nats"] = nats_publish.encode(event)
     encoded["kafka"] = encode_binary(event, prefix=kafka.HEADER_PREFIX)  # as publish_batch
     return {
         broker: {"headers": headers, "body": json.loads(body)}

@@ -184,16 +184,16 @@ class _Nats(BrokerLayout):
         )
 
     def address(self, event_type: str, producers: Sequence[str]) -> str:
-        from tidings.transports.nats import _source_token, _subject
+        from tidings.transports.nats_options import context_token, event_subject
 
         # One producer: its own subject; otherwise the filter consumers use.
-        source = _source_token(producers[0]) if len(producers) == 1 else "*"
-        return _subject(self.options.subject_prefix, source, event_type)
+        source = context_token(producers[0]) if len(producers) == 1 else "*"
+        return event_subject(self.options.subject_prefix, source, event_type)
 
     def subscription(self, group: str) -> str:
-        from tidings.transports.nats import _durable_name
+        from tidings.transports.nats_options import durable_name
 
-        return f"durable consumer {_durable_name(group)} on stream {self.options.stream}"
+        return f"durable consumer {durable_name(group)} on stream {self.options.stream}"
 
 
 class _Kafka(BrokerLayout):

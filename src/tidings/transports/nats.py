@@ -1,5 +1,10 @@
 """NATS JetStream transport (nats-py): one stream for all contexts, a durable consumer per group.
 
+This module connects and consumes; URL options and names are in
+:mod:`~tidings.transports.nats_options`, publishing in
+:mod:`~tidings.transports.nats_publish`, the stream and consumers in
+:mod:`~tidings.transports.nats_topology`.
+
 Subjects
     An event of context ``source`` and type ``type`` is published on
     ``tidings.<source>.<type>``, e.g. ``tidings.catalog.catalog.product.updated``. The
@@ -32,10 +37,15 @@ Messages
     batch after a lost ack stores each event once.
 
 Publishing
-    The whole batch is sent with ``publish_async`` (no round trip per message), then all
-    acknowledgements are awaited together, each expecting the configured stream. Any
-    error, or ``?confirm_timeout=`` (30 s) elapsing, raises
-    :class:`PublishNotConfirmedError`; while the client is reconnecting
+    The whole batch is sent in order with nats-py's core ``Client.publish`` (no round
+    trip per message), each message with ``Nats-Expected-Stream`` (the configured
+    stream) and the batch's own reply subject, which is what JetStream's
+    ``publish_async`` sends; the acknowledgements are then awaited together, counted
+    per batch rather than with a future and an inbox per message. Every message sent
+    must be acknowledged by the stream: any other reply (an error, no stream), any
+    error, or ``?confirm_timeout=`` (30 s) elapsing raises
+    :class:`PublishNotConfirmedError` for the whole batch, and the next batch checks
+    the stream and its consumers again. While the client is reconnecting
     :class:`TransportError` is raised at once instead of buffering.
 
 Consumers
@@ -89,26 +99,16 @@ import time
 from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import nats
 import nats.errors
-import nats.js.errors
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import (
-    AckPolicy,
-    ConsumerConfig,
-    DeliverPolicy,
-    RetentionPolicy,
-    StorageType,
-    StreamConfig,
-)
 
-from tidings.contracts.cloudevents import CloudEvent, encode_binary
-from tidings.errors import ConfigurationError, TlsError
-from tidings.tls import TlsSettings, tls_failure
+from tidings.contracts.cloudevents import CloudEvent
+from tidings.errors import TlsError
+from tidings.tls import tls_failure
 from tidings.transports.base import (
     NOTHING_UNROUTABLE,
     Delivery,
@@ -117,40 +117,17 @@ from tidings.transports.base import (
     TransportError,
     Unroutable,
 )
+from tidings.transports.nats_options import describe, parse_url
+from tidings.transports.nats_publish import BROKER_ERRORS, Publisher, encode_batch
+from tidings.transports.nats_topology import Topology
 
 log = logging.getLogger(__name__)
 
-#: Header prefix of the CloudEvents NATS binding (binary mode).
-HEADER_PREFIX = "ce-"
-DEFAULT_SUBJECT_PREFIX = "tidings"
-DEFAULT_STREAM = "TIDINGS"
-MSG_ID_HEADER = "Nats-Msg-Id"
-
-_BROKER_ERRORS: tuple[type[BaseException], ...] = (OSError, TimeoutError, nats.errors.Error)
 # While closing, a cancelled flush is just as final as a broker error.
-_CLOSE_ERRORS: tuple[type[BaseException], ...] = (*_BROKER_ERRORS, asyncio.CancelledError)
-_FORBIDDEN = frozenset("*>")
+_CLOSE_ERRORS: tuple[type[BaseException], ...] = (*BROKER_ERRORS, asyncio.CancelledError)
 _CLOSE_TIMEOUT = 2.0
-_CONSUMERS_PER_PAGE = 256
 # How long one fetch waits on the server for messages before asking again.
 _FETCH_WAIT = 5.0
-
-
-@dataclass(frozen=True, slots=True)
-class NatsOptions:
-    """The tidings-specific settings read from the URL query string."""
-
-    stream: str = DEFAULT_STREAM
-    subject_prefix: str = DEFAULT_SUBJECT_PREFIX
-    replicas: int = 1
-    duplicate_window: float = 120.0
-    prefetch: int = 256
-    ack_wait: float = 30.0
-    max_deliver: int = -1
-    max_ack_pending: int = 1000
-    connect_timeout: float = 5.0
-    confirm_timeout: float = 30.0
-    tls: TlsSettings | None = None  # set by ?tls=true (or ?ca=, ?cert=)
 
 
 @dataclass(slots=True)
@@ -175,16 +152,16 @@ class NatsTransport(Transport):
 
     def __init__(self, url: str) -> None:
         super().__init__(url)
-        self._servers, self.options = _parse_url(url)
-        self._where = _describe(url)
+        self._servers, self.options = parse_url(url)
+        self._where = describe(url)
         self._ssl_context: ssl.SSLContext | None = (
             self.options.tls.context() if self.options.tls is not None else None
         )
         self._client: NatsClient | None = None
         self._js: JetStreamContext | None = None
         self._stream_ready = False
-        # Subjects some consumer of the stream was seen filtering on: they are kept.
-        self._taken: set[str] = set()
+        self._publisher = Publisher(self.options, self._where)
+        self._topology = Topology(self.options, self._where)
         self._last_error: Exception | None = None
         # Resolved when the first connection's TLS handshake is refused (see _connect).
         self._tls_refused: asyncio.Future[None] | None = None
@@ -212,15 +189,7 @@ class NatsTransport(Transport):
         """Publish ``events`` in order, awaiting every JetStream acknowledgement together."""
         if not events:
             return NOTHING_UNROUTABLE
-        source_token = _source_token(source)
-        prefix = self.options.subject_prefix
-        subjects: dict[str, str] = {}  # a batch has few types: validate each once
-        messages = []
-        for event in events:
-            subject = subjects.get(event.type)
-            if subject is None:
-                subject = subjects[event.type] = _subject(prefix, source_token, event.type)
-            messages.append((subject, *_encode(event)))
+        messages = encode_batch(self.options.subject_prefix, source, events)
         async with self._publish_lock:
             js = await self._ensure_stream()
             client = self._client
@@ -229,75 +198,13 @@ class NatsTransport(Transport):
                     f"the connection to NATS at {self._where} is down (reconnecting); "
                     "retry the batch later"
                 )
-            acks: list[asyncio.Future[Any]] = []
             try:
-                async with asyncio.timeout(self.options.confirm_timeout):
-                    # Checked before publishing, and what nobody takes is not sent: the
-                    # stream would drop it, and its Nats-Msg-Id would then make JetStream
-                    # drop the event sent again later as a duplicate (duplicate_window).
-                    untaken = await self._untaken({subject for subject, *_ in messages})
-                    # Sent one after another (so in order) without waiting for acks.
-                    for subject, headers, body in messages:
-                        if subject in untaken:
-                            continue
-                        acks.append(
-                            await js.publish_async(
-                                subject, body, headers=headers, stream=self.options.stream
-                            )
-                        )
-                    results = await asyncio.gather(*acks, return_exceptions=True)
-            except TimeoutError:
-                for ack in acks:
-                    ack.cancel()  # frees nats-py's pending-ack slots
-                raise PublishNotConfirmedError(
-                    f"NATS at {self._where} did not acknowledge a batch of {len(events)} "
-                    f"events within {self.options.confirm_timeout:g} s; retry the batch "
-                    "(Nats-Msg-Id makes the retry store each event once)"
-                ) from None
-            except _BROKER_ERRORS as exc:
-                for ack in acks:
-                    ack.cancel()
-                self._stream_ready = False
-                raise PublishNotConfirmedError(
-                    f"publishing to NATS at {self._where} failed after {len(acks)} of "
-                    f"{len(events)} events: {exc!r}; retry the whole batch"
-                ) from exc
-            failures = [result for result in results if isinstance(result, BaseException)]
-            if failures:
+                return await self._publisher.send(client, js, messages)
+            except PublishNotConfirmedError:
                 # The stream may have been deleted or changed: check it again next time.
                 self._stream_ready = False
-                raise PublishNotConfirmedError(
-                    f"NATS at {self._where} did not acknowledge {len(failures)} of "
-                    f"{len(events)} events (first: {failures[0]!r}); retry the whole batch"
-                ) from failures[0]
-            if not untaken:
-                return NOTHING_UNROUTABLE
-            return frozenset(
-                index for index, (subject, *_) in enumerate(messages) if subject in untaken
-            )
-
-    async def _untaken(self, subjects: set[str]) -> set[str]:
-        """Which of ``subjects`` no consumer of the stream filters on (interest is kept)."""
-        unknown = subjects - self._taken
-        if not unknown:
-            return unknown
-        filters: list[str] = []
-        infos: list[Any] = []
-        while True:  # the server lists 256 consumers per page
-            page = await self._jetstream().consumers_info(self.options.stream, len(infos))
-            infos += page
-            if len(page) < _CONSUMERS_PER_PAGE:
-                break
-        for info in infos:
-            config = info.config
-            filters.extend(config.filter_subjects or [])
-            if config.filter_subject:
-                filters.append(config.filter_subject)
-            elif not config.filter_subjects:
-                filters.append(">")  # unfiltered: takes every subject of the stream
-        taken = {subject for subject in unknown if any(_matches(f, subject) for f in filters)}
-        self._taken |= taken
-        return unknown - taken
+                self._publisher.forget_interest()
+                raise
 
     async def declare_subscription(self, group: str, event_types: Collection[str]) -> None:
         """Create or update the group's durable pull consumer filtered on its types."""
@@ -305,14 +212,7 @@ class NatsTransport(Transport):
 
     async def delete_subscription(self, group: str) -> None:
         """Delete the group's durable consumer (interest retention then frees its events)."""
-        try:
-            await self._jetstream().delete_consumer(self.options.stream, _durable_name(group))
-        except nats.js.errors.NotFoundError:
-            return
-        except (nats.errors.Error, OSError, TimeoutError) as exc:
-            raise TransportError(
-                f"cannot delete consumer of {group!r} on NATS at {self._where}: {exc!r}"
-            ) from exc
+        await self._topology.delete_consumer(self._jetstream(), group)
 
     async def subscribe(self, group: str, event_types: Collection[str]) -> AsyncIterator[Delivery]:
         """Deliveries for the group, fetched in batches of ``?prefetch=``.
@@ -327,7 +227,7 @@ class NatsTransport(Transport):
                 subscription = await js.pull_subscribe_bind(
                     durable=durable, stream=self.options.stream
                 )
-        except _BROKER_ERRORS as exc:
+        except BROKER_ERRORS as exc:
             raise TransportError(
                 f"cannot bind to consumer {durable!r} on NATS at {self._where}: {exc!r}; "
                 "subscribe again when the server is reachable"
@@ -342,7 +242,7 @@ class NatsTransport(Transport):
                     # Nothing new: ask again. nats-py raises its own TimeoutError or,
                     # when its no-wait probe used up the deadline, asyncio's.
                     continue
-                except _BROKER_ERRORS as exc:
+                except BROKER_ERRORS as exc:
                     raise TransportError(
                         f"fetching from consumer {durable!r} on NATS at {self._where} "
                         f"failed: {exc!r}; subscribe again (unacknowledged messages are "
@@ -397,7 +297,7 @@ class NatsTransport(Transport):
         token.settled = True
         try:
             await action()
-        except _BROKER_ERRORS as exc:
+        except BROKER_ERRORS as exc:
             raise TransportError(
                 f"could not {verb} a message on NATS at {self._where}: {exc!r}; it will "
                 "be delivered again after ack_wait, which the inbox makes harmless"
@@ -417,103 +317,16 @@ class NatsTransport(Transport):
         self, group: str, event_types: Collection[str]
     ) -> tuple[str, frozenset[str] | None]:
         """The consumer's name, and the types to filter client-side (None: server filters)."""
-        durable = _durable_name(group)
-        types = frozenset(event_types)
-        prefix = self.options.subject_prefix
-        subjects = sorted(_subject(prefix, "*", event_type) for event_type in types)
-        if not subjects:
-            raise ConfigurationError(f"group {group!r} must subscribe to at least one type")
-        await self._ensure_stream()
+        js = await self._ensure_stream()
         client = self._client
         assert client is not None
-        filters: dict[str, Any]
-        client_filter: frozenset[str] | None = None
-        if len(subjects) == 1:
-            filters = {"filter_subject": subjects[0]}
-        elif _supports_filter_subjects(client):
-            filters = {"filter_subjects": subjects}
-        else:
-            filters = {"filter_subject": f"{prefix}.>"}
-            client_filter = types
-        config = ConsumerConfig(
-            durable_name=durable,
-            ack_policy=AckPolicy.EXPLICIT,
-            deliver_policy=await self._deliver_policy(durable),
-            ack_wait=self.options.ack_wait,
-            max_deliver=self.options.max_deliver,
-            max_ack_pending=self.options.max_ack_pending,
-            **filters,
-        )
-        try:
-            async with asyncio.timeout(self.options.confirm_timeout):
-                await self._jetstream().add_consumer(self.options.stream, config)
-        except nats.js.errors.BadRequestError as exc:
-            raise ConfigurationError(
-                f"NATS refused consumer {durable!r} on stream {self.options.stream!r}: "
-                f"{exc.description}; it probably exists with other settings (event types, "
-                "ack_wait, ...) that this server cannot change in place: delete it "
-                f"(nats consumer rm {self.options.stream} {durable}) and subscribe again"
-            ) from exc
-        except _BROKER_ERRORS as exc:
-            raise TransportError(
-                f"cannot declare consumer {durable!r} on NATS at {self._where}: {exc!r}; "
-                "retry when the server is reachable"
-            ) from exc
-        return durable, client_filter
-
-    async def _deliver_policy(self, durable: str) -> DeliverPolicy:
-        """ALL for a new consumer; an existing one keeps its own (the server cannot
-        change it in place)."""
-        try:
-            async with asyncio.timeout(self.options.confirm_timeout):
-                info = await self._jetstream().consumer_info(self.options.stream, durable)
-        except nats.js.errors.NotFoundError:
-            return DeliverPolicy.ALL
-        except _BROKER_ERRORS as exc:
-            raise TransportError(
-                f"cannot look up consumer {durable!r} on NATS at {self._where}: {exc!r}; "
-                "retry when the server is reachable"
-            ) from exc
-        return info.config.deliver_policy or DeliverPolicy.ALL
+        return await self._topology.declare_consumer(js, client, group, event_types)
 
     async def _ensure_stream(self) -> JetStreamContext:
         js = await self._connect()
-        if self._stream_ready:
-            return js
-        name = self.options.stream
-        wanted = f"{self.options.subject_prefix}.>"
-        try:
-            async with asyncio.timeout(self.options.confirm_timeout):
-                try:
-                    info = await js.stream_info(name)
-                except nats.js.errors.NotFoundError:
-                    info = await js.add_stream(
-                        StreamConfig(
-                            name=name,
-                            subjects=[wanted],
-                            retention=RetentionPolicy.INTEREST,
-                            storage=StorageType.FILE,
-                            num_replicas=self.options.replicas,
-                            duplicate_window=self.options.duplicate_window,
-                        )
-                    )
-        except nats.js.errors.BadRequestError as exc:
-            raise ConfigurationError(
-                f"NATS refused to create stream {name!r}: {exc.description}; another "
-                f"stream may already capture {wanted!r}: delete it or point ?stream= at it"
-            ) from exc
-        except _BROKER_ERRORS as exc:
-            raise TransportError(
-                f"cannot create or inspect stream {name!r} on NATS at {self._where}: "
-                f"{exc!r}; check that JetStream is enabled, then retry"
-            ) from exc
-        if wanted not in (info.config.subjects or []):
-            raise ConfigurationError(
-                f"stream {name!r} on NATS at {self._where} exists but does not capture "
-                f"{wanted!r} (subjects: {info.config.subjects}); add that subject to it or "
-                "choose another stream with ?stream="
-            )
-        self._stream_ready = True
+        if not self._stream_ready:
+            await self._topology.ensure_stream(js)
+            self._stream_ready = True
         return js
 
     async def _connect(self) -> JetStreamContext:
@@ -526,7 +339,7 @@ class NatsTransport(Transport):
             try:
                 async with asyncio.timeout(self.options.connect_timeout):
                     client = await self._first_connection(self._tls_refused)
-            except _BROKER_ERRORS as exc:  # NoServersError is a nats.errors.Error
+            except BROKER_ERRORS as exc:  # NoServersError is a nats.errors.Error
                 # nats-py keeps retrying a refused first connection until our timeout:
                 # the error it reported on the way says more than the timeout.
                 reason = self._last_error or exc
@@ -564,7 +377,7 @@ class NatsTransport(Transport):
         finally:
             if not connecting.done():
                 connecting.cancel()
-                with contextlib.suppress(asyncio.CancelledError, *_BROKER_ERRORS):
+                with contextlib.suppress(asyncio.CancelledError, *BROKER_ERRORS):
                     await connecting
         if not connecting.done() or connecting.cancelled():
             raise nats.errors.NoServersError  # the TLS failure in _last_error says why
@@ -605,116 +418,6 @@ class NatsTransport(Transport):
         return self._js
 
 
-def _encode(event: CloudEvent) -> tuple[dict[str, str], bytes]:
-    headers, body = encode_binary(event, prefix=HEADER_PREFIX)
-    headers[MSG_ID_HEADER] = event.id
-    return headers, body
-
-
 def _type_of(msg: Msg, prefix: str) -> str:
     # <prefix>.<source>.<type...>
     return msg.subject[len(prefix) + 1 :].split(".", 1)[1]
-
-
-def _matches(pattern: str, subject: str) -> bool:
-    """Whether the NATS subject filter ``pattern`` (``*`` one token, ``>`` the rest)
-    takes ``subject``."""
-    wanted, tokens = pattern.split("."), subject.split(".")
-    for index, token in enumerate(wanted):
-        if token == ">":
-            return len(tokens) > index
-        if index >= len(tokens) or token not in ("*", tokens[index]):
-            return False
-    return len(tokens) == len(wanted)
-
-
-def _tokens_ok(text: str) -> bool:
-    return bool(text) and not (
-        _FORBIDDEN & set(text) or any(char.isspace() for char in text) or "" in text.split(".")
-    )
-
-
-def _subject(prefix: str, source_token: str, event_type: str) -> str:
-    if not _tokens_ok(event_type):
-        raise ConfigurationError(
-            f"event type {event_type!r} cannot be part of a NATS subject: use dot-separated "
-            "non-empty words without spaces, '*' or '>' (e.g. 'catalog.product.updated')"
-        )
-    return f"{prefix}.{source_token}.{event_type}"
-
-
-def _source_token(source: str) -> str:
-    token = source.replace(".", "_")
-    if not _tokens_ok(token):
-        raise ConfigurationError(
-            f"context name {source!r} cannot be a NATS subject token: use letters, digits, "
-            "'-', '_' or '.'"
-        )
-    return token
-
-
-def _durable_name(group: str) -> str:
-    name = group.replace(".", "_")
-    if not _tokens_ok(name) or "/" in name or "\\" in name:
-        raise ConfigurationError(
-            f"group {group!r} cannot name a NATS consumer: use letters, digits, '-', '_' or '.'"
-        )
-    return name
-
-
-def _supports_filter_subjects(client: NatsClient) -> bool:
-    version = client.connected_server_version
-    return (version.major, version.minor) >= (2, 10)
-
-
-def _parse_url(url: str) -> tuple[list[str], NatsOptions]:
-    """Split tidings' options off the URL (nats-py takes no query string)."""
-    parts = urlsplit(url)
-    tls, query = TlsSettings.split(parse_qsl(parts.query, keep_blank_values=True))
-    ours = dict(query)
-    wants_tls = ours.pop("tls", "false").strip().lower() in ("1", "true", "yes", "on")
-    unknown = set(ours) - set(NatsOptions.__dataclass_fields__) - {"tls"}
-    if unknown:
-        raise ConfigurationError(
-            f"unknown NATS URL option(s) {sorted(unknown)}; known: "
-            f"{sorted(NatsOptions.__dataclass_fields__)}"
-        )
-    defaults = NatsOptions()
-    try:
-        options = NatsOptions(
-            stream=ours.get("stream", defaults.stream),
-            subject_prefix=ours.get("subject_prefix", defaults.subject_prefix),
-            replicas=int(ours.get("replicas", defaults.replicas)),
-            duplicate_window=float(ours.get("duplicate_window", defaults.duplicate_window)),
-            prefetch=int(ours.get("prefetch", defaults.prefetch)),
-            ack_wait=float(ours.get("ack_wait", defaults.ack_wait)),
-            max_deliver=int(ours.get("max_deliver", defaults.max_deliver)),
-            max_ack_pending=int(ours.get("max_ack_pending", defaults.max_ack_pending)),
-            connect_timeout=float(ours.get("connect_timeout", defaults.connect_timeout)),
-            confirm_timeout=float(ours.get("confirm_timeout", defaults.confirm_timeout)),
-            tls=tls if wants_tls or tls.given else None,
-        )
-    except ValueError as exc:
-        raise ConfigurationError(f"invalid NATS URL option in {_describe(url)!r}: {exc}") from exc
-    if not _tokens_ok(options.stream) or "." in options.stream:
-        raise ConfigurationError(f"?stream={options.stream!r} is not a valid stream name")
-    if not _tokens_ok(options.subject_prefix) or "." in options.subject_prefix:
-        raise ConfigurationError(
-            f"?subject_prefix={options.subject_prefix!r} must be one subject token"
-        )
-    if (
-        min(options.prefetch, options.replicas) < 1
-        or min(options.ack_wait, options.connect_timeout, options.confirm_timeout) <= 0
-    ):
-        raise ConfigurationError(
-            "?prefetch= and ?replicas= must be at least 1; ?ack_wait=, ?connect_timeout= "
-            "and ?confirm_timeout= must be positive"
-        )
-    servers = [urlunsplit(parts._replace(query="", fragment=""))]
-    return servers, options
-
-
-def _describe(url: str) -> str:
-    """host:port for messages: never credentials."""
-    parts = urlsplit(url)
-    return f"{parts.hostname or 'localhost'}:{parts.port or 4222}"

@@ -19,8 +19,10 @@ from tests.integration.transports import conformance
 from tests.services import require
 from tidings.domain.ids import uuid7
 from tidings.errors import ConfigurationError
-from tidings.transports.base import TransportError
+from tidings.transports.base import PublishNotConfirmedError, TransportError
 from tidings.transports.nats import NatsTransport
+from tidings.transports.nats_options import event_subject
+from tidings.transports.nats_publish import encode
 
 
 @pytest.fixture
@@ -140,6 +142,68 @@ async def test_events_are_cloudevents_in_nats_headers_with_the_event_id_as_msg_i
     assert delivery.headers["ce-source"] == "catalog"
     assert delivery.headers["content-type"] == "application/json"
     assert conformance.decode(delivery) == event
+
+
+async def test_messages_carry_the_headers_and_body_publish_async_sends(
+    transport: NatsTransport, server_url: str, stream: str
+) -> None:
+    # The transport publishes with Client.publish; what a reader sees must not differ
+    # from nats-py's JetStream publish_async of the same encoding.
+    tag = uuid7().hex[:12]
+    group, event_type = f"wire-{tag}", f"catalog.wire.{tag}"
+    await transport.declare_subscription(group, {event_type})
+    ours, theirs = conformance.make_events(2, 1, event_type, "catalog")
+    await transport.publish_batch("catalog", [ours])
+    client = await nats.connect(server_url)
+    try:
+        headers, body = encode(theirs)
+        subject = event_subject(stream.lower(), "catalog", event_type)
+        await client.jetstream().publish_async(subject, body, headers=headers, stream=stream)
+        await client.jetstream().publish_async_completed()
+    finally:
+        await client.close()
+
+    deliveries = []
+    async for delivery in transport.subscribe(group, {event_type}):
+        deliveries.append(delivery)
+        await delivery.ack()
+        if len(deliveries) == 2:
+            break
+    mine, reference = deliveries
+    assert list(mine.headers) == list(reference.headers)
+    assert "Nats-Expected-Stream" in mine.headers
+    differing = {"ce-id", "Nats-Msg-Id", "ce-time"}
+    assert {k: v for k, v in mine.headers.items() if k not in differing} == {
+        k: v for k, v in reference.headers.items() if k not in differing
+    }
+    assert (mine.body, reference.body) == (encode(ours)[1], body)
+    assert conformance.decode(mine) == ours
+
+
+async def test_a_batch_the_server_does_not_acknowledge_fails_and_nothing_is_dropped_later(
+    transport: NatsTransport, server_url: str, stream: str
+) -> None:
+    tag = uuid7().hex[:12]
+    group, event_type = f"refused-{tag}", f"catalog.refused.{tag}"
+    await transport.declare_subscription(group, {event_type})
+    first, second, third = conformance.make_events(3, 1, event_type, "catalog")
+    await transport.publish_batch("catalog", [first])
+    client = await nats.connect(server_url)
+    try:  # the stream goes away, and with it the group's consumer
+        await client.jetstream().delete_stream(stream)
+    finally:
+        await client.close()
+
+    with pytest.raises(PublishNotConfirmedError, match="did not acknowledge 1 of 1"):
+        await transport.publish_batch("catalog", [second])
+    # The stream comes back empty: nobody takes the type any more, so it is not sent
+    # (interest retention would drop it), and the relay keeps it.
+    assert await transport.publish_batch("catalog", [second, third]) == frozenset({0, 1})
+    await transport.declare_subscription(group, {event_type})
+    assert await transport.publish_batch("catalog", [second, third]) == frozenset()
+
+    received = await conformance.collect(transport, group, {event_type}, 2, timeout=30)
+    assert [e.id for e in received] == [second.id, third.id]
 
 
 async def test_the_next_batch_after_a_lost_connection_reconnects(
