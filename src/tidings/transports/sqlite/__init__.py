@@ -50,7 +50,10 @@ Acknowledgements and redelivery
     the consumer next reads the log, on every heartbeat and when it stops. Acking
     therefore costs no write of its own; the price is that a crash redelivers what
     was acknowledged since the last write (at-least-once: the inbox makes effects
-    happen once). ``nack(requeue=True)`` rewinds the partition to the nacked offset:
+    happen once). These bookkeeping writes (committed offsets, leases, retention)
+    do not wait for the disk whatever ``synchronous`` says: a power loss can roll
+    back only the last of them, never a confirmed publish, so it too ends in
+    redelivery, not loss. ``nack(requeue=True)`` rewinds the partition to the nacked offset:
     it and every later delivery of the partition come again, in order, marked
     ``redelivered``. ``nack(requeue=False)`` counts as an ack.
 
@@ -83,9 +86,9 @@ Retention
     :meth:`SqliteTransport.compact` does the same on demand.
 
 Consumers poll with a cheap change check (``PRAGMA data_version``, plus a wake-up
-from publishes through the same transport) at an interval that starts at 2 ms when
-work has just been found and doubles up to ``poll_interval`` (default 0.1 s) while
-idle. Every SQLite call runs on one worker thread per transport, never on the event
+from publishes through the same transport) every 2 ms for a second after work was
+last found, then at an interval that doubles up to ``poll_interval`` (default 0.1 s)
+while idle: events a few milliseconds apart wait about a millisecond each. Every SQLite call runs on one worker thread per transport, never on the event
 loop.
 
 URL options: ``partitions``, ``lease``, ``poll_interval``, ``busy_timeout`` (seconds),

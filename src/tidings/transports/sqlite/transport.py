@@ -31,6 +31,9 @@ logger = logging.getLogger("tidings.transports.sqlite")
 _T = TypeVar("_T")
 _HEADERS = {"content-type": STRUCTURED_CONTENT_TYPE}
 _FAST_POLL = 0.002
+# How long after finding work a consumer keeps polling at _FAST_POLL: events that come
+# a few milliseconds apart then wait ~1 ms each, not a backed-off interval.
+_HOT_PERIOD = 1.0
 _BREATHER = 0.01
 
 
@@ -167,7 +170,7 @@ class SqliteTransport(Transport):
                 self._heartbeat_loop(consumer), name=f"tidings-sqlite-heartbeat-{group}"
             )
             idle = _FAST_POLL
-            breather = time.monotonic()
+            breather = hot_until = time.monotonic()
             while True:
                 if consumer.failure is not None:
                     raise consumer.failure
@@ -202,11 +205,13 @@ class SqliteTransport(Transport):
                     await self._fetch(consumer)
                     if consumer.ready or consumer.needs_fetch:
                         idle = _FAST_POLL
+                        hot_until = time.monotonic() + _HOT_PERIOD
                         continue
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(idle):
                         await consumer.wake.wait()
-                idle = min(idle * 2, self.options.poll_interval)
+                if time.monotonic() >= hot_until:
+                    idle = min(idle * 2, self.options.poll_interval)
         finally:
             try:
                 await self._retire(consumer)
