@@ -25,6 +25,7 @@ from sqlalchemy.engine import URL
 from tidings.persistence.engines import asyncpg_tls
 from tidings.persistence.tables import OUTBOX_CHANNEL
 from tidings.redaction import redact
+from tidings.transports.sqlite.changes import ChangeCounter
 
 logger = logging.getLogger("tidings.relay")
 
@@ -52,7 +53,7 @@ class Wakeup:
             if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:")
             else None
         )
-        self._watch: sqlite3.Connection | None = None
+        self._watch: ChangeCounter | None = None
         self._version: int | None = None
         self._hot_until = 0.0
 
@@ -88,25 +89,14 @@ class Wakeup:
 
     def _start_watching(self, path: str) -> None:
         try:
-            # busy_timeout 0: a locked file (recovery, VACUUM) never stalls the loop;
-            # it reads as "may have changed"
-            self._watch = sqlite3.connect(path, timeout=0, isolation_level=None)
+            self._watch = ChangeCounter(path)
         except sqlite3.Error as exc:
             logger.warning("cannot watch %s for commits (%s); polling only", path, exc)
             return
-        self._version = self._data_version()
-
-    def _data_version(self) -> int | None:
-        """The file's change counter, or None when it cannot be read right now."""
-        if self._watch is None:
-            return None
-        try:
-            return int(self._watch.execute("PRAGMA data_version").fetchone()[0])
-        except sqlite3.Error:
-            return None
+        self._version = self._watch.version()
 
     def _committed_since(self) -> bool:
-        version = self._data_version()
+        version = None if self._watch is None else self._watch.version()
         changed = version is None or version != self._version
         self._version = version
         return changed

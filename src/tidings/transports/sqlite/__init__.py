@@ -88,8 +88,10 @@ Retention
 Consumers poll with a cheap change check (``PRAGMA data_version``, plus a wake-up
 from publishes through the same transport) every 2 ms for a second after work was
 last found, then at an interval that doubles up to ``poll_interval`` (default 0.1 s)
-while idle: events a few milliseconds apart wait about a millisecond each. Every
-SQLite call runs on one worker thread per transport, never on the event loop.
+while idle: events a few milliseconds apart wait about a millisecond each. The check
+reads shared memory through a connection of its own, on the event loop
+(:mod:`~tidings.transports.sqlite.changes`); every other SQLite call runs on one worker
+thread per transport, never on the event loop.
 
 URL options: ``partitions``, ``lease``, ``poll_interval``, ``busy_timeout`` (seconds),
 ``retention``, ``synchronous`` (``full`` or ``normal``), ``batch`` (rows read per

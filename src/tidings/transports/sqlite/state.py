@@ -69,7 +69,7 @@ class ConsumerState:
         self.ready: deque[int] = deque()
         self.wake = asyncio.Event()
         self.needs_fetch = True
-        self.seen_version: tuple[int, int] = (-1, -1)
+        self.seen_version: tuple[int | None, int] = (-1, -1)
         self.hurry = False
         self.retired = False
         self.failure: BaseException | None = None

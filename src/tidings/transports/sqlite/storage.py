@@ -275,10 +275,6 @@ class BrokerFile:
                 deleted += cursor.rowcount
         return deleted
 
-    def data_version(self) -> int:
-        """Changes whenever another connection committed to the file."""
-        return int(self._conn().execute("PRAGMA data_version").fetchone()[0])
-
     def read(
         self,
         group: str,

@@ -7,7 +7,7 @@ import contextlib
 import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -22,6 +22,7 @@ from tidings.transports.base import (
     TransportError,
     Unroutable,
 )
+from tidings.transports.sqlite.changes import ChangeCounter
 from tidings.transports.sqlite.options import PartitionStatus, SqliteBrokerOptions
 from tidings.transports.sqlite.state import ConsumerState, PartitionState, Token
 from tidings.transports.sqlite.storage import BrokerFile
@@ -55,6 +56,8 @@ class SqliteTransport(Transport):
         self.path = path
         self.options = SqliteBrokerOptions.from_query(parts.query)
         self._file = BrokerFile(path, self.options)
+        # Consumers' cheap "anything new?" check, on the loop (see changes.py).
+        self._changes: ChangeCounter | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._closed = False
         self._consumers: set[ConsumerState] = set()
@@ -93,6 +96,7 @@ class SqliteTransport(Transport):
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tidings-sqlite")
         try:
             await self._call(self._file.open)
+            self._changes = ChangeCounter(self.path)
         except BaseException:
             self._executor.shutdown(wait=False)
             self._executor = None
@@ -107,6 +111,9 @@ class SqliteTransport(Transport):
                 await self._retire(consumer)
         with contextlib.suppress(TransportError):
             await self._call(self._file.close)
+        if self._changes is not None:
+            self._changes.close()
+            self._changes = None
         self._closed = True
         self._executor.shutdown(wait=False)
         self._executor = None
@@ -161,6 +168,16 @@ class SqliteTransport(Transport):
 
     async def subscribe(self, group: str, event_types: Collection[str]) -> AsyncIterator[Delivery]:
         """Deliveries for ``group`` from the partitions this consumer holds, in offset order."""
+        batches = self.subscribe_batches(group, event_types, 1)
+        async with contextlib.aclosing(batches):  # hands the partitions back when closed
+            async for batch in batches:
+                yield batch[0]
+
+    async def subscribe_batches(
+        self, group: str, event_types: Collection[str], max_batch: int
+    ) -> AsyncGenerator[list[Delivery], None]:
+        """What :meth:`subscribe` delivers, every row already read as one batch (up to
+        ``max_batch``): handed over from the partitions' buffers directly."""
         consumer = ConsumerState(group, frozenset(event_types))
         await self.declare_subscription(group, consumer.event_types)
         self._consumers.add(consumer)
@@ -179,17 +196,24 @@ class SqliteTransport(Transport):
                         f"the SQLite broker {self.path} was closed while consuming; "
                         "stop iterating before closing the transport"
                     )
-                item = consumer.next_delivery()
-                if item is not None:
+                batch: list[Delivery] = []
+                while len(batch) < max_batch:
+                    item = consumer.next_delivery()
+                    if item is None:
+                        break
                     token, body, routed, redelivered = item
-                    yield Delivery(
-                        body=body,
-                        headers=dict(_HEADERS),
-                        redelivered=redelivered,
-                        routed_type=routed,
-                        _transport_token=token,
-                        _transport=self,
+                    batch.append(
+                        Delivery(
+                            body=body,
+                            headers=dict(_HEADERS),
+                            redelivered=redelivered,
+                            routed_type=routed,
+                            _transport_token=token,
+                            _transport=self,
+                        )
                     )
+                if batch:
+                    yield batch
                     if time.monotonic() - breather > _BREATHER:
                         # a handler that never awaits would otherwise starve the
                         # heartbeat task on this loop until the leases lapse
@@ -198,8 +222,14 @@ class SqliteTransport(Transport):
                     continue
                 consumer.wake.clear()
                 breather = time.monotonic()
-                version = (await self._call(self._file.data_version), self._local_version)
-                if consumer.needs_fetch or version != consumer.seen_version or consumer.commits():
+                counter = None if self._changes is None else self._changes.version()
+                version = (counter, self._local_version)
+                if (
+                    consumer.needs_fetch
+                    or counter is None  # unknown: the file may have changed
+                    or version != consumer.seen_version
+                    or consumer.commits()
+                ):
                     consumer.needs_fetch = False
                     consumer.seen_version = version
                     await self._fetch(consumer)
