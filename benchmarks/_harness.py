@@ -11,10 +11,13 @@ import argparse
 import asyncio
 import contextlib
 import json
+import signal
 import socket
 import statistics
+import subprocess
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 
@@ -112,6 +115,30 @@ def report_round(label: str, rates: dict[str, float], best: dict[str, float]) ->
         f"({rates['tidings'] / rates['raw']:.2f})",
         flush=True,
     )
+
+
+def start_process(
+    command: Sequence[str], cwd: Path, env: Mapping[str, str]
+) -> subprocess.Popen[str]:
+    """Start ``command`` and return once it printed its first line ("ready",
+    "consuming ...", "relaying ...": started)."""
+    process = subprocess.Popen(
+        list(command), cwd=cwd, env=dict(env), stdout=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None
+    process.stdout.readline()
+    return process
+
+
+def stop_processes(*processes: subprocess.Popen[str]) -> None:
+    """SIGTERM every process, then wait for each (SIGKILL after 15 s)."""
+    for process in processes:
+        process.send_signal(signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
 
 
 def reachable(port: int) -> bool:

@@ -104,6 +104,33 @@ def fill_backlog(engine: Engine, count: int, *, start: int = 0, traced: bool = F
         )
 
 
+def insert_backlog(engine: Engine, count: int, *, start: int = 0) -> None:
+    """:func:`fill_backlog` for any database (SQLite has no ``generate_series``): the
+    same rows, built in Python and inserted with one ``executemany``."""
+    from datetime import UTC, datetime
+
+    from tidings.domain.ids import uuid7
+    from tidings.persistence.tables import outbox
+
+    now = datetime.now(UTC)
+    rows = [
+        {
+            "event_id": str(uuid7()),
+            "event_type": ThingUpdatedIntegrationEvent.event_type,
+            "event_version": 1,
+            "source": SOURCE,
+            "partition_key": f"thing-{seq % KEYS}",
+            "payload": _expected_payload(seq),
+            "occurred_at": now,
+            "created_at": now,
+            "correlation_id": str(uuid7()),
+        }
+        for seq in range(start, start + count)
+    ]
+    with engine.begin() as connection:
+        connection.execute(outbox.insert(), rows)
+
+
 def clear_outbox(engine: Engine) -> None:
     with engine.begin() as connection:
         connection.execute(text("DELETE FROM tidings_outbox"))

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -40,7 +39,14 @@ import aio_pika
 from sqlalchemy import create_engine, text
 
 from _consume_common import declare_queue
-from _harness import emit, postgres_database, reachable, reset_tables
+from _harness import (
+    emit,
+    postgres_database,
+    reachable,
+    reset_tables,
+    start_process,
+    stop_processes,
+)
 from _relay_common import ThingUpdatedIntegrationEvent, clear_outbox, fill_backlog, make_context
 from relay_latency import RATE, paced_commits, percentiles
 from tidings.transports import open_transport
@@ -88,22 +94,7 @@ class Side:
         else:
             target = "user_path_app:producer" if role == "relay" else "user_path_app:consumer"
             command = [sys.executable, "-m", "tidings", role, target]
-        process = subprocess.Popen(
-            command, cwd=HERE, env=self._env(), stdout=subprocess.PIPE, text=True
-        )
-        assert process.stdout is not None
-        process.stdout.readline()  # "ready" / "consuming ..." / "relaying ...": started
-        return process
-
-
-def _stop(*processes: subprocess.Popen[str]) -> None:
-    for process in processes:
-        process.send_signal(signal.SIGTERM)
-    for process in processes:
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        return start_process(command, HERE, self._env())
 
 
 def _effects(url: str) -> list[tuple[str, float]]:
@@ -149,7 +140,7 @@ def throughput_round(side: Side, events: int, start: int) -> float:
     try:
         _wait_for_effects(side.in_url, events, timeout=events / 200 + 60)
     finally:
-        _stop(relay, consumer)
+        stop_processes(relay, consumer)
     stamps = [at for _, at in _effects(side.in_url)]
     if len(stamps) != events:
         raise RuntimeError(f"{side.name}: {len(stamps)} effects for {events} events")
@@ -169,7 +160,7 @@ def latency_run(side: Side, seconds: float) -> dict[str, float]:
         committed = asyncio.run(paced_commits(side.out_url, count))
         _wait_for_effects(side.in_url, count, timeout=60)
     finally:
-        _stop(relay, consumer)
+        stop_processes(relay, consumer)
     return percentiles(committed, dict(_effects(side.in_url)))
 
 

@@ -140,7 +140,8 @@ def test_kafka_channels_bind_the_topic(documents: dict[str, dict[str, Any]]) -> 
 def test_structured_mode_headers_are_the_fields_kept_beside_the_body(
     documents: dict[str, dict[str, Any]],
 ) -> None:
-    from tidings.transports import redis, sqlite
+    from tidings.transports import redis
+    from tidings.transports.sqlite import storage
 
     message = "catalog.product.updated.v1"
     redis_fields = documents["redis"]["components"]["messages"][message]["headers"]
@@ -152,7 +153,7 @@ def test_structured_mode_headers_are_the_fields_kept_beside_the_body(
     )
     assert list(sqlite_columns["properties"]) == ["type", "source", "partition_key"]
     assert "(partition_no, source, type, partition_key, body, created_at)" in (
-        Path(sqlite.__file__).read_text()
+        Path(storage.__file__).read_text()
     )
 
 

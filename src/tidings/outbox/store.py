@@ -18,6 +18,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from tidings.causality.records import record_published, relay_marks
 from tidings.contracts.envelope import OutboxRow
+from tidings.persistence.engines import READ_ONLY_OPTION
 from tidings.persistence.tables import outbox, relay_lease
 from tidings.redaction import describe_error
 
@@ -138,6 +139,10 @@ class OutboxStore:
             async with self._single_statement("read") as connection:
                 return (await connection.execute(self._fetch, parameters)).mappings().all()
         async with self.engine.connect() as connection:
+            # SQLite: a deferred (read) transaction. Taking the write lock to read, as
+            # other transactions there do, would make producers' commits and the
+            # relay's reads wait for each other.
+            await connection.execution_options(**{READ_ONLY_OPTION: True})
             result = await connection.execute(self._fetch, parameters)
             rows = result.mappings().all()
             await connection.rollback()
