@@ -32,8 +32,9 @@ MaxPollIntervalOpt = Annotated[
     float,
     typer.Option(
         min=0.005,
-        help="Longest wait between outbox reads while idle where nothing wakes the "
-        "relay (SQLite, MariaDB; PostgreSQL wakes it with NOTIFY at each commit).",
+        help="Longest wait between outbox reads while idle (polling doubles up to it). "
+        "PostgreSQL wakes the relay with NOTIFY, a SQLite file by its change counter; "
+        "MariaDB only polls.",
     ),
 ]
 
