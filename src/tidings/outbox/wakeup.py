@@ -137,6 +137,7 @@ class Wakeup:
         if self._watch is not None:
             self._watch.close()
             self._watch = None
+        if self._connection is not None:
             with contextlib.suppress(Exception):
                 await self._connection.close(timeout=2)
             self._connection = None
