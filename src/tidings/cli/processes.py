@@ -126,12 +126,14 @@ def run_context(
     relay = Relay(context, batch_size=relay_batch_size, max_idle_interval=max_poll_interval)
     consumer = None
     if not relay_only and context.integration_handlers:
-        url = (
-            context.broker_url if prefetch is None else with_prefetch(context.broker_url, prefetch)
+        transport = (
+            None
+            if prefetch is None
+            else open_transport(with_prefetch(context.broker_url, prefetch))
         )
         consumer = Consumer(
             context,
-            open_transport(url),
+            transport,
             batch_size=batch_size,
             trace_parenting=trace_parenting,
         )
