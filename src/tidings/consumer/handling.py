@@ -56,7 +56,8 @@ class HandlerRunner:
             first_of_id: dict[str, Item] = {}
             for item in items:
                 first_of_id.setdefault(item.event.id, item)
-            claimed = await claim(session, self.group, list(first_of_id))
+            batch = [(item.event, item.received_at) for item in items]
+            claimed = await claim(session, self.group, batch)  # and records the outcomes
             fresh = [item for event_id, item in first_of_id.items() if event_id in claimed]
             for run in _runs_of_one_contract(fresh):
                 subscriptions = self.subscriptions.by_contract[type(run[0].contract)]
@@ -70,7 +71,6 @@ class HandlerRunner:
                         await self._run_handlers(session, item)
                     except Exception as error:
                         raise HandlerFailed(item, error) from error
-            await session.execute(insert_handled, self._records(items, first_of_id, claimed))
         # Committed: counted once per type, the batch's count at a time.
         name = self.context.name
         count("handled", name, [item.event.type for item in fresh])
@@ -96,20 +96,6 @@ class HandlerRunner:
                 await session.execute(insert_handled, self._record(item, Outcome.HANDLED))
         count("duplicates" if duplicate else "handled", self.context.name, (item.event.type,))
         return not duplicate
-
-    def _records(
-        self, items: Sequence[Item], first_of_id: dict[str, Item], claimed: set[str]
-    ) -> list[dict[str, Any]]:
-        """The handled records of a micro-batch: one insert with the inbox claim's commit."""
-        return [
-            self._record(
-                item,
-                Outcome.HANDLED
-                if item.event.id in claimed and first_of_id[item.event.id] is item
-                else Outcome.DUPLICATE,
-            )
-            for item in items
-        ]
 
     def _record(self, item: Item, outcome: Outcome) -> dict[str, Any]:
         return handled_row(self.group, item.event, item.received_at, outcome)

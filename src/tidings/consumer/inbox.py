@@ -12,13 +12,15 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, bindparam, delete, func, insert, select
+from sqlalchemy import String, bindparam, delete, insert, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tidings.causality.records import Outcome, handled_row, insert_handled
+from tidings.contracts.cloudevents import CloudEvent
 from tidings.persistence.tables import inbox
 from tidings.persistence.types import UtcDateTime
 
@@ -39,48 +41,109 @@ def insert_unless_present(dialect: Dialect) -> Any:
     return statement
 
 
-async def claim(session: AsyncSession, consumer: str, event_ids: Sequence[str]) -> set[str]:
-    """Insert the inbox rows of ``event_ids`` (distinct) and return the ids that were new.
+async def claim(
+    session: AsyncSession, consumer: str, items: Sequence[tuple[CloudEvent, datetime]]
+) -> set[str]:
+    """Claim a micro-batch in the inbox and record its outcomes; the ids that were new.
 
-    PostgreSQL does it in one statement whose text never changes (the ids travel as one
-    array), so it is prepared once per connection and a concurrent consumer inserting
-    the same id makes this one wait and skip it. Other databases look the ids up first
-    and insert the rest: a concurrent insert of the same id is then a unique-key error
-    that fails the batch, and the consumer retries its events one by one.
+    ``items`` are (event, received at) in delivery order. Each gets a handled record:
+    ``handled`` for the first delivery of an id the inbox did not have, ``duplicate``
+    otherwise. Records commit (or roll back) with the handlers' writes, like the inbox
+    rows, so no outcome is kept for work undone; ``handled_at`` is the claim's moment.
+
+    PostgreSQL does it all in one statement whose text never changes (the values travel
+    as arrays): prepared once per connection, one round trip for a batch, and a
+    concurrent consumer inserting the same id makes this one wait and skip it. Other
+    databases look the ids up first and insert the rest: a concurrent insert of the same
+    id is then a unique-key error that fails the batch, and the consumer retries its
+    events one by one.
     """
+    now = datetime.now(UTC)
+    records = [
+        handled_row(consumer, event, at, Outcome.HANDLED, handled_at=now) for event, at in items
+    ]
+    first = list(dict.fromkeys(record["event_id"] for record in records))
     if session.get_bind().dialect.name == "postgresql":
         rows = await session.execute(
             _postgres_claim,
-            {"consumer": consumer, "event_ids": list(event_ids), "now": datetime.now(UTC)},
+            {
+                "consumer": consumer,
+                "event_ids": first,
+                "now": now,
+                **{name: [r[column] for r in records] for name, column in _ARRAYS.items()},
+            },
         )
         return set(rows.scalars())
     seen = set(
         (
             await session.execute(
                 select(inbox.c.event_id).where(
-                    inbox.c.consumer == consumer, inbox.c.event_id.in_(event_ids)
+                    inbox.c.consumer == consumer, inbox.c.event_id.in_(first)
                 )
             )
         ).scalars()
     )
-    fresh = [event_id for event_id in event_ids if event_id not in seen]
+    fresh = {event_id for event_id in first if event_id not in seen}
     if fresh:
-        await session.execute(inbox.insert(), [inbox_row(consumer, event_id) for event_id in fresh])
-    return set(fresh)
+        new = [
+            {"consumer": consumer, "event_id": i, "processed_at": now} for i in first if i in fresh
+        ]
+        await session.execute(inbox.insert(), new)
+    unclaimed = set(fresh)
+    for record in records:
+        if record["event_id"] in unclaimed:
+            unclaimed.discard(record["event_id"])
+        else:
+            record["outcome"] = Outcome.DUPLICATE.value
+    await session.execute(insert_handled, records)
+    return fresh
 
 
+_ARRAYS = {
+    "ids": "event_id",
+    "sources": "source",
+    "types": "event_type",
+    "correlations": "correlation_id",
+    "causations": "causation_id",
+    "received": "received_at",
+}
+
+# The window keeps "first delivery of its id" exact when a batch holds an id twice;
+# the inserted inbox rows are visible to the second insert through the CTE's RETURNING.
 _postgres_claim = (
-    postgres_insert(inbox)
-    .from_select(
-        ["consumer", "event_id", "processed_at"],
-        select(
-            bindparam("consumer", type_=String),
-            func.unnest(bindparam("event_ids", type_=ARRAY(String))),
-            bindparam("now", type_=UtcDateTime),
-        ),
+    text(
+        """
+WITH claimed AS (
+    INSERT INTO tidings_inbox (consumer, event_id, processed_at)
+    SELECT :consumer, id, :now FROM unnest(:event_ids) AS u(id)
+    ON CONFLICT DO NOTHING
+    RETURNING event_id
+), recorded AS (
+    INSERT INTO tidings_handled (consumer, event_id, source, event_type, correlation_id,
+                                 causation_id, received_at, handled_at, outcome)
+    SELECT :consumer, r.id, r.source, r.type, r.correlation, r.causation, r.received, :now,
+           CASE WHEN r.n = min(r.n) OVER (PARTITION BY r.id)
+                     AND r.id IN (SELECT event_id FROM claimed)
+                THEN 'handled' ELSE 'duplicate' END
+    FROM unnest(:ids, :sources, :types, :correlations, :causations, :received)
+         WITH ORDINALITY AS r(id, source, type, correlation, causation, received, n)
+    ORDER BY r.n
+)
+SELECT event_id FROM claimed
+"""
     )
-    .on_conflict_do_nothing()
-    .returning(inbox.c.event_id)
+    .bindparams(
+        bindparam("consumer", type_=String),
+        bindparam("now", type_=UtcDateTime),
+        bindparam("event_ids", type_=ARRAY(String)),
+        bindparam("ids", type_=ARRAY(String)),
+        bindparam("sources", type_=ARRAY(String)),
+        bindparam("types", type_=ARRAY(String)),
+        bindparam("correlations", type_=ARRAY(String)),
+        bindparam("causations", type_=ARRAY(String)),
+        bindparam("received", type_=ARRAY(UtcDateTime)),
+    )
+    .columns()
 )
 
 
