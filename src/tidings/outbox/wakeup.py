@@ -8,7 +8,12 @@ A SQLite file database also wakes the relay early: between polls, a connection o
 own reads ``PRAGMA data_version`` (which changes whenever another connection commits;
 a read of shared memory, microseconds, so it runs on the event loop) every 2 ms
 for a second after rows were found, every 10 ms otherwise. An event committed on an
-idle outbox then waits milliseconds for the relay, not the backed-off interval.
+idle outbox then waits milliseconds for the relay, not the backed-off interval. Most
+commits to the file are not new events, though: the relay's own marks, and, when a
+context consumes into the same file, its inbox and effects. So a changed counter is
+checked with one indexed probe for a pending row on the same connection (microseconds);
+only when one exists does the relay read the outbox. The probe follows the counter, so
+a commit landing after it changes the counter again and is seen at the next check.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from typing import Any
 from sqlalchemy.engine import URL
 
 from tidings.persistence.engines import asyncpg_tls
-from tidings.persistence.tables import OUTBOX_CHANNEL
+from tidings.persistence.tables import OUTBOX_CHANNEL, outbox
 from tidings.redaction import redact
 from tidings.transports.sqlite.changes import ChangeCounter
 
@@ -34,6 +39,8 @@ logger = logging.getLogger("tidings.relay")
 _HOT_CHECK = 0.002
 _COLD_CHECK = 0.01
 _HOT_PERIOD = 1.0
+# Any row the relay has still to send (the pending-rows index answers it).
+_PENDING_PROBE = f"SELECT EXISTS (SELECT 1 FROM {outbox.name} WHERE published_at IS NULL)"
 
 
 class Wakeup:
@@ -96,10 +103,13 @@ class Wakeup:
         self._version = self._watch.version()
 
     def _committed_since(self) -> bool:
-        version = None if self._watch is None else self._watch.version()
+        """Whether the file changed since the last check and holds rows to send."""
+        if self._watch is None:
+            return True
+        version = self._watch.version()
         changed = version is None or version != self._version
         self._version = version
-        return changed
+        return changed and self._watch.value(_PENDING_PROBE) != 0
 
     def busy(self) -> None:
         """Rows were found: poll fast again next time the outbox runs dry."""

@@ -28,6 +28,21 @@ class ChangeCounter:
         except sqlite3.Error:
             return None
 
+    def value(self, query: str) -> int | None:
+        """The integer ``query`` (a cheap, indexed, one-row ``SELECT``) returns; None when
+        it cannot be run right now, which callers treat as "may have changed".
+
+        Every row is fetched so that the statement finishes and its read transaction
+        ends with it: an open read would hold back the WAL checkpoint.
+        """
+        if self._db is None:
+            return None
+        try:
+            rows = self._db.execute(query).fetchall()
+        except sqlite3.Error:
+            return None
+        return None if not rows or rows[0][0] is None else int(rows[0][0])
+
     def close(self) -> None:
         """Close the connection; :meth:`version` reads None from then on."""
         if self._db is not None:

@@ -69,6 +69,10 @@ class ConsumerState:
         self.ready: deque[int] = deque()
         self.wake = asyncio.Event()
         self.needs_fetch = True
+        # The file's change counter at the last look, the newest log offset it showed,
+        # and (newest offset, this process's publishes) at the last fetch.
+        self.seen_counter: int | None = None
+        self.seen_newest: int | None = None
         self.seen_version: tuple[int | None, int] = (-1, -1)
         self.hurry = False
         self.retired = False

@@ -36,6 +36,9 @@ _FAST_POLL = 0.002
 # a few milliseconds apart then wait ~1 ms each, not a backed-off interval.
 _HOT_PERIOD = 1.0
 _BREATHER = 0.01
+# The log's newest offset (0 when empty). AUTOINCREMENT: a new row's offset is higher
+# than any before it, even after retention deleted the newest rows.
+_NEWEST_OFFSET = "SELECT coalesce(max(log_offset), 0) FROM tidings_broker_log"
 
 
 class SqliteTransport(Transport):
@@ -222,11 +225,10 @@ class SqliteTransport(Transport):
                     continue
                 consumer.wake.clear()
                 breather = time.monotonic()
-                counter = None if self._changes is None else self._changes.version()
-                version = (counter, self._local_version)
+                version = (self._newest_offset(consumer), self._local_version)
                 if (
                     consumer.needs_fetch
-                    or counter is None  # unknown: the file may have changed
+                    or version[0] is None  # unknown: the file may have changed
                     or version != consumer.seen_version
                     or consumer.commits()
                 ):
@@ -250,6 +252,20 @@ class SqliteTransport(Transport):
                 logger.warning(
                     "consumer %s could not hand back its partitions: %s", consumer.id, exc
                 )
+
+    def _newest_offset(self, consumer: ConsumerState) -> int | None:
+        """The newest offset in the log, None when unknown; looked up only when the
+        file's change counter moved. Most commits to the file are not new rows (this
+        and other consumers' offsets and leases): the offset tells them apart, so
+        those cost no read. A row committed after this look moves the counter again
+        and is seen at the next one."""
+        if self._changes is None:
+            return None
+        counter = self._changes.version()
+        if counter is None or counter != consumer.seen_counter:
+            consumer.seen_counter = counter
+            consumer.seen_newest = self._changes.value(_NEWEST_OFFSET)
+        return consumer.seen_newest
 
     async def _fetch(self, consumer: ConsumerState) -> None:
         requests: dict[int, tuple[int, int]] = {}
