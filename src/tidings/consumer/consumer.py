@@ -32,30 +32,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tidings.application.retry import RetryPolicy
-from tidings.causality.records import dead_letter_record
 from tidings.consumer.admission import Admission, Rejection, UnknownTypes
 from tidings.consumer.database_watch import DatabaseWatch
+from tidings.consumer.dead_lettering import DeadLettering
 from tidings.consumer.dead_letters import (
     DeadLetter,
-    DeadLetterReason,
     DeadLetterStore,
-    new_letter,
 )
 from tidings.consumer.decoding import decode_delivery
 from tidings.consumer.handling import HandlerRunner
 from tidings.consumer.inbox import purge_statement
 from tidings.consumer.items import HandlerFailed, Item
+from tidings.consumer.retry_lanes import RetryLanes
+from tidings.consumer.stats import ConsumerStats
 from tidings.consumer.subscriptions import IntegrationSubscriptions
-from tidings.contracts.cloudevents import DEFAULT_MAX_BYTES, CloudEvent
+from tidings.contracts.cloudevents import DEFAULT_MAX_BYTES
 from tidings.contracts.limits import check_batch_size
 from tidings.contracts.registry import ContractRegistry, default_registry
 from tidings.contracts.signing import SignatureCheck
@@ -63,7 +61,6 @@ from tidings.errors import ConfigurationError
 from tidings.observability.metrics import count
 from tidings.observability.tracing import ProcessSpans, TraceParenting, messaging_system
 from tidings.persistence.migrations import ensure_current
-from tidings.redaction import redact
 from tidings.transports.base import Delivery, Transport, TransportError
 from tidings.transports.registry import open_transport
 
@@ -73,31 +70,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger("tidings.consumer")
 
 __all__ = ["Consumer", "ConsumerStats", "UnknownTypes"]
-
-
-@dataclass(slots=True)
-class ConsumerStats:
-    """Counters of one consumer run.
-
-    ``skipped``: other contexts' types a shared log passed over by their routing
-    metadata; ``ignored``: messages acknowledged unread (``unknown_types="ignore"``, or a
-    shared-log message without routing metadata of a type the group does not handle).
-    """
-
-    handled: int = 0
-    duplicates: int = 0
-    dead_lettered: int = 0
-    ignored: int = 0
-    retries: int = 0
-    batches: int = 0
-    reconnects: int = 0
-    database_outages: int = 0
-    _skip_counter: Callable[[], int] = field(default=lambda: 0, repr=False, compare=False)
-
-    @property
-    def skipped(self) -> int:
-        """Other contexts' types the shared log passed over (read from the transport)."""
-        return self._skip_counter()
 
 
 class Consumer:
@@ -166,11 +138,28 @@ class Consumer:
         spans = ProcessSpans(messaging_system(self.transport.url), self.group, trace_parenting)
         self._handlers = HandlerRunner(context, self.subscriptions, self.group, spans)
         self._database = DatabaseWatch(context.async_engine, self.group, self.retry, self._stopping)
-        # Keys whose head event is waiting for a delayed retry, with the events queued
-        # behind it; a task per blocked key works through its queue.
-        self._blocked: dict[str, deque[Item]] = {}
-        self._lanes: set[asyncio.Task[None]] = set()
-        self._fatal: Exception | None = None  # a retry lane's unexpected failure
+        self._dead_lettering = DeadLettering(
+            context.name,
+            self.group,
+            self.dead_letters,
+            self.transport,
+            self._database,
+            self._wait_for_database,
+            self.stats,
+        )
+        self._lanes = RetryLanes(
+            context_name=context.name,
+            group=self.group,
+            retry=self.retry,
+            immediate_retries=immediate_retries,
+            max_attempts=self.max_attempts,
+            handle_once=self._handle_once,
+            give_up=self._dead_lettering.give_up,
+            database=self._database,
+            wait_for_database=self._wait_for_database,
+            stats=self.stats,
+            stopping=self._stopping,
+        )
         # While run() runs, batches go back to back on one connection: no pool checkout
         # (and liveness ping) per batch. Dropped after a failed batch, which may have
         # broken it, and when run() ends.
@@ -180,7 +169,7 @@ class Consumer:
     @property
     def keys_waiting_for_retry(self) -> int:
         """Partition keys whose head event waits for a delayed retry right now."""
-        return len(self._blocked)
+        return len(self._lanes)
 
     # -- lifecycle --------------------------------------------------------------------
     async def stop(self) -> None:
@@ -227,10 +216,10 @@ class Consumer:
                     # Counted from 1 again once batches went through since the last loss.
                     failures = 1 if self.stats.batches > batches_before else failures + 1
                     await self._lost_broker(error, self.retry.delay(failures))
-            if self._fatal is not None:
-                raise self._fatal
+            if self._lanes.fatal is not None:
+                raise self._lanes.fatal
         finally:
-            await self._abandon_blocked_keys()
+            await self._lanes.abandon()
             self._running = False
             await self._drop_connection()
             with contextlib.suppress(Exception):
@@ -251,18 +240,11 @@ class Consumer:
             "%s: the broker is unreachable (%s); reconnecting in %.2fs", self.group, error, delay
         )
         # Their deliveries belonged to the lost connection: the broker sends them again.
-        await self._abandon_blocked_keys()
+        await self._lanes.abandon()
         with contextlib.suppress(Exception):
             await self.transport.close()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), delay)
-
-    async def _abandon_blocked_keys(self) -> None:
-        lanes = list(self._lanes)
-        for lane in lanes:
-            lane.cancel()
-        await asyncio.gather(*lanes, return_exceptions=True)
-        self._blocked.clear()
 
     async def _consume(self, batches: AsyncIterator[list[Delivery]]) -> None:
         stop = asyncio.ensure_future(self._stopping.wait())
@@ -302,14 +284,11 @@ class Consumer:
                 rejected.append((delivery, item))
                 continue
             admitted.append(item.event.type)
-            blocked = self._blocked.get(item.key)
-            if blocked is not None:
-                blocked.append(item)  # waits behind its key's failing event
-            else:
+            if not self._lanes.queue_behind(item):  # else it waits behind its key's failure
                 items.append(item)
         if admitted:
             count("received", self.context.name, admitted)
-        if rejected and not await self._dead_letter_rejections(rejected):
+        if rejected and not await self._dead_lettering.rejections(rejected):
             return  # stopped while the database was away: all delivered again
         if not items:
             return
@@ -323,14 +302,11 @@ class Consumer:
                 if isinstance(failure, HandlerFailed)
                 else (None, failure)
             )
-            if not await self._charge(failed, error):  # the failed item's first attempt
+            if not await self._lanes.charge(failed, error):  # the failed item's first attempt
                 return  # stopped while the database was away: all delivered again
             for item in items:
-                blocked = self._blocked.get(item.key)
-                if blocked is not None:
-                    blocked.append(item)
-                    continue
-                await self._handle_alone(item)
+                if not self._lanes.queue_behind(item):
+                    await self._lanes.handle_alone(item)
             return
         await self.transport.ack_many([item.delivery for item in items])
 
@@ -350,189 +326,16 @@ class Consumer:
         else:
             self.stats.duplicates += 1
 
-    async def _handle_alone(self, item: Item) -> None:
-        """Retry at once a few times; then block the key and retry later with backoff.
-
-        Attempts made in a failed batch count (``item.failures``), so the handler runs
-        ``max_attempts`` times in all, ``immediate_retries + 1`` of them right away.
-        """
-        while item.failures <= self.immediate_retries and item.failures < self.max_attempts:
-            try:
-                await self._handle_once(item)
-            except Exception as error:
-                if not await self._charge(item, error):
-                    return  # stopped: unacknowledged, so delivered again
-                continue
-            await item.delivery.ack()
-            return
-        if item.failures >= self.max_attempts:
-            await self._give_up(item)
-            return
-        queue: deque[Item] = deque([item])
-        self._blocked[item.key] = queue
-        lane = asyncio.create_task(self._work_blocked_key(item.key, queue))
-        self._lanes.add(lane)
-        lane.add_done_callback(self._lanes.discard)
-
-    async def _work_blocked_key(self, key: str, queue: deque[Item]) -> None:
-        try:
-            while queue:
-                item = queue[0]
-                if item.failures:
-                    delay = self.retry.delay(item.failures - self.immediate_retries)
-                    self.stats.retries += 1
-                    count("retried", self.context.name, (item.event.type,))
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._stopping.wait(), delay)
-                    if self._stopping.is_set():
-                        return  # unacked: redelivered to the next consumer
-                try:
-                    await self._handle_once(item)
-                except Exception as error:
-                    if not await self._charge(item, error):
-                        return
-                    if item.failures >= self.max_attempts:
-                        await self._give_up(item)
-                        queue.popleft()
-                    continue
-                await item.delivery.ack()
-                queue.popleft()
-        except TransportError:
-            # The connection is gone: run() reconnects, and the broker sends this key's
-            # unacknowledged events again.
-            return
-        except Exception as error:
-            # Anything else is a bug (a dead letter that cannot be stored with the database
-            # up): stop, and let run() raise it rather than stall this key without a word.
-            logger.exception("%s: retrying key %r failed; stopping the consumer", self.group, key)
-            self._fatal = error
-            self._stopping.set()
-        finally:
-            self._blocked.pop(key, None)
-
     async def _drop_connection(self) -> None:
         connection, self._connection = self._connection, None
         if connection is not None:
             with contextlib.suppress(Exception):
                 await connection.close()
 
-    async def _charge(self, item: Item | None, error: BaseException) -> bool:
-        """Count a failed attempt against ``item``, unless the database was unreachable.
-
-        An outage is not the event's fault: then nothing is counted, and the consumer
-        waits for the database before it goes on, so that a restart never sends healthy
-        events to the dead letters. False if the consumer was stopped meanwhile.
-        """
-        if await self._database.reachable():
-            if item is not None:
-                self._note_failure(item, error)
-            return True
-        return await self._wait_for_database(error)
-
     async def _wait_for_database(self, error: BaseException) -> bool:
         waited = await self._database.wait_for(error)
         self.stats.database_outages = self._database.outages
         return waited
-
-    def _note_failure(self, item: Item, error: BaseException) -> None:
-        item.failures += 1
-        item.first_failed_at = item.first_failed_at or datetime.now(UTC)
-        item.last_error = error
-        count("failed", self.context.name, (item.event.type,))
-        logger.warning(
-            "%s: handling %s %s failed (attempt %d of %d): %s",
-            self.group,
-            item.event.type,
-            item.event.id,
-            item.failures,
-            self.max_attempts,
-            redact(repr(error)),
-        )
-
-    async def _give_up(self, item: Item) -> None:
-        assert item.last_error is not None
-        await self._dead_letter(
-            item.delivery,
-            DeadLetterReason.HANDLER_FAILED,
-            item.last_error,
-            item.event,
-            attempts=item.failures,
-            first_failed_at=item.first_failed_at,
-            received_at=item.received_at,
-        )
-
-    async def _dead_letter(
-        self,
-        delivery: Delivery,
-        reason: DeadLetterReason,
-        error: BaseException,
-        event: CloudEvent | None,
-        *,
-        attempts: int = 1,
-        first_failed_at: datetime | None = None,
-        received_at: datetime | None = None,
-    ) -> None:
-        letter = _Letter(
-            delivery, Rejection(reason, error, event), attempts, first_failed_at, received_at
-        )
-        if await self._store_dead_letters([letter]):
-            await delivery.ack()
-
-    async def _dead_letter_rejections(self, rejected: Sequence[tuple[Delivery, Rejection]]) -> bool:
-        """Dead-letter what admission refused, in one transaction; False if stopped."""
-        if not await self._store_dead_letters([_Letter(d, r) for d, r in rejected]):
-            return False
-        await self.transport.ack_many([delivery for delivery, _ in rejected])
-        return True
-
-    async def _store_dead_letters(self, letters: Sequence[_Letter]) -> bool:
-        """Store ``letters`` and their causal records in one transaction, waiting out a
-        database outage; False if stopped meanwhile (then nothing is acknowledged)."""
-        rows = [self._letter_row(letter) for letter in letters]
-        records = [
-            dead_letter_record(self.group, why.event, why.reason, why.error, letter.received_at)
-            for letter in letters
-            if (why := letter.why).event is not None
-        ]
-        while True:
-            try:
-                await self.dead_letters.add_many(rows, records)
-                break
-            except Exception as failure:
-                # The message must be kept, not lost and not a crash: a database that
-                # does not answer is waited for; any other failure is a bug to surface.
-                if await self._database.reachable():
-                    raise
-                if not await self._wait_for_database(failure):
-                    return False  # stopped: unacknowledged, so delivered again
-        self.stats.dead_lettered += len(letters)
-        for letter in letters:
-            why = letter.why
-            kind = "unknown" if why.event is None else why.event.type
-            count("dead_lettered", self.context.name, (kind,), why.reason.value)
-            logger.warning(
-                "%s: dead-lettered a message (%s): %s",
-                self.group,
-                why.reason.value,
-                redact(str(why.error)),
-            )
-        return True
-
-    def _letter_row(self, letter: _Letter) -> dict[str, Any]:
-        event = letter.why.event
-        return new_letter(
-            consumer=self.group,
-            reason=letter.why.reason,
-            body=letter.delivery.body,
-            headers=letter.delivery.headers,
-            error=letter.why.error,
-            attempts=letter.attempts,
-            event_id=None if event is None else event.id,
-            event_type=None if event is None else event.type,
-            event_version=None if event is None else event.dataversion,
-            partition_key=None if event is None else event.subject,
-            first_failed_at=letter.first_failed_at,
-        )
 
     # -- maintenance ----------------------------------------------------------------------
     async def purge_inbox(self) -> int:
@@ -567,14 +370,3 @@ class Consumer:
             succeeded += 1
             await self.dead_letters.remove([letter.letter_id])
         return succeeded, failed
-
-
-@dataclass(frozen=True, slots=True)
-class _Letter:
-    """A delivery on its way to the dead letters: why, and what its attempts were."""
-
-    delivery: Delivery
-    why: Rejection
-    attempts: int = 1
-    first_failed_at: datetime | None = None
-    received_at: datetime | None = None
