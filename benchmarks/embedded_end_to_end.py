@@ -19,7 +19,9 @@ tidings' best round, ``ratio`` that over the hand-written pipeline's best round.
 Latency: relay and consumer running, a producer process commits 250 events/s through
 tidings (one event per transaction); latency = effect stamp - the moment the producer's
 commit returned, the first second left out. ``p50_ms``/``p99_ms`` are tidings',
-``raw_p50_ms``/``raw_p99_ms`` the hand-written pipeline's.
+``raw_p50_ms``/``raw_p99_ms`` the hand-written pipeline's. ``relay_cpu_us`` and
+``consumer_cpu_us`` (``raw_`` for the hand-written side): CPU time of each process over
+the paced run, per event, from ``/proc`` (Linux): what waking up costs at a low rate.
 
     python benchmarks/embedded_end_to_end.py           # 50,000 events x 3 rounds; 15 s paced
     python benchmarks/embedded_end_to_end.py --quick   # 10,000 events x 1 round; 5 s paced
@@ -142,11 +144,26 @@ def latency_run(side: Side, seconds: float) -> dict[str, float]:
     relay = side.start("relay")
     try:
         time.sleep(1.0)  # both connected and idle before the first commit
+        before = [_cpu_seconds(process.pid) for process in (relay, consumer)]
         committed = asyncio.run(paced_commits(side.outbox_url, count))
         side.wait_for_effects(count, timeout=60)
+        after = [_cpu_seconds(process.pid) for process in (relay, consumer)]
     finally:
         stop_processes(relay, consumer)
-    return percentiles(committed, side.effects())
+    figures = percentiles(committed, side.effects())
+    for role, start, end in zip(("relay", "consumer"), before, after, strict=True):
+        if start is not None and end is not None:
+            figures[f"{role}_cpu_us"] = round((end - start) / count * 1e6)
+    return figures
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of process ``pid`` so far (Linux ``/proc``), else None."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:
@@ -195,6 +212,13 @@ def main() -> None:
         "events": events,
         "rounds": rounds,
         "paced_events": paced["tidings"]["events"],
+        # CPU per paced event of each process, both sides: what idling costs between events
+        **{
+            f"{prefix}{role}_cpu_us": paced[name][f"{role}_cpu_us"]
+            for name, prefix in (("tidings", ""), ("raw", "raw_"))
+            for role in ("relay", "consumer")
+            if f"{role}_cpu_us" in paced[name]
+        },
     }
     for key, (sense, target) in TARGETS.items():
         print(f"{key} {figures[key]} (target {sense} {target:,})")

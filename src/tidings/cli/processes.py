@@ -38,6 +38,17 @@ MaxPollIntervalOpt = Annotated[
     ),
 ]
 
+UnroutedGraceOpt = Annotated[
+    float,
+    typer.Option(
+        min=0.0,
+        help="Seconds an event type no subscription takes holds the outbox (for a "
+        "consumer starting at the same time) before its events are archived as "
+        "unrouted (see `tidings outbox replay --unrouted`). Lower it when every "
+        "subscription is declared before the relay starts (`tidings declare`).",
+    ),
+]
+
 
 def relay(
     target: AppArg,
@@ -50,14 +61,7 @@ def relay(
         float,
         typer.Option(help="Seconds before a standby relay takes over from a silent one."),
     ] = 10.0,
-    unrouted_grace: Annotated[
-        float,
-        typer.Option(
-            help="Seconds an event type no subscription takes holds the outbox (for a "
-            "consumer starting at the same time) before its events are archived as "
-            "unrouted (see `tidings outbox replay --unrouted`)."
-        ),
-    ] = 30.0,
+    unrouted_grace: UnroutedGraceOpt = 30.0,
     max_poll_interval: MaxPollIntervalOpt = 1.0,
     metrics_port: MetricsPortOpt = None,
     metrics_host: MetricsHostOpt = DEFAULT_HOST,
@@ -105,6 +109,7 @@ def run_context(
         int, typer.Option(min=1, help="Events per broker batch of the relay.")
     ] = 500,
     max_poll_interval: MaxPollIntervalOpt = 1.0,
+    unrouted_grace: UnroutedGraceOpt = 30.0,
     metrics_port: MetricsPortOpt = None,
     metrics_host: MetricsHostOpt = DEFAULT_HOST,
     trace_parenting: TraceParentingOpt = TraceParenting.PARENT,
@@ -123,7 +128,12 @@ def run_context(
 
     context = load_context(target)
     start_metrics(metrics_port, metrics_host, context, outbox=True)
-    relay = Relay(context, batch_size=relay_batch_size, max_idle_interval=max_poll_interval)
+    relay = Relay(
+        context,
+        batch_size=relay_batch_size,
+        max_idle_interval=max_poll_interval,
+        unrouted_grace=unrouted_grace,
+    )
     consumer = None
     if not relay_only and context.integration_handlers:
         transport = (

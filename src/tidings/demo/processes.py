@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import IO
 
+UNROUTED_GRACE = 2.0
+
 
 class ContextProcess:
     """The relay + consumer process of one example context."""
@@ -33,7 +35,19 @@ class ContextProcess:
         if self._log is None:
             self._log = self._log_path.open("ab")
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "tidings", "run", f"examples.ecommerce.{self.name}:context"],
+            [
+                *(
+                    sys.executable,
+                    "-m",
+                    "tidings",
+                    "run",
+                    f"examples.ecommerce.{self.name}:context",
+                ),
+                # Every subscription is declared before the processes start: a type still
+                # unrouted after a moment has no subscriber (the reference system's stock
+                # changes), and need not hold the outbox for the default 30 s.
+                *("--unrouted-grace", str(UNROUTED_GRACE)),
+            ],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=dict(os.environ),
