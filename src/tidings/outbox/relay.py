@@ -24,21 +24,19 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from tidings.application.retry import RetryPolicy
-from tidings.contracts.cloudevents import CloudEvent
-from tidings.contracts.envelope import OutboxRow, cloud_event_from_row
+from tidings.contracts.envelope import OutboxRow
 from tidings.contracts.limits import check_batch_size
 from tidings.contracts.signing import KeyRing
 from tidings.observability.metrics import count_rows, record_relay_delays
 from tidings.observability.tracing import messaging_system, send_span
-from tidings.outbox.lease import RelayLease, default_owner
+from tidings.outbox.partitions import Ownership, PartitionLeases, default_owner
+from tidings.outbox.stats import RelayStats, SourceGroups, source_groups
 from tidings.outbox.store import OutboxStore, Retention
 from tidings.outbox.unrouted import UnroutedTypes
 from tidings.outbox.wakeup import Wakeup
@@ -62,39 +60,7 @@ _RESCAN_INTERVAL = 1.0
 _HOLD_INTERVAL = 0.25
 
 # Rows, and their CloudEvents grouped by consecutive source.
-_Batch = tuple[Sequence[OutboxRow], list[tuple[str, list[CloudEvent]]]]
-
-
-@dataclass(slots=True)
-class RelayStats:
-    """Counters of one relay run, for progress displays and benchmarks."""
-
-    published: int = 0
-    #: Events no subscription took, archived as unrouted (after ``unrouted_grace``).
-    unroutable: int = 0
-    #: Times the relay held the outbox because a type had no subscription yet.
-    held: int = 0
-    batches: int = 0
-    failures: int = 0
-    last_error: str | None = None
-    started_at: float = field(default_factory=time.monotonic)
-    _window: deque[tuple[float, int]] = field(default_factory=deque, repr=False)
-
-    def record(self, count: int) -> None:
-        self.published += count
-        self.batches += 1
-        now = time.monotonic()
-        self._window.append((now, count))
-        while self._window and self._window[0][0] < now - 60:
-            self._window.popleft()
-
-    @property
-    def rate_per_s(self) -> float:
-        """Events per second over the last minute."""
-        if not self._window:
-            return 0.0
-        span = max(time.monotonic() - self._window[0][0], 1.0)
-        return sum(count for _, count in self._window) / span
+_Batch = tuple[Sequence[OutboxRow], SourceGroups]
 
 
 class Relay:
@@ -104,7 +70,8 @@ class Relay:
     :param batch_size: rows per broker batch (one round of pipelined confirms).
     :param retention: delete confirmed rows, or archive them for replay.
     :param retry: backoff while the broker or database is unavailable.
-    :param lease_ttl: seconds before a standby relay takes over from a silent one.
+    :param lease_ttl: seconds before the partitions of a silent relay go to the others
+        (several relays share an outbox by partitions: :mod:`tidings.outbox.partitions`).
     :param signing: the key ring whose first key signs every event; by default read from
         the environment for the context (:meth:`KeyRing.from_environment`); empty: unsigned.
     :param complete_after_commit: also run due after-commit handlers of the context
@@ -135,9 +102,11 @@ class Relay:
         self.retention = Retention(retention)
         self.retry = retry or RetryPolicy(initial_delay=0.05, max_delay=10.0)
         self.store = OutboxStore(context.async_engine)
-        self.lease = RelayLease(
+        self.lease = PartitionLeases(
             context.async_engine, name=context.name, owner=default_owner(), ttl=lease_ttl
         )
+        # The partitions this relay reads, as of its last heartbeat.
+        self._ownership: Ownership | None = None
         self._wakeup = Wakeup(context.async_engine.url, max_interval=max_idle_interval)
         self._complete_after_commit = complete_after_commit
         self._after_commit_interval = after_commit_interval
@@ -308,21 +277,12 @@ class Relay:
         Read ahead, the events are built while the broker confirms the batch before,
         when this process would otherwise wait.
         """
-        rows = await self.store.fetch_pending(self.batch_size, after=after)
+        rows = await self.store.fetch_pending(
+            self.batch_size, after=after, ownership=self._ownership
+        )
         if confirmed:
             rows = [row for row in rows if row["position"] not in confirmed]
-        # A batch normally holds one source (the context); split where it changes so
-        # each transport call names the right producer.
-        groups: list[tuple[str, list[CloudEvent]]] = []
-        signing = self.signing or None
-        for row in rows:
-            event = cloud_event_from_row(cast(_Row, row))
-            if signing is not None:
-                event = signing.sign(event)  # once per event, as its wire form is built
-            if not groups or groups[-1][0] != event.source:
-                groups.append((event.source, []))
-            groups[-1][1].append(event)
-        return rows, groups
+        return rows, source_groups(rows, self.signing or None)
 
     async def _settle_marking(self) -> None:
         """Wait for the mark in flight; raises its error."""
@@ -363,18 +323,39 @@ class Relay:
 
     # -- helpers --------------------------------------------------------------------------
     async def _hold_lease(self) -> bool:
+        """Heartbeat when due and rebalance; True while this relay owns partitions.
+
+        The mark in flight is settled first, so a partition given back has no batch
+        confirmed but unmarked (its new owner would send that again). Rows read ahead
+        for another set of partitions are dropped: the next read starts from the oldest
+        pending row of the partitions owned now.
+        """
         if not self.lease.renew_due:
-            return True
+            return bool(self._ownership and self._ownership.owned)
         try:
+            await self._settle_marking()
             published, self._unreported = self._unreported, 0
-            held = await self.lease.acquire(published=published, rate=self.stats.rate_per_s)
-            if not held:
-                await self._drop_pipeline()  # another relay owns the outbox now
-            return held
+            ownership = await self.lease.heartbeat(published=published, rate=self.stats.rate_per_s)
         except _RETRYABLE as error:
             await self._drop_pipeline()
             await self._failed((), error)
             return False
+        previous, self._ownership = self._ownership, ownership
+        if previous is None or (previous.partitions, previous.owned) != (
+            ownership.partitions,
+            ownership.owned,
+        ):
+            await self._drop_pipeline()
+            if previous is not None:
+                logger.info(
+                    "%s: relay %s owns %d of %d partitions (%d relays)",
+                    self.context.name,
+                    self.lease.owner,
+                    len(ownership.owned),
+                    ownership.partitions,
+                    ownership.members,
+                )
+        return bool(ownership.owned)
 
     async def _idle(self) -> None:
         self.stats.failures = 0
@@ -421,7 +402,12 @@ class Relay:
         """Count a failed attempt on the rows first in line, so ``outbox status`` shows
         why they wait even when the broker was down before anything could be sent."""
         with contextlib.suppress(*_RETRYABLE):
-            rows = await self.store.fetch_pending(self.batch_size)
+            if self.lease.renew_due:
+                # Which rows are this relay's: those of the partitions it would relay.
+                self._ownership = await self.lease.heartbeat()
+            if self._ownership is None:
+                return
+            rows = await self.store.fetch_pending(self.batch_size, ownership=self._ownership)
             if rows:
                 await self.store.record_failure([row["position"] for row in rows], error)
 
@@ -437,9 +423,8 @@ class Relay:
             await self.store.close()
         await self._wakeup.stop()
         with contextlib.suppress(*_RETRYABLE):
-            if self._unreported:
-                await self.lease.acquire(published=self._unreported, rate=0.0)
-                self._unreported = 0
-            await self.lease.release()
+            await self.lease.release(published=self._unreported)
+            self._unreported = 0
+        self._ownership = None
         with contextlib.suppress(Exception):
             await self.transport.close()
