@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tidings.contracts.envelope import PARTITION_SLOTS
@@ -162,7 +163,7 @@ def rebalance(
     expires = now + timedelta(seconds=ttl)
     rows = _locked(connection, name)
     if not rows:
-        create_partitions(connection, name, DEFAULT_PARTITIONS)
+        _create_first(connection, name)
         rows = _locked(connection, name)
     gone = now - timedelta(seconds=1)
     _heartbeat(connection, name, owner, gone if leave else expires, published, rate)
@@ -199,6 +200,19 @@ def rebalance(
             .values(owner=owner, expires_at=expires)
         )
     return Ownership(len(rows), frozenset(owned), members)
+
+
+def _create_first(connection: Connection, name: str) -> None:
+    """The default partitions, made by the first relay; several starting together on a
+    new outbox race for it, and the losers use the winner's rows."""
+    if connection.dialect.name == "sqlite":  # writers are serialized: no race
+        create_partitions(connection, name, DEFAULT_PARTITIONS)
+        return
+    try:
+        with connection.begin_nested():
+            create_partitions(connection, name, DEFAULT_PARTITIONS)
+    except IntegrityError:
+        pass  # another relay created them first (it has committed: they are visible now)
 
 
 def _heartbeat(
