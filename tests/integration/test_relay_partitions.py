@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, update
+from sqlalchemy.exc import DBAPIError
 
 from tests.conftest import ContextFactory
 from tests.support import relay_app
@@ -22,6 +25,7 @@ from tidings.outbox.partitions import (
     Ownership,
     PartitionLeases,
     fair_share,
+    partition_count,
     rebalance,
     set_partition_count,
 )
@@ -180,3 +184,26 @@ def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 def tidings_plain(*args: str, env: dict[str, str]) -> None:
     done = run(*args, env=env)
     assert done.returncode == 0, done
+
+
+def test_relays_starting_together_on_a_new_outbox_all_get_the_same_partitions(
+    server_database_url: str, make_context: ContextFactory
+) -> None:
+    engine = make_context(server_database_url, name=NAME).engine
+    start = threading.Barrier(4)
+
+    def join(owner: str) -> frozenset[int]:
+        start.wait(timeout=30)
+        try:
+            return _owned(engine, owner)
+        except DBAPIError:
+            # MariaDB rolls a loser of the race back (deadlock or duplicate key); the
+            # relay's heartbeat runs its first rebalance again, as here.
+            return _owned(engine, owner)
+
+    with ThreadPoolExecutor(4) as pool:
+        owned = list(pool.map(join, ["a", "b", "c", "d"]))
+    with engine.connect() as connection:
+        assert partition_count(connection, NAME) == DEFAULT_PARTITIONS
+    assert sum(len(each) for each in owned) == DEFAULT_PARTITIONS
+    assert len(frozenset().union(*owned)) == DEFAULT_PARTITIONS, "no partition owned twice"

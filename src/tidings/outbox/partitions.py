@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Connection, delete, func, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tidings.contracts.envelope import PARTITION_SLOTS
@@ -62,6 +62,8 @@ _m = relay_members.c
 _p = relay_partitions.c
 # Members silent this long are forgotten (their partitions were free long before).
 _FORGET_AFTER = timedelta(minutes=10)
+# A relay's first heartbeat may lose the race to create a new outbox's partitions.
+_FIRST_ATTEMPTS = 3
 
 
 def default_owner() -> str:
@@ -203,16 +205,19 @@ def rebalance(
 
 
 def _create_first(connection: Connection, name: str) -> None:
-    """The default partitions, made by the first relay; several starting together on a
-    new outbox race for it, and the losers use the winner's rows."""
-    if connection.dialect.name == "sqlite":  # writers are serialized: no race
+    """The default partitions, made by the first relay. Several relays starting together
+    on a new outbox race for it: on PostgreSQL the losers use the winner's rows (its
+    insert committed when theirs fails); on MariaDB a loser's transaction is rolled back
+    (a deadlock or a duplicate key), and :meth:`PartitionLeases.heartbeat` runs it again.
+    SQLite serializes writers: no race."""
+    if connection.dialect.name != "postgresql":
         create_partitions(connection, name, DEFAULT_PARTITIONS)
         return
     try:
         with connection.begin_nested():
             create_partitions(connection, name, DEFAULT_PARTITIONS)
     except IntegrityError:
-        pass  # another relay created them first (it has committed: they are visible now)
+        pass  # another relay created them first
 
 
 def _heartbeat(
@@ -274,10 +279,17 @@ class PartitionLeases:
     async def heartbeat(self, *, published: int = 0, rate: float = 0.0) -> Ownership:
         """Renew the membership and rebalance; the partitions owned now."""
         started = time.monotonic()
-        async with self._engine.begin() as connection:
-            ownership = await connection.run_sync(
-                rebalance, self.name, self.owner, self.ttl, published=published, rate=rate
-            )
+        for attempt in range(_FIRST_ATTEMPTS if self.ownership is None else 1):
+            try:
+                async with self._engine.begin() as connection:
+                    ownership = await connection.run_sync(
+                        rebalance, self.name, self.owner, self.ttl, published=published, rate=rate
+                    )
+                break
+            except (IntegrityError, OperationalError):
+                # Lost the race to create a new outbox's partitions (MariaDB): they exist now.
+                if attempt == _FIRST_ATTEMPTS - 1 or self.ownership is not None:
+                    raise
         # Counted from before the transaction: the leases run from a moment no later.
         self._renewed_at = started
         self.ownership = ownership
