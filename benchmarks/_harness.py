@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import socket
 import statistics
@@ -48,12 +49,19 @@ def emit(figures: dict[str, object]) -> None:
     print(json.dumps(figures, sort_keys=True))
 
 
+#: Appended to scratch database and broker names (``TIDINGS_BENCH_SUFFIX=_mine``), so
+#: that two people benchmarking on one machine do not reset each other's tables.
+SUFFIX = os.environ.get("TIDINGS_BENCH_SUFFIX", "")
+
+
 def postgres_database(name: str = "tidings_bench") -> str | None:
     """URL of a scratch PostgreSQL database for benchmarks (created if missing), or None.
 
     Benchmarks never touch the ``test`` database, which the test suite owns.
     """
     import socket
+
+    name += SUFFIX
 
     from sqlalchemy import create_engine, text
 

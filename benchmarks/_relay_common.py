@@ -17,7 +17,8 @@ from sqlalchemy.engine import Engine
 
 from tidings import BoundedContext, IntegrationEvent
 from tidings.contracts.cloudevents import CloudEvent
-from tidings.transports.base import Delivery, Transport, Unroutable
+from tidings.contracts.envelope import partition_slot
+from tidings.transports.base import NOTHING_UNROUTABLE, Delivery, Transport, Unroutable
 
 SOURCE = "bench"
 KEYS = 1000
@@ -86,10 +87,11 @@ def fill_backlog(engine: Engine, count: int, *, start: int = 0, traced: bool = F
         connection.execute(
             text(
                 "INSERT INTO tidings_outbox (event_id, event_type, event_version, source, "
-                "partition_key, payload, occurred_at, created_at, correlation_id, causation_id, "
-                "traceparent) "
+                "partition_key, partition_slot, payload, occurred_at, created_at, "
+                "correlation_id, causation_id, traceparent) "
                 "SELECT gen_random_uuid()::text, :type, 1, :source, "
                 "'thing-' || (i % CAST(:keys AS bigint)), "
+                "(CAST(:slots AS int[]))[(i % CAST(:keys AS bigint)) + 1], "
                 f"{_PAYLOAD_SQL}, clock_timestamp(), clock_timestamp(), "
                 f"gen_random_uuid()::text, NULL, {traceparent} "
                 "FROM generate_series(CAST(:first AS bigint), CAST(:last AS bigint)) AS i"
@@ -98,6 +100,8 @@ def fill_backlog(engine: Engine, count: int, *, start: int = 0, traced: bool = F
                 "type": ThingUpdatedIntegrationEvent.event_type,
                 "source": SOURCE,
                 "keys": KEYS,
+                # PostgreSQL has no crc32: the slots of the keys, as tidings computes them.
+                "slots": [partition_slot(f"thing-{key}") for key in range(KEYS)],
                 "first": start,
                 "last": start + count - 1,
             },
@@ -120,6 +124,7 @@ def insert_backlog(engine: Engine, count: int, *, start: int = 0) -> None:
             "event_version": 1,
             "source": SOURCE,
             "partition_key": f"thing-{seq % KEYS}",
+            "partition_slot": partition_slot(f"thing-{seq % KEYS}"),
             "payload": _expected_payload(seq),
             "occurred_at": now,
             "created_at": now,
@@ -134,7 +139,8 @@ def insert_backlog(engine: Engine, count: int, *, start: int = 0) -> None:
 def clear_outbox(engine: Engine) -> None:
     with engine.begin() as connection:
         connection.execute(text("DELETE FROM tidings_outbox"))
-        connection.execute(text("DELETE FROM tidings_relay_lease"))
+        connection.execute(text("DELETE FROM tidings_relay_members"))
+        connection.execute(text("DELETE FROM tidings_relay_partitions"))
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         connection.execute(text("VACUUM ANALYZE tidings_outbox"))
 
@@ -200,8 +206,8 @@ class NullTransport(Transport):
     async def close(self) -> None:
         pass
 
-    async def publish_batch(self, source: str, events: Sequence[CloudEvent]) -> None:
-        pass
+    async def publish_batch(self, source: str, events: Sequence[CloudEvent]) -> Unroutable:
+        return NOTHING_UNROUTABLE
 
     async def declare_subscription(self, group: str, event_types: Collection[str]) -> None:
         pass

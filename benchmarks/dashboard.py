@@ -63,9 +63,14 @@ FILL = [
     SELECT '{GROUP}', 'ev-' || g, now() FROM generate_series(1, {INBOX_ROWS}) AS g
     """,
     """
-    INSERT INTO tidings_relay_lease (name, owner, expires_at, published_total, rate_per_s,
+    INSERT INTO tidings_relay_members (name, owner, expires_at, published_total, rate_per_s,
         updated_at)
     VALUES ('bench', 'bench-host:1:relay', now() - interval '1 minute', 950000, 812.5, now())
+    """,
+    """
+    INSERT INTO tidings_relay_partitions (name, partition_no, owner, expires_at)
+    SELECT 'bench', g, 'bench-host:1:relay', now() - interval '1 minute'
+    FROM generate_series(0, 15) AS g
     """,
 ]
 

@@ -32,6 +32,10 @@ what a big backlog costs the relay itself (index scans over deleted rows, memory
     python benchmarks/relay.py                          # every reachable broker
     python benchmarks/relay.py --brokers rabbitmq,nats --quick
     python benchmarks/relay.py --brokers none           # backlog_ratio only
+    python benchmarks/relay.py --relays 2 --brokers kafka,redis   # relay_scaling
+    python benchmarks/relay.py --smoke                  # small, one round: it works
+
+``--relays N`` measures partitioned relays instead: see benchmarks/_relay_scaling.py.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ from typing import Any
 from sqlalchemy import text
 
 from _harness import (
+    SUFFIX,
     emit,
     postgres_database,
     reachable_brokers,
@@ -73,15 +78,18 @@ from tidings.transports import open_transport
 from tidings.transports.base import Transport
 
 WINDOW = 500
-GROUP = "bench-relay"
+GROUP = f"bench-relay{SUFFIX}"
 BROKERS: dict[str, tuple[str, int]] = {
-    "rabbitmq": ("amqp://guest:guest@127.0.0.1:5672/?exchange=tidings.bench", 5672),
+    "rabbitmq": (f"amqp://guest:guest@127.0.0.1:5672/?exchange=tidings.bench{SUFFIX}", 5672),
     # A subject prefix of its own: a stream capturing the default `tidings.>` would keep
     # every other stream (tests, applications) from using those subjects.
-    "nats": ("nats://127.0.0.1:4222?stream=TIDINGS_BENCH&subject_prefix=tidings_bench", 4222),
-    "redis": ("redis://127.0.0.1:6379/0?stream=tidings:bench", 6379),
-    "kafka": ("kafka://127.0.0.1:9092?topic=tidings.bench", 9092),
-    "pubsub": ("pubsub://tidings-bench?emulator=127.0.0.1:8085&topic=tidings.bench", 8085),
+    "nats": (
+        f"nats://127.0.0.1:4222?stream=TIDINGS_BENCH{SUFFIX.upper()}&subject_prefix=tidings_bench{SUFFIX}",
+        4222,
+    ),
+    "redis": (f"redis://127.0.0.1:6379/0?stream=tidings:bench{SUFFIX}", 6379),
+    "kafka": (f"kafka://127.0.0.1:9092?topic=tidings.bench{SUFFIX}", 9092),
+    "pubsub": (f"pubsub://tidings-bench?emulator=127.0.0.1:8085&topic=tidings.bench{SUFFIX}", 8085),
 }
 TARGETS = {"rabbitmq": 0.9, "nats": 0.8, "redis": 0.8, "kafka": 0.8, "pubsub": 0.8}
 
@@ -298,14 +306,14 @@ async def purge(name: str, url: str) -> None:
         from redis.asyncio import Redis
 
         client = Redis.from_url(url.split("?")[0])
-        await client.xtrim("tidings:bench", maxlen=0)
+        await client.xtrim(f"tidings:bench{SUFFIX}", maxlen=0)
         await client.aclose()
     elif name == "nats":
         import nats
 
         client = await nats.connect("nats://127.0.0.1:4222")
         with contextlib.suppress(Exception):
-            await client.jetstream().purge_stream("TIDINGS_BENCH")
+            await client.jetstream().purge_stream(f"TIDINGS_BENCH{SUFFIX.upper()}")
         await client.close()
     elif name == "pubsub":
         # A subscription forgets its backlog when deleted; declared again, it starts empty.
@@ -411,7 +419,7 @@ def run_child(url: str, count: int, batch_size: int) -> dict[str, float]:
 
 
 def measure_backlog(*, small: int, big: int, count: int, rounds: int) -> dict[str, float]:
-    small_url = postgres_database("tidings_bench")
+    small_url = postgres_database()
     big_url = postgres_database("tidings_bench_backlog")
     assert small_url is not None and big_url is not None
     reset_tables(big_url)
@@ -453,13 +461,23 @@ def main() -> None:
     parser.add_argument("--brokers", default="rabbitmq,nats,redis,kafka,pubsub")
     parser.add_argument("--quick", action="store_true", help="smaller backlogs, fewer rounds")
     parser.add_argument("--no-backlog", action="store_true", help="skip backlog_ratio")
+    parser.add_argument("--smoke", action="store_true", help="2,000 events, 1 round")
+    parser.add_argument(
+        "--relays", type=int, default=0, help="relay_scaling: N relay processes vs one"
+    )
     arguments = parser.parse_args()
-    events = 10_000 if arguments.quick else 50_000
-    rounds = 2 if arguments.quick else 3
+    events = 2_000 if arguments.smoke else 10_000 if arguments.quick else 50_000
+    rounds = 1 if arguments.smoke else 2 if arguments.quick else 3
     url = postgres_database()
     if url is None:
         print("PostgreSQL is unreachable at 127.0.0.1:5432: nothing to measure")
         emit({})
+        return
+    if arguments.relays:
+        from _relay_scaling import report
+
+        brokers = reachable_brokers(parser, arguments.brokers, BROKERS)
+        emit(report(brokers, url, relays=arguments.relays, events=events, rounds=rounds))
         return
     figures: dict[str, object] = {}
     for name, broker_url in reachable_brokers(parser, arguments.brokers, BROKERS):
@@ -478,7 +496,7 @@ def main() -> None:
         figures[f"{name}_raw_per_s"] = round(best["raw"])
         figures[f"{name}_relay_per_s"] = round(best["relay"])
         print(f"ratio_{name}: {ratio:.3f} (target >= {TARGETS[name]})", flush=True)
-    if not arguments.no_backlog:
+    if not (arguments.no_backlog or arguments.smoke):
         small, big = 10_000, (200_000 if arguments.quick else 1_000_000)
         print(f"backlog: {small:,} vs {big:,} pending rows", flush=True)
         backlog = measure_backlog(

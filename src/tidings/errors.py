@@ -141,6 +141,11 @@ class SchemaOutdatedError(TidingsError):
     """A context's database holds tidings tables older than this version of tidings."""
 
 
+class PartitionsInUseError(TidingsError):
+    """The partition count of an outbox cannot change while live relays hold partitions:
+    stop the context's relays first."""
+
+
 class TraceNotFoundError(TidingsError):
     """No context given to ``tidings trace`` knows the id (correlation or event id)."""
 

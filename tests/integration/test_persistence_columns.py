@@ -17,7 +17,7 @@ from tests.integration.transports.conformance import collect
 from tidings import IntegrationEvent
 from tidings.domain.ids import uuid7
 from tidings.outbox import Relay
-from tidings.persistence.tables import dead_letters, outbox, relay_lease
+from tidings.persistence.tables import dead_letters, outbox, relay_members
 from tidings.transports import open_transport
 from tidings.transports.memory import MemoryTransport
 
@@ -60,7 +60,9 @@ def test_timestamps_keep_their_microseconds_and_bodies_their_bytes(
     moment = datetime(2026, 1, 2, 12, 0, 0, 123456, tzinfo=UTC)
     body = bytes(range(256)) * 800  # 200 KB, not UTF-8
     with context.engine.begin() as connection:
-        connection.execute(insert(relay_lease).values(name="archive", owner="o", expires_at=moment))
+        connection.execute(
+            insert(relay_members).values(name="archive", owner="o", expires_at=moment)
+        )
         connection.execute(
             insert(dead_letters).values(
                 letter_id=str(uuid7()),
@@ -74,7 +76,7 @@ def test_timestamps_keep_their_microseconds_and_bodies_their_bytes(
             )
         )
     with context.engine.connect() as connection:
-        expires_at = connection.execute(select(relay_lease.c.expires_at)).scalar_one()
+        expires_at = connection.execute(select(relay_members.c.expires_at)).scalar_one()
         letter = connection.execute(select(dead_letters)).one()
 
     assert expires_at == moment

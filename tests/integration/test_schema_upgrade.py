@@ -25,11 +25,11 @@ from tests.support.consumer_infra import declare, new_tag, postgres_database, ru
 from tests.support.relay_processes import ROOT, TIDINGS
 from tidings import BoundedContext
 from tidings.consumer import Consumer
-from tidings.contracts.envelope import outbox_row
+from tidings.contracts.envelope import outbox_row, partition_slot
 from tidings.domain.ids import uuid7
 from tidings.errors import SchemaOutdatedError
 from tidings.outbox import Relay
-from tidings.persistence.migrations import LATEST_VERSION, current_version, upgrade
+from tidings.persistence.migrations import LATEST_VERSION, MIGRATIONS, current_version, upgrade
 from tidings.persistence.tables import (
     dead_letters,
     handled_records,
@@ -37,6 +37,7 @@ from tidings.persistence.tables import (
     metadata,
     outbox,
     published_records,
+    schema_version,
 )
 
 
@@ -76,7 +77,7 @@ async def test_a_released_database_upgrades_and_keeps_working(
         causation_id=None,
         created_at=datetime.now(UTC),
     )
-    del row["trigger_id"]  # the released outbox has no such column
+    del row["trigger_id"], row["partition_slot"]  # the released outbox has no such columns
     with catalog.engine.begin() as connection:
         connection.execute(insert(released_schema_v1.outbox).values(**row))
     with basket.engine.begin() as connection:
@@ -117,10 +118,14 @@ async def test_a_released_database_upgrades_and_keeps_working(
             with context.engine.connect() as connection:
                 assert current_version(connection) == LATEST_VERSION
                 columns = {c["name"] for c in inspect(connection).get_columns("tidings_outbox")}
-                assert "trigger_id" in columns
+                assert {"trigger_id", "partition_slot"} <= columns
+                assert "tidings_relay_lease" not in inspect(connection).get_table_names()
                 # Indexes added to existing tables come with the upgrade too.
                 indexes = {i["name"] for i in inspect(connection).get_indexes("tidings_outbox")}
-                assert "ix_tidings_outbox_stuck" in indexes
+                assert {"ix_tidings_outbox_stuck", "ix_tidings_outbox_partition_pending"} <= indexes
+        with catalog.engine.connect() as connection:
+            slot = connection.execute(select(outbox.c.partition_slot)).scalar_one()
+        assert slot == partition_slot("p-1"), "the pending row got its key's slot"
 
         consumer = Consumer(basket)
         await declare(consumer)
@@ -144,6 +149,55 @@ async def test_a_released_database_upgrades_and_keeps_working(
     finally:
         await catalog.adispose()
         await basket.adispose()
+
+
+def test_a_version_3_outbox_gets_slots_for_every_pending_row_and_loses_its_lease(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Version 3 (one relay per outbox, a lease): the upgrade to partitioned relays gives
+    each pending row its key's slot, in batches (more rows than one batch here), leaves
+    published rows alone, and replaces the lease; relays then share the outbox."""
+    context = _released(database_url, f"sqlite:///{tmp_path / 'broker.db'}", "catalog")
+    now = datetime.now(UTC)
+    rows = [
+        {
+            "event_id": str(uuid7()),
+            "event_type": "catalog.thing",
+            "event_version": 1,
+            "source": "catalog",
+            "partition_key": f"thing-{n % 300}",
+            "payload": "{}",
+            "occurred_at": now,
+            "created_at": now,
+            "published_at": now if n < 100 else None,
+        }
+        for n in range(2_500)
+    ]
+    with context.engine.begin() as connection:
+        connection.execute(insert(released_schema_v1.outbox), rows)
+        for migration in MIGRATIONS[:2]:  # to version 3, as the previous release left it
+            migration.apply(connection)
+        connection.execute(
+            insert(released_schema_v1.relay_lease).values(
+                name="catalog", owner="old:1:relay", expires_at=now
+            )
+        )
+        connection.execute(insert(schema_version).values(version=3, applied_at=now))
+    with context.engine.connect() as connection:
+        assert current_version(connection) == 3
+    try:
+        assert upgrade(context.engine) == (3, LATEST_VERSION)
+        with context.engine.connect() as connection:
+            stored = connection.execute(
+                select(outbox.c.partition_key, outbox.c.partition_slot, outbox.c.published_at)
+            ).all()
+            assert "tidings_relay_lease" not in inspect(connection).get_table_names()
+        pending = [(key, slot) for key, slot, published in stored if published is None]
+        assert len(pending) == 2_400
+        assert all(slot == partition_slot(key) for key, slot in pending)
+        assert {slot for key, slot, published in stored if published is not None} == {0}
+    finally:
+        context.dispose()
 
 
 def test_db_init_creates_the_latest_schema_stamped(tmp_path: Path) -> None:

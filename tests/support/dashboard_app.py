@@ -24,7 +24,7 @@ from tidings import (
 )
 from tidings.consumer.dead_letters import DeadLetterReason, DeadLetterStore
 from tidings.contracts.cloudevents import CloudEvent, encode_binary
-from tidings.persistence.tables import relay_lease
+from tidings.persistence.tables import relay_members, relay_partitions
 
 PRICE_CHANGED = "dashboardtest.price_changed"
 DATABASE_ENV = "TIDINGS_DASHBOARD_TEST_DATABASE_URL"
@@ -165,12 +165,26 @@ async def add_undecodable_letter(context: BoundedContext) -> str:
 
 
 async def set_relay_lease(context: BoundedContext, owner: str, expires_in: timedelta) -> None:
-    """A relay lease row as a relay writes it (expired when ``expires_in`` < 0)."""
+    """One relay holding every partition, as a relay writes it (expired when
+    ``expires_in`` < 0)."""
     now = datetime.now(UTC)
     async with context.async_engine.begin() as connection:
-        await connection.execute(relay_lease.delete())
+        await connection.execute(relay_members.delete())
+        await connection.execute(relay_partitions.delete())
         await connection.execute(
-            relay_lease.insert().values(
+            relay_partitions.insert(),
+            [
+                {
+                    "name": context.name,
+                    "partition_no": n,
+                    "owner": owner,
+                    "expires_at": now + expires_in,
+                }
+                for n in range(16)
+            ],
+        )
+        await connection.execute(
+            relay_members.insert().values(
                 name=context.name,
                 owner=owner,
                 expires_at=now + expires_in,

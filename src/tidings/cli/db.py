@@ -15,11 +15,33 @@ db_app = typer.Typer(help="The tidings tables in a context's database.", no_args
 
 
 @db_app.command("init")
-def db_init(target: AppArg) -> None:
+def db_init(
+    target: AppArg,
+    partitions: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=4096,
+            help="Relay partitions of the outbox: at most this many relay processes share "
+            "it with per-key order (default 16; change later with `tidings outbox "
+            "partitions`).",
+        ),
+    ] = None,
+) -> None:
     """Create the tidings tables at the latest schema version (upgrading older ones)."""
+    from tidings.outbox.partitions import DEFAULT_PARTITIONS, ensure_partitions
+
     context = load_context(target)
     tables = context.create_tables()
+    with context.engine.begin() as connection:
+        count = ensure_partitions(connection, context.name, partitions or DEFAULT_PARTITIONS)
     console.print(f"[green]✓[/] {redact(context.database_url)}: {', '.join(tables)}")
+    if partitions is not None and count != partitions:
+        from tidings.cli.outbox import change_partitions
+
+        change_partitions(context, partitions)
+    else:
+        console.print(f"  outbox of {context.name}: {count} relay partitions")
 
 
 @db_app.command("upgrade")

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from tidings.cli.common import AppArg, BrokerOpt, JsonOpt, console, iso
+from tidings.cli.common import AppArg, BrokerOpt, JsonOpt, console, errors, iso
 from tidings.cli.loading import load_context
+
+if TYPE_CHECKING:
+    from tidings.context import BoundedContext
 
 outbox_app = typer.Typer(help="Inspect and replay a context's outbox.", no_args_is_help=True)
 
@@ -46,6 +49,18 @@ def outbox_status(target: AppArg, as_json: JsonOpt = False) -> None:
                     "relay_owner": status.relay_owner,
                     "relay_lease_expires_at": iso(status.relay_lease_expires_at),
                     "relay_lease_expired": status.relay_lease_expired,
+                    "partitions": status.partitions,
+                    "relays": [
+                        {
+                            "owner": relay.owner,
+                            "partitions": list(relay.partitions),
+                            "expires_at": iso(relay.expires_at),
+                            "expired": relay.expired,
+                            "rate_per_s": relay.rate_per_s,
+                            "published_total": relay.published_total,
+                        }
+                        for relay in status.relays
+                    ],
                     "stuck": [
                         {
                             "position": row.position,
@@ -72,7 +87,24 @@ def outbox_status(target: AppArg, as_json: JsonOpt = False) -> None:
     if status.relay_lease_expired:
         relay = f"{relay} [red]STALE: lease expired {iso(status.relay_lease_expires_at)}[/]"
     table.add_row("relay", relay)
+    table.add_row(
+        "partitions", "not created yet" if status.partitions is None else str(status.partitions)
+    )
     console.print(table)
+    if status.relays:
+        relays = Table(title="relays (partitions per owner)")
+        for column in ("owner", "partitions", "rate", "published", "lease"):
+            relays.add_column(column)
+        for member in status.relays:
+            lease = f"[red]expired {iso(member.expires_at)}[/]" if member.expired else "live"
+            relays.add_row(
+                member.owner,
+                _ranges(member.partitions),
+                f"{member.rate_per_s:.1f}/s",
+                str(member.published_total),
+                lease,
+            )
+        console.print(relays)
     if status.stuck:
         stuck = Table(title="stuck rows (failed attempts)")
         for column in ("position", "type", "attempts", "last error"):
@@ -134,3 +166,70 @@ def outbox_replay(
         print(json.dumps({"context": context.name, "replayed": count}))
     else:
         console.print(f"[green]✓[/] re-sent {count} archived events of {context.name}")
+
+
+def _ranges(numbers: tuple[int, ...]) -> str:
+    """0-3,7,9-10: partition numbers, readable (they are sorted)."""
+    spans: list[list[int]] = []
+    for number in numbers:
+        if spans and spans[-1][1] == number - 1:
+            spans[-1][1] = number
+        else:
+            spans.append([number, number])
+    text = ",".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
+    return f"{len(numbers)}: {text}" if numbers else "none"
+
+
+@outbox_app.command("partitions")
+def outbox_partitions(
+    target: AppArg,
+    count: Annotated[
+        int | None,
+        typer.Argument(
+            min=1,
+            max=4096,
+            help="The new partition count; omit it to show the current one. Refused "
+            "while relays hold partitions: stop them first.",
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show or change how many relay partitions the outbox has (see docs/operations.md).
+
+    Rows keep their slot (crc32 of the key modulo 4096); a row's partition is its slot
+    modulo the count, so any count from 1 to 4096 works and no row is rewritten.
+    """
+    from tidings.outbox.partitions import partition_count
+
+    context = load_context(target)
+    if count is not None:
+        change_partitions(context, count, as_json=as_json)
+        return
+    with context.engine.connect() as connection:
+        current = partition_count(connection, context.name)
+    if as_json:
+        print(json.dumps({"context": context.name, "partitions": current or None}))
+    elif current:
+        console.print(f"outbox of {context.name}: {current} relay partitions")
+    else:
+        console.print(
+            f"outbox of {context.name}: no partitions yet (the first relay creates 16; "
+            "`tidings db init APP --partitions N` or this command with N chooses)"
+        )
+
+
+def change_partitions(context: BoundedContext, count: int, *, as_json: bool = False) -> None:
+    """Set the partition count of ``context``'s outbox; exit 1 while relays hold some."""
+    from tidings.errors import PartitionsInUseError
+    from tidings.outbox.partitions import set_partition_count
+
+    try:
+        with context.engine.begin() as connection:
+            before = set_partition_count(connection, context.name, count)
+    except PartitionsInUseError as error:
+        errors.print(f"[red]PartitionsInUseError[/]: {error}")
+        raise typer.Exit(1) from None
+    if as_json:
+        print(json.dumps({"context": context.name, "partitions": count, "before": before}))
+    else:
+        console.print(f"[green]✓[/] outbox of {context.name}: {before} → {count} relay partitions")

@@ -59,7 +59,10 @@ def relay(
     broker: BrokerOpt = None,
     lease_ttl: Annotated[
         float,
-        typer.Option(help="Seconds before a standby relay takes over from a silent one."),
+        typer.Option(
+            help="Seconds before the partitions of a silent relay go to the other relays "
+            "(each heartbeats every third of it)."
+        ),
     ] = 10.0,
     unrouted_grace: UnroutedGraceOpt = 30.0,
     max_poll_interval: MaxPollIntervalOpt = 1.0,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zlib
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -14,6 +15,17 @@ from tidings.contracts.registry import ContractRegistry, default_registry
 from tidings.errors import ContractValidationError, DecodeError
 
 _EXCLUDED: set[str] = set(ENVELOPE_FIELDS)
+
+#: Every outbox row stores ``crc32(partition key) % PARTITION_SLOTS``: fixed forever, so
+#: the partition count of an outbox (P, any value from 1 to 4096) can change without
+#: rewriting rows; the row belongs to relay partition ``slot % P``. Keys with one slot
+#: always share a partition, whatever P, which is all per-key order needs.
+PARTITION_SLOTS = 4096
+
+
+def partition_slot(partition_key: str) -> int:
+    """The slot of an outbox row with this partition key (crc32 of its UTF-8 bytes)."""
+    return zlib.crc32(partition_key.encode()) % PARTITION_SLOTS
 
 
 def outbox_row(
@@ -30,12 +42,14 @@ def outbox_row(
 ) -> dict[str, Any]:
     """The outbox row of ``event``: column name to value, payload already JSON."""
     cls = type(event)
+    key = partition_key if partition_key is not None else event.partition_key()
     return {
         "event_id": str(event.event_id),
         "event_type": cls.event_type,
         "event_version": cls.event_version,
         "source": source,
-        "partition_key": partition_key if partition_key is not None else event.partition_key(),
+        "partition_key": key,
+        "partition_slot": partition_slot(key),
         "payload": event.__pydantic_serializer__.to_json(event, exclude=_EXCLUDED).decode(),
         "occurred_at": event.occurred_at,
         "created_at": created_at,

@@ -1,6 +1,6 @@
 """``tidings dashboard``: a web UI over one or several contexts.
 
-Overview (outbox, relay lease, consumer lag, dead letters), dead letters filtered,
+Overview (outbox, relays, consumer lag, dead letters), dead letters filtered,
 shown, replayed and purged, and event lookup by event id or correlation id.
 Server-rendered (Starlette and Jinja2, ``pip install 'tidings[dashboard]'``)::
 

@@ -7,6 +7,11 @@ exponential backoff and jitter; nothing is dropped, skipped or reordered. A cras
 between confirmation and deletion re-sends the batch: duplicates, never loss, and the
 consumers' inboxes make duplicates harmless.
 
+Several relay processes can share one outbox: each owns a share of its partitions and
+reads only their rows, keeping per-key order through every rebalance
+(:mod:`tidings.outbox.partitions`); one relay alone owns them all. The read-ahead and
+the marks in flight are :mod:`tidings.outbox.pipeline`.
+
 Run it as ``tidings relay APP`` or embedded::
 
     relay = Relay(context)
@@ -24,21 +29,18 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import deque
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, cast
-
-from sqlalchemy.exc import DBAPIError, OperationalError
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Literal
 
 from tidings.application.retry import RetryPolicy
-from tidings.contracts.cloudevents import CloudEvent
-from tidings.contracts.envelope import OutboxRow, cloud_event_from_row
+from tidings.contracts.envelope import OutboxRow
 from tidings.contracts.limits import check_batch_size
 from tidings.contracts.signing import KeyRing
 from tidings.observability.metrics import count_rows, record_relay_delays
 from tidings.observability.tracing import messaging_system, send_span
-from tidings.outbox.lease import RelayLease, default_owner
+from tidings.outbox.partitions import PartitionLeases, default_owner
+from tidings.outbox.pipeline import RETRYABLE, ReadPipeline
+from tidings.outbox.stats import RelayStats
 from tidings.outbox.store import OutboxStore, Retention
 from tidings.outbox.unrouted import UnroutedTypes
 from tidings.outbox.wakeup import Wakeup
@@ -52,49 +54,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("tidings.relay")
 
-_Row = Mapping[str, Any]
-_RETRYABLE = (TransportError, OperationalError, DBAPIError, OSError, TimeoutError)
-# While batches are full the relay reads ahead past the batch in flight; at least this
-# often it reads from the start of the outbox again, to pick up rows whose transaction
-# took a position early but committed after later positions had been read.
-_RESCAN_INTERVAL = 1.0
 # How long the relay waits before publishing again events no subscription took yet.
 _HOLD_INTERVAL = 0.25
-
-# Rows, and their CloudEvents grouped by consecutive source.
-_Batch = tuple[Sequence[OutboxRow], list[tuple[str, list[CloudEvent]]]]
-
-
-@dataclass(slots=True)
-class RelayStats:
-    """Counters of one relay run, for progress displays and benchmarks."""
-
-    published: int = 0
-    #: Events no subscription took, archived as unrouted (after ``unrouted_grace``).
-    unroutable: int = 0
-    #: Times the relay held the outbox because a type had no subscription yet.
-    held: int = 0
-    batches: int = 0
-    failures: int = 0
-    last_error: str | None = None
-    started_at: float = field(default_factory=time.monotonic)
-    _window: deque[tuple[float, int]] = field(default_factory=deque, repr=False)
-
-    def record(self, count: int) -> None:
-        self.published += count
-        self.batches += 1
-        now = time.monotonic()
-        self._window.append((now, count))
-        while self._window and self._window[0][0] < now - 60:
-            self._window.popleft()
-
-    @property
-    def rate_per_s(self) -> float:
-        """Events per second over the last minute."""
-        if not self._window:
-            return 0.0
-        span = max(time.monotonic() - self._window[0][0], 1.0)
-        return sum(count for _, count in self._window) / span
 
 
 class Relay:
@@ -104,7 +65,8 @@ class Relay:
     :param batch_size: rows per broker batch (one round of pipelined confirms).
     :param retention: delete confirmed rows, or archive them for replay.
     :param retry: backoff while the broker or database is unavailable.
-    :param lease_ttl: seconds before a standby relay takes over from a silent one.
+    :param lease_ttl: seconds before the partitions of a silent relay go to the others
+        (several relays share an outbox by partitions: :mod:`tidings.outbox.partitions`).
     :param signing: the key ring whose first key signs every event; by default read from
         the environment for the context (:meth:`KeyRing.from_environment`); empty: unsigned.
     :param complete_after_commit: also run due after-commit handlers of the context
@@ -135,7 +97,7 @@ class Relay:
         self.retention = Retention(retention)
         self.retry = retry or RetryPolicy(initial_delay=0.05, max_delay=10.0)
         self.store = OutboxStore(context.async_engine)
-        self.lease = RelayLease(
+        self.lease = PartitionLeases(
             context.async_engine, name=context.name, owner=default_owner(), ttl=lease_ttl
         )
         self._wakeup = Wakeup(context.async_engine.url, max_interval=max_idle_interval)
@@ -144,17 +106,21 @@ class Relay:
         self._next_after_commit = 0.0
         self._stopping = asyncio.Event()
         self._unreported = 0
-        # The pipeline: rows after the batch being confirmed, read meanwhile, and the
-        # delete (or archive) of the previous confirmed batch, still running.
-        self._read_ahead: asyncio.Future[_Batch] | None = None
-        self._marking: asyncio.Future[None] | None = None
-        # Positions confirmed by the broker whose delete (or archive) is in flight.
-        self._marking_positions: frozenset[int] = frozenset()
-        self._rescan_at = 0.0
+        self._pipeline = ReadPipeline(self.store, batch_size)
         self._unrouted = UnroutedTypes(unrouted_grace)
         self.stats = RelayStats()
         self._system = messaging_system(self.transport.url)
         self.signing = KeyRing.from_environment(context.name) if signing is None else signing
+
+    @property
+    def signing(self) -> KeyRing:
+        """The key ring whose first key signs every event (empty: unsigned)."""
+        return self._signing
+
+    @signing.setter
+    def signing(self, ring: KeyRing) -> None:
+        self._signing = ring
+        self._pipeline.signing = ring or None
 
     # -- lifecycle --------------------------------------------------------------------
     async def stop(self) -> None:
@@ -185,7 +151,10 @@ class Relay:
             await self._shutdown()
 
     async def drain(self) -> int:
-        """Relay until the outbox is empty, then return how many events were sent."""
+        """Relay until the outbox is empty, then return how many events were sent.
+
+        With other relays on the outbox: until the partitions this relay owns are empty.
+        """
         await ensure_current(self.context.async_engine, self.context.name)
         await self._connect()
         before = self.stats.published
@@ -216,11 +185,10 @@ class Relay:
         rows: Sequence[OutboxRow] = ()
         published = False
         try:
-            rows, groups = await self._next_batch()
+            rows, groups = await self._pipeline.next_batch()
             if not rows:
                 return 0
-            if len(rows) == self.batch_size and time.monotonic() < self._rescan_at:
-                self._read_ahead = asyncio.ensure_future(self._read(after=rows[-1]["position"]))
+            self._pipeline.read_ahead(rows)
             unroutable: list[int] = []
             start = 0
             with send_span(self._system, rows):
@@ -235,14 +203,9 @@ class Relay:
                     return kept
             count_rows("relayed", rows)
             record_relay_delays(rows)
-            await self._settle_marking()  # at most one mark in flight
-            positions = [row["position"] for row in rows]
-            self._marking_positions = frozenset(positions)
-            self._marking = asyncio.ensure_future(
-                self.store.mark_published(positions, self.retention)
-            )
-        except _RETRYABLE as error:
-            await self._drop_pipeline()
+            await self._pipeline.mark(rows, self.retention)
+        except RETRYABLE as error:
+            await self._pipeline.drop()
             # Rows confirmed but not marked are sent again later: duplicates, not loss.
             await self._failed(() if published else rows, error)
             return None
@@ -263,7 +226,7 @@ class Relay:
         )
         if settled is None:
             return False
-        await self._drop_pipeline()
+        await self._pipeline.drop()
         self.stats.unroutable += settled.unrouted
         self.stats.record(settled.sent)
         self._unreported += settled.sent
@@ -278,71 +241,13 @@ class Relay:
                 settled.held_type,
                 self._unrouted.grace,
             )
-        with contextlib.suppress(*_RETRYABLE):
+        with contextlib.suppress(*RETRYABLE):
             await self.store.record_failure(
                 [settled.held_position],
                 TransportError(f"no subscription takes {settled.held_type} yet: held"),
             )
         await self._sleep(_HOLD_INTERVAL)
         return None
-
-    async def _next_batch(self) -> _Batch:
-        if self._read_ahead is not None:
-            read_ahead, self._read_ahead = self._read_ahead, None
-            batch = await read_ahead
-            if batch[0]:
-                return batch
-        # Reading from the start does not wait for the mark in flight (a round trip on
-        # the latency path): rows it may still return are confirmed ones, left out.
-        self._rescan_at = time.monotonic() + _RESCAN_INTERVAL
-        batch = await self._read(after=0, confirmed=self._marking_positions)
-        if not batch[0] and self._marking is not None:
-            # Only confirmed rows came back: once they are gone, later ones may follow.
-            await self._settle_marking()
-            batch = await self._read(after=0)
-        return batch
-
-    async def _read(self, after: int, confirmed: frozenset[int] = frozenset()) -> _Batch:
-        """Rows past ``after`` (except ``confirmed`` ones) and their CloudEvents.
-
-        Read ahead, the events are built while the broker confirms the batch before,
-        when this process would otherwise wait.
-        """
-        rows = await self.store.fetch_pending(self.batch_size, after=after)
-        if confirmed:
-            rows = [row for row in rows if row["position"] not in confirmed]
-        # A batch normally holds one source (the context); split where it changes so
-        # each transport call names the right producer.
-        groups: list[tuple[str, list[CloudEvent]]] = []
-        signing = self.signing or None
-        for row in rows:
-            event = cloud_event_from_row(cast(_Row, row))
-            if signing is not None:
-                event = signing.sign(event)  # once per event, as its wire form is built
-            if not groups or groups[-1][0] != event.source:
-                groups.append((event.source, []))
-            groups[-1][1].append(event)
-        return rows, groups
-
-    async def _settle_marking(self) -> None:
-        """Wait for the mark in flight; raises its error."""
-        marking, self._marking = self._marking, None
-        if marking is not None:
-            try:
-                await marking
-            finally:
-                self._marking_positions = frozenset()
-
-    async def _drop_pipeline(self) -> None:
-        """Forget the rows read ahead; let the mark in flight finish (its rows were sent)."""
-        read_ahead, self._read_ahead = self._read_ahead, None
-        if read_ahead is not None:
-            read_ahead.cancel()
-            await asyncio.wait({read_ahead})
-            if not read_ahead.cancelled():
-                read_ahead.exception()  # retrieved: asyncio would log it otherwise
-        with contextlib.suppress(*_RETRYABLE):
-            await self._settle_marking()
 
     async def _failed(self, rows: Sequence[OutboxRow], error: BaseException) -> None:
         self.stats.failures += 1
@@ -355,7 +260,7 @@ class Relay:
             delay,
         )
         if rows:
-            with contextlib.suppress(*_RETRYABLE):
+            with contextlib.suppress(*RETRYABLE):
                 await self.store.record_failure([row["position"] for row in rows], error)
         await self._sleep(delay)
         if isinstance(error, TransportError | OSError | TimeoutError):
@@ -363,18 +268,40 @@ class Relay:
 
     # -- helpers --------------------------------------------------------------------------
     async def _hold_lease(self) -> bool:
+        """Heartbeat when due and rebalance; True while this relay owns partitions.
+
+        The mark in flight is settled first, so a partition given back has no batch
+        confirmed but unmarked (its new owner would send that again). Rows read ahead
+        for another set of partitions are dropped: the next read starts from the oldest
+        pending row of the partitions owned now.
+        """
         if not self.lease.renew_due:
-            return True
+            return bool(self._pipeline.ownership and self._pipeline.ownership.owned)
         try:
+            await self._pipeline.settle_marking()
             published, self._unreported = self._unreported, 0
-            held = await self.lease.acquire(published=published, rate=self.stats.rate_per_s)
-            if not held:
-                await self._drop_pipeline()  # another relay owns the outbox now
-            return held
-        except _RETRYABLE as error:
-            await self._drop_pipeline()
+            ownership = await self.lease.heartbeat(published=published, rate=self.stats.rate_per_s)
+        except RETRYABLE as error:
+            await self._pipeline.drop()
             await self._failed((), error)
             return False
+        # The partitions this relay reads from now on.
+        previous, self._pipeline.ownership = self._pipeline.ownership, ownership
+        if previous is None or (previous.partitions, previous.owned) != (
+            ownership.partitions,
+            ownership.owned,
+        ):
+            await self._pipeline.drop()
+            if previous is not None:
+                logger.info(
+                    "%s: relay %s owns %d of %d partitions (%d relays)",
+                    self.context.name,
+                    self.lease.owner,
+                    len(ownership.owned),
+                    ownership.partitions,
+                    ownership.members,
+                )
+        return bool(ownership.owned)
 
     async def _idle(self) -> None:
         self.stats.failures = 0
@@ -406,7 +333,7 @@ class Relay:
             try:
                 await self.transport.connect()
                 return
-            except _RETRYABLE as error:
+            except RETRYABLE as error:
                 attempt += 1
                 delay = self.retry.delay(attempt)
                 logger.warning(
@@ -420,8 +347,15 @@ class Relay:
     async def _record_unreachable(self, error: BaseException) -> None:
         """Count a failed attempt on the rows first in line, so ``outbox status`` shows
         why they wait even when the broker was down before anything could be sent."""
-        with contextlib.suppress(*_RETRYABLE):
-            rows = await self.store.fetch_pending(self.batch_size)
+        with contextlib.suppress(*RETRYABLE):
+            if self.lease.renew_due:
+                # Which rows are this relay's: those of the partitions it would relay.
+                self._pipeline.ownership = await self.lease.heartbeat()
+            if self._pipeline.ownership is None:
+                return
+            rows = await self.store.fetch_pending(
+                self.batch_size, ownership=self._pipeline.ownership
+            )
             if rows:
                 await self.store.record_failure([row["position"] for row in rows], error)
 
@@ -432,14 +366,13 @@ class Relay:
 
     async def _shutdown(self) -> None:
         with contextlib.suppress(Exception):
-            await self._drop_pipeline()
+            await self._pipeline.drop()
         with contextlib.suppress(Exception):
             await self.store.close()
         await self._wakeup.stop()
-        with contextlib.suppress(*_RETRYABLE):
-            if self._unreported:
-                await self.lease.acquire(published=self._unreported, rate=0.0)
-                self._unreported = 0
-            await self.lease.release()
+        with contextlib.suppress(*RETRYABLE):
+            await self.lease.release(published=self._unreported)
+            self._unreported = 0
+        self._pipeline.ownership = None
         with contextlib.suppress(Exception):
             await self.transport.close()

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BigInteger, any_, bindparam, case, delete, func, select, update
+from sqlalchemy import BigInteger, Integer, any_, bindparam, case, delete, func, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import DBAPIError
@@ -18,8 +18,9 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from tidings.causality.records import record_published, relay_marks
 from tidings.contracts.envelope import OutboxRow
+from tidings.outbox.partitions import Ownership, RelayMember, relay_overview
 from tidings.persistence.engines import READ_ONLY_OPTION
-from tidings.persistence.tables import outbox, relay_lease
+from tidings.persistence.tables import outbox
 from tidings.redaction import describe_error
 
 _c = outbox.c
@@ -66,8 +67,14 @@ class OutboxStatus:
     None when not counted."""
     stuck: list[StuckRow]
     publish_rate_per_s: float | None
+    """Of the live relays together; None before any relay ran."""
     relay_owner: str | None
+    """The relay holding the most partitions (or the last one seen)."""
     relay_lease_expires_at: datetime | None
+    partitions: int | None = None
+    """P, the outbox's partition count (None before ``db init`` or a relay made them)."""
+    relays: tuple[RelayMember, ...] = ()
+    """Every relay process seen lately, live ones first, with the partitions it holds."""
 
     @property
     def relay_lease_expired(self) -> bool:
@@ -93,17 +100,28 @@ class OutboxStore:
         self._held: dict[str, AsyncConnection] = {}
         pending = _c.published_at.is_(None)
         available = (_c.available_at.is_(None)) | (_c.available_at <= bindparam("now"))
-        self._fetch = (
+        fetch = (
             select(*_relay_columns)
             .where(pending, available, _c.position > bindparam("after"))
             .order_by(_c.position)
             .limit(bindparam("limit"))
         )
+        # A relay owning some partitions of P reads only theirs; one owning all of them
+        # reads as a single relay always did (the statement without the filter).
+        partition = _c.partition_slot % bindparam("partitions", type_=Integer)
+        mine = (
+            partition == any_(bindparam("owned", type_=ARRAY(Integer)))
+            if self._postgres
+            else partition.in_(bindparam("owned", expanding=True))
+        )
+        self._fetches = {False: fetch, True: fetch.where(mine)}
         # The same query as the driver runs it: on PostgreSQL the relay's read goes
         # straight to asyncpg, whose records it indexes by name like SQLAlchemy's rows,
         # without a result row built around each (a third of the relay's cost per event).
-        compiled = self._fetch.compile(dialect=engine.dialect)
-        self._fetch_sql, self._fetch_order = str(compiled), compiled.positiontup or []
+        self._native = {}
+        for filtered, statement in self._fetches.items():
+            compiled = statement.compile(dialect=engine.dialect)
+            self._native[filtered] = (str(compiled), compiled.positiontup or [])
         self._native_fetch = self._postgres and engine.dialect.driver == "asyncpg"
         in_batch: ColumnElement[bool] = _c.position.in_(bindparam("positions", expanding=True))
         if self._postgres:
@@ -129,35 +147,46 @@ class OutboxStore:
             .values(attempts=_c.attempts + 1, last_error=bindparam("error"))
         )
 
-    async def fetch_pending(self, limit: int, after: int = 0) -> Sequence[OutboxRow]:
-        """Up to ``limit`` unpublished rows past position ``after``, in position order."""
-        parameters = {"now": datetime.now(UTC), "after": after, "limit": limit}
+    async def fetch_pending(
+        self, limit: int, after: int = 0, *, ownership: Ownership | None = None
+    ) -> Sequence[OutboxRow]:
+        """Up to ``limit`` unpublished rows past position ``after``, in position order;
+        only those of the partitions owned, given an ``ownership`` of some of them."""
+        parameters: dict[str, Any] = {"now": datetime.now(UTC), "after": after, "limit": limit}
+        filtered = ownership is not None and not ownership.owns_all
+        if ownership is not None and filtered:
+            if not ownership.owned:
+                return []
+            parameters["partitions"] = ownership.partitions
+            parameters["owned"] = sorted(ownership.owned)
+        statement = self._fetches[filtered]
         if self._native_fetch:
             async with self._single_statement("read") as connection:
-                return await self._fetch_natively(connection, parameters)
+                return await self._fetch_natively(connection, parameters, filtered)
         if self._postgres:
             async with self._single_statement("read") as connection:
-                return (await connection.execute(self._fetch, parameters)).mappings().all()
+                return (await connection.execute(statement, parameters)).mappings().all()
         async with self.engine.connect() as connection:
             # SQLite: a deferred (read) transaction. Taking the write lock to read, as
             # other transactions there do, would make producers' commits and the
             # relay's reads wait for each other.
             await connection.execution_options(**{READ_ONLY_OPTION: True})
-            result = await connection.execute(self._fetch, parameters)
+            result = await connection.execute(statement, parameters)
             rows = result.mappings().all()
             await connection.rollback()
         return rows
 
     async def _fetch_natively(
-        self, connection: AsyncConnection, parameters: dict[str, Any]
+        self, connection: AsyncConnection, parameters: dict[str, Any], filtered: bool
     ) -> Sequence[OutboxRow]:
         driver: Any = (await connection.get_raw_connection()).driver_connection
-        arguments = [parameters[name] for name in self._fetch_order]
+        sql, order = self._native[filtered]
+        arguments = [parameters[name] for name in order]
         try:
-            rows: Sequence[OutboxRow] = await driver.fetch(self._fetch_sql, *arguments)
+            rows: Sequence[OutboxRow] = await driver.fetch(sql, *arguments)
         except Exception as exc:
             # What SQLAlchemy would raise: the relay retries database errors with backoff.
-            raise DBAPIError(self._fetch_sql, arguments, exc) from exc
+            raise DBAPIError(sql, arguments, exc) from exc
         return rows
 
     async def mark_published(self, positions: list[int], retention: Retention) -> None:
@@ -250,7 +279,7 @@ class OutboxStore:
             return int(getattr(result, "rowcount", 0) or 0)
 
     async def status(self, stuck_limit: int = 10, *, count_archived: bool = True) -> OutboxStatus:
-        """Pending count, lag, stuck rows and the relay's lease and rate.
+        """Pending count, lag, stuck rows, and the relays with their partitions and rates.
 
         Every query is served by an index except the archived count, which reads
         every archived row: pass ``count_archived=False`` where that is too slow (the
@@ -311,24 +340,20 @@ class OutboxStore:
                         .limit(stuck_limit)
                     )
                 ).all()
-            lease = (
-                (
-                    await connection.execute(
-                        select(relay_lease).order_by(relay_lease.c.name).limit(1)
-                    )
-                )
-                .mappings()
-                .first()
-            )
+            partitions, relays = await connection.run_sync(relay_overview)
+        live = [relay for relay in relays if not relay.expired]
+        first = relays[0] if relays else None
         return OutboxStatus(
             pending=int(count),
             oldest_pending_at=_as_aware(oldest),
             archived=None if archived is None else int(archived),
             unrouted=None if unrouted is None else int(unrouted),
             stuck=[StuckRow(*row) for row in stuck_rows],
-            publish_rate_per_s=float(lease["rate_per_s"]) if lease else None,
-            relay_owner=lease["owner"] if lease else None,
-            relay_lease_expires_at=_as_aware(lease["expires_at"]) if lease else None,
+            publish_rate_per_s=sum(r.rate_per_s for r in live) if relays else None,
+            relay_owner=first.owner if first else None,
+            relay_lease_expires_at=first.expires_at if first else None,
+            partitions=partitions,
+            relays=tuple(relays),
         )
 
 

@@ -15,15 +15,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, Engine, func, inspect, select, text
+from sqlalchemy import Connection, Engine, bindparam, func, inspect, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tidings.contracts.envelope import partition_slot
 from tidings.errors import SchemaOutdatedError
 from tidings.persistence.tables import (
     handled_records,
     metadata,
+    outbox,
     published_records,
+    relay_members,
+    relay_partitions,
     schema_version,
 )
 
@@ -82,6 +86,45 @@ def _widen_mysql_columns(connection: Connection) -> None:
             connection.execute(text(f"ALTER TABLE `{table.name}` {', '.join(changes)}"))
 
 
+# Pending rows given their slot per statement batch: bounded memory on a large backlog.
+_SLOT_BATCH = 1000
+
+
+def _partition_relays(connection: Connection) -> None:
+    """Partitioned relays: outbox ``partition_slot``, members and partitions, no lease.
+
+    The slot is crc32 of the key, computed here in Python (PostgreSQL has no crc32, and
+    the three databases would not agree on one in SQL). Only pending rows need it: the
+    archived ones are never read by a relay again (replays send them directly).
+    """
+    columns = {c["name"] for c in inspect(connection).get_columns("tidings_outbox")}
+    if "partition_slot" not in columns:
+        connection.execute(
+            text("ALTER TABLE tidings_outbox ADD COLUMN partition_slot INTEGER NOT NULL DEFAULT 0")
+        )
+    pending = outbox.c.published_at.is_(None)
+    after = 0
+    while True:
+        rows = connection.execute(
+            select(outbox.c.position, outbox.c.partition_key)
+            .where(pending, outbox.c.position > after)
+            .order_by(outbox.c.position)
+            .limit(_SLOT_BATCH)
+        ).all()
+        if not rows:
+            break
+        connection.execute(
+            outbox.update()
+            .where(outbox.c.position == bindparam("row"))
+            .values(partition_slot=bindparam("slot")),
+            [{"row": position, "slot": partition_slot(key)} for position, key in rows],
+        )
+        after = rows[-1][0]
+    metadata.create_all(connection, tables=[relay_members, relay_partitions])
+    if "tidings_relay_lease" in inspect(connection).get_table_names():
+        connection.execute(text("DROP TABLE tidings_relay_lease"))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         2,
@@ -92,6 +135,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         3,
         "MySQL/MariaDB: DATETIME(6), LONGTEXT and LONGBLOB columns (no-op elsewhere)",
         _widen_mysql_columns,
+    ),
+    Migration(
+        4,
+        "partitioned relays: outbox partition_slot (given to pending rows), "
+        "tidings_relay_members and tidings_relay_partitions replace tidings_relay_lease",
+        _partition_relays,
     ),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
@@ -114,8 +163,10 @@ def current_version(connection: Connection) -> int:
         return 0
     if set(metadata.tables) <= tables:
         columns = {c["name"] for c in inspect(connection).get_columns("tidings_outbox")}
-        if "trigger_id" in columns:
+        if "partition_slot" in columns:
             return LATEST_VERSION
+        if "trigger_id" in columns:
+            return 3
     return 1
 
 

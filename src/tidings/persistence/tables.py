@@ -36,6 +36,9 @@ outbox = Table(
     Column("event_version", Integer, nullable=False),
     Column("source", String(200), nullable=False),
     Column("partition_key", String(200), nullable=False),
+    # crc32(partition_key) % PARTITION_SLOTS, fixed when the row is made; the relay
+    # owning partition ``slot % P`` sends it (tidings.outbox.partitions).
+    Column("partition_slot", Integer, nullable=False, server_default="0"),
     Column("payload", LongText, nullable=False),
     Column("occurred_at", UtcDateTime, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
@@ -56,6 +59,15 @@ outbox = Table(
 )
 Index(
     "ix_tidings_outbox_pending",
+    outbox.c.position,
+    postgresql_where=outbox.c.published_at.is_(None),
+    sqlite_where=outbox.c.published_at.is_(None),
+)
+# A partition's oldest pending rows, in position order (status, and relays that own few
+# partitions of a large backlog).
+Index(
+    "ix_tidings_outbox_partition_pending",
+    outbox.c.partition_slot,
     outbox.c.position,
     postgresql_where=outbox.c.published_at.is_(None),
     sqlite_where=outbox.c.published_at.is_(None),
@@ -124,15 +136,28 @@ Index("ix_tidings_dead_letters_consumer", dead_letters.c.consumer, dead_letters.
 # The dashboard's event lookup finds a message's dead letter by its event id.
 Index("ix_tidings_dead_letters_event", dead_letters.c.event_id)
 
-relay_lease = Table(
-    "tidings_relay_lease",
+# Partitioned relays (tidings.outbox.partitions): the relay processes of an outbox, each
+# heartbeating its row, and one row per partition saying which relay owns it until when.
+relay_members = Table(
+    "tidings_relay_members",
     metadata,
-    Column("name", String(200), primary_key=True),
+    Column("name", String(200), nullable=False),
     Column("owner", String(200), nullable=False),
     Column("expires_at", UtcDateTime, nullable=False),
     Column("published_total", BigInteger, nullable=False, server_default="0"),
     Column("rate_per_s", Float, nullable=False, server_default="0"),
     Column("updated_at", UtcDateTime),
+    PrimaryKeyConstraint("name", "owner", name="pk_tidings_relay_members"),
+)
+
+relay_partitions = Table(
+    "tidings_relay_partitions",
+    metadata,
+    Column("name", String(200), nullable=False),
+    Column("partition_no", Integer, nullable=False),
+    Column("owner", String(200)),
+    Column("expires_at", UtcDateTime),
+    PrimaryKeyConstraint("name", "partition_no", name="pk_tidings_relay_partitions"),
 )
 
 # Causal records (tidings trace): small rows kept for ``causal_retention`` after the

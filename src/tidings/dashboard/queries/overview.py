@@ -1,4 +1,4 @@
-"""The overview of one context: outbox, relay lease, dead letters, consumer lag."""
+"""The overview of one context: outbox, relays, dead letters, consumer lag."""
 
 from __future__ import annotations
 

@@ -1,0 +1,349 @@
+"""Several relays on one outbox: partitions, owned through leases, keep per-key order.
+
+Every outbox row stores a *slot*, ``crc32(partition key) % 4096``
+(:func:`tidings.contracts.envelope.partition_slot`), fixed when the row is made. An
+outbox has a partition count P (any value from 1 to 4096, :data:`DEFAULT_PARTITIONS`
+unless ``tidings db init APP --partitions N`` or ``tidings outbox partitions APP N``
+chose another), one ``tidings_relay_partitions`` row per partition; a row belongs to
+partition ``slot % P``, so all the rows of one key belong to one partition.
+
+Each relay process heartbeats its ``tidings_relay_members`` row every ``ttl / 3`` s
+and, in the same transaction, with the partition rows locked (``SELECT ... FOR
+UPDATE`` on PostgreSQL and MariaDB; SQLite serializes writers anyway), rebalances: its
+fair share is ``ceil(P / live relays)``; it gives back the partitions above its share
+and takes free or expired ones up to it, and renews the rest for ``ttl`` s. A relay
+reads only "the oldest pending rows of my partitions, in position order" and gives a
+partition back only after the batch it has in flight was confirmed and marked; one
+killed stops renewing, and its partitions are free once their lease expired. One relay
+alone owns every partition and reads exactly as a single relay always did.
+
+Why per-key order holds through every rebalance, with marks (deletes or archives of
+confirmed rows) that are not fenced by the lease:
+
+* A relay publishes a row only after every earlier row of its key was confirmed by the
+  broker, or comes before it in the same batch: it reads the oldest pending rows of a
+  partition, and a row stops being pending only once confirmed. (A batch read ahead is
+  published only after the batch before it was confirmed; it is dropped whenever the
+  owned set changes, because a read past the last row of the old set would skip the
+  older rows of a partition just taken.)
+* So the first arrival of any row at the broker follows the first arrivals of the
+  earlier rows of its key, whichever relay sent each. A relay that stalled past its
+  lease and wakes up while another owns its partitions can only send rows again whose
+  earlier rows were confirmed already: duplicates, which the consumers' inboxes absorb,
+  never a loss (nothing is marked unless confirmed) nor an inversion of first arrivals.
+
+Changing P moves keys between partitions, so it is refused while live relays hold
+partitions (:class:`~tidings.errors.PartitionsInUseError`): stop the relays first.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tidings.contracts.envelope import PARTITION_SLOTS
+from tidings.domain.ids import uuid7
+from tidings.errors import ConfigurationError, PartitionsInUseError
+from tidings.persistence.tables import relay_members, relay_partitions
+
+#: Partitions of an outbox unless chosen otherwise.
+DEFAULT_PARTITIONS = 16
+
+_m = relay_members.c
+_p = relay_partitions.c
+# Members silent this long are forgotten (their partitions were free long before).
+_FORGET_AFTER = timedelta(minutes=10)
+# A relay's first heartbeat may lose the race to create a new outbox's partitions.
+_FIRST_ATTEMPTS = 3
+
+
+def default_owner() -> str:
+    """host:pid:random, readable in ``outbox status``."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid7().hex[-6:]}"
+
+
+def fair_share(partitions: int, members: int) -> int:
+    """How many partitions one of ``members`` live relays may own: ceil(P / members)."""
+    return math.ceil(partitions / max(members, 1))
+
+
+def check_partition_count(count: int) -> None:
+    """Raise :class:`ConfigurationError` unless 1 <= ``count`` <= 4096."""
+    if not 1 <= count <= PARTITION_SLOTS:
+        raise ConfigurationError(
+            f"an outbox has 1 to {PARTITION_SLOTS} partitions (a row's partition is its "
+            f"slot, 0..{PARTITION_SLOTS - 1}, modulo the count); got {count}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Ownership:
+    """What one rebalance left a relay with."""
+
+    partitions: int
+    """P, the outbox's partition count."""
+    owned: frozenset[int]
+    members: int
+    """Live relays of the outbox, this one included."""
+
+    @property
+    def owns_all(self) -> bool:
+        return len(self.owned) == self.partitions
+
+
+def partition_count(connection: Connection, name: str) -> int:
+    """P of the outbox ``name``: 0 before any relay or ``db init`` created the rows."""
+    count = connection.execute(
+        select(func.count()).select_from(relay_partitions).where(_p.name == name)
+    ).scalar_one()
+    return int(count)
+
+
+def create_partitions(connection: Connection, name: str, count: int) -> None:
+    """Create the partition rows of ``name``, unowned (none may exist yet)."""
+    check_partition_count(count)
+    connection.execute(
+        insert(relay_partitions),
+        [{"name": name, "partition_no": number} for number in range(count)],
+    )
+
+
+def ensure_partitions(connection: Connection, name: str, count: int) -> int:
+    """Create ``count`` partitions for ``name`` unless it has some; P afterwards."""
+    existing = partition_count(connection, name)
+    if existing:
+        return existing
+    create_partitions(connection, name, count)
+    return count
+
+
+def set_partition_count(connection: Connection, name: str, count: int) -> int:
+    """Change P of ``name`` to ``count``; the previous count.
+
+    Raises :class:`PartitionsInUseError` while a live relay holds a partition: with
+    relays at work, keys would move between partitions under them.
+    """
+    check_partition_count(count)
+    now = datetime.now(UTC)
+    rows = _locked(connection, name)
+    holders = sorted(
+        {owner for _, owner, expires in rows if owner is not None and _live(expires, now)}
+    )
+    if holders:
+        raise PartitionsInUseError(
+            f"relays still hold partitions of outbox {name!r} ({', '.join(holders)}): "
+            "stop every relay of the context first, then change the partition count"
+        )
+    connection.execute(delete(relay_partitions).where(_p.name == name))
+    create_partitions(connection, name, count)
+    return len(rows)
+
+
+def rebalance(
+    connection: Connection,
+    name: str,
+    owner: str,
+    ttl: float,
+    *,
+    published: int = 0,
+    rate: float = 0.0,
+    leave: bool = False,
+) -> Ownership:
+    """Heartbeat ``owner`` and take its fair share of ``name``'s partitions, in one
+    transaction (the caller's) with the partition rows locked. ``leave``: give every
+    partition back and end the membership instead."""
+    now = datetime.now(UTC)
+    expires = now + timedelta(seconds=ttl)
+    rows = _locked(connection, name)
+    if not rows:
+        _create_first(connection, name)
+        rows = _locked(connection, name)
+    gone = now - timedelta(seconds=1)
+    _heartbeat(connection, name, owner, gone if leave else expires, published, rate)
+    connection.execute(
+        delete(relay_members).where(_m.name == name, _m.expires_at < now - _FORGET_AFTER)
+    )
+    members = int(
+        connection.execute(
+            select(func.count())
+            .select_from(relay_members)
+            .where(_m.name == name, _m.expires_at > now)
+        ).scalar_one()
+    )
+    share = 0 if leave else fair_share(len(rows), members)
+    mine = [number for number, holder, _ in rows if holder == owner]
+    free = [
+        number
+        for number, holder, until in rows
+        if holder != owner and (holder is None or not _live(until, now))
+    ]
+    kept = mine[:share]
+    owned = kept + free[: max(share - len(kept), 0)]
+    released = mine[share:]
+    if released:
+        connection.execute(
+            update(relay_partitions)
+            .where(_p.name == name, _p.partition_no.in_(released))
+            .values(owner=None, expires_at=None)
+        )
+    if owned:
+        connection.execute(
+            update(relay_partitions)
+            .where(_p.name == name, _p.partition_no.in_(owned))
+            .values(owner=owner, expires_at=expires)
+        )
+    return Ownership(len(rows), frozenset(owned), members)
+
+
+def _create_first(connection: Connection, name: str) -> None:
+    """The default partitions, made by the first relay. Several relays starting together
+    on a new outbox race for it: on PostgreSQL the losers use the winner's rows (its
+    insert committed when theirs fails); on MariaDB a loser's transaction is rolled back
+    (a deadlock or a duplicate key), and :meth:`PartitionLeases.heartbeat` runs it again.
+    SQLite serializes writers: no race."""
+    if connection.dialect.name != "postgresql":
+        create_partitions(connection, name, DEFAULT_PARTITIONS)
+        return
+    try:
+        with connection.begin_nested():
+            create_partitions(connection, name, DEFAULT_PARTITIONS)
+    except IntegrityError:
+        pass  # another relay created them first
+
+
+def _heartbeat(
+    connection: Connection,
+    name: str,
+    owner: str,
+    expires: datetime,
+    published: int,
+    rate: float,
+) -> None:
+    now = datetime.now(UTC)
+    values = {"expires_at": expires, "rate_per_s": rate, "updated_at": now}
+    result = connection.execute(
+        update(relay_members)
+        .where(_m.name == name, _m.owner == owner)
+        .values(published_total=_m.published_total + published, **values)
+    )
+    if not getattr(result, "rowcount", 0):
+        connection.execute(
+            insert(relay_members).values(
+                name=name, owner=owner, published_total=published, **values
+            )
+        )
+
+
+def _locked(connection: Connection, name: str) -> Sequence[tuple[int, str | None, datetime | None]]:
+    """The partition rows of ``name`` in number order, locked until the transaction ends."""
+    rows = connection.execute(
+        select(_p.partition_no, _p.owner, _p.expires_at)
+        .where(_p.name == name)
+        .order_by(_p.partition_no)
+        .with_for_update()
+    ).all()
+    return [(int(number), holder, until) for number, holder, until in rows]
+
+
+def _live(expires: datetime | None, now: datetime) -> bool:
+    return expires is not None and expires > now
+
+
+class PartitionLeases:
+    """The partitions one relay owns of the outbox ``name``, renewed while it works."""
+
+    def __init__(self, engine: AsyncEngine, *, name: str, owner: str, ttl: float) -> None:
+        self._engine = engine
+        self.name = name
+        self.owner = owner
+        self.ttl = ttl
+        self.ownership: Ownership | None = None
+        self._renewed_at: float | None = None
+
+    @property
+    def renew_due(self) -> bool:
+        """True once a third of the lease has elapsed (heartbeats are cheap, not free)."""
+        if self._renewed_at is None:
+            return True
+        return time.monotonic() >= self._renewed_at + self.ttl / 3
+
+    async def heartbeat(self, *, published: int = 0, rate: float = 0.0) -> Ownership:
+        """Renew the membership and rebalance; the partitions owned now."""
+        started = time.monotonic()
+        for attempt in range(_FIRST_ATTEMPTS if self.ownership is None else 1):
+            try:
+                async with self._engine.begin() as connection:
+                    ownership = await connection.run_sync(
+                        rebalance, self.name, self.owner, self.ttl, published=published, rate=rate
+                    )
+                break
+            except (IntegrityError, OperationalError):
+                # Lost the race to create a new outbox's partitions (MariaDB): they exist now.
+                if attempt == _FIRST_ATTEMPTS - 1 or self.ownership is not None:
+                    raise
+        # Counted from before the transaction: the leases run from a moment no later.
+        self._renewed_at = started
+        self.ownership = ownership
+        return ownership
+
+    async def release(self, *, published: int = 0) -> None:
+        """Give every partition back, so that the other relays take them at once."""
+        async with self._engine.begin() as connection:
+            await connection.run_sync(
+                rebalance, self.name, self.owner, self.ttl, published=published, leave=True
+            )
+        self._renewed_at = None
+        self.ownership = None
+
+
+@dataclass(frozen=True, slots=True)
+class RelayMember:
+    """One relay process of an outbox, as ``tidings outbox status`` shows it."""
+
+    name: str
+    owner: str
+    expires_at: datetime
+    rate_per_s: float
+    published_total: int
+    partitions: tuple[int, ...]
+    """The partitions it holds (leases current or not)."""
+
+    @property
+    def expired(self) -> bool:
+        """It stopped heartbeating: killed, stopped, or hanging."""
+        return self.expires_at <= datetime.now(UTC)
+
+
+def relay_overview(connection: Connection) -> tuple[int | None, list[RelayMember]]:
+    """P (None before any relay ran) and the relays of the database's outbox: live
+    ones first, then by how many partitions they hold."""
+    held: dict[tuple[str, str], list[int]] = {}
+    count: int | None = None
+    for name, number, owner in connection.execute(
+        select(_p.name, _p.partition_no, _p.owner).order_by(_p.name, _p.partition_no)
+    ):
+        count = (count or 0) + 1
+        if owner is not None:
+            held.setdefault((name, owner), []).append(int(number))
+    members = [
+        RelayMember(
+            name=row.name,
+            owner=row.owner,
+            expires_at=row.expires_at,
+            rate_per_s=float(row.rate_per_s),
+            published_total=int(row.published_total),
+            partitions=tuple(held.get((row.name, row.owner), ())),
+        )
+        for row in connection.execute(select(relay_members))
+    ]
+    members.sort(key=lambda m: (m.expired, -len(m.partitions), -m.expires_at.timestamp()))
+    return count, members
