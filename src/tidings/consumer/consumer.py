@@ -61,7 +61,7 @@ from tidings.errors import ConfigurationError
 from tidings.observability.metrics import count
 from tidings.observability.tracing import ProcessSpans, TraceParenting, messaging_system
 from tidings.persistence.migrations import ensure_current
-from tidings.transports.base import Delivery, Transport, TransportError
+from tidings.transports.base import Delivery, Transport, TransportError, ack_all
 from tidings.transports.registry import open_transport
 
 if TYPE_CHECKING:
@@ -308,7 +308,7 @@ class Consumer:
                 if not self._lanes.queue_behind(item):
                     await self._lanes.handle_alone(item)
             return
-        await self.transport.ack_many([item.delivery for item in items])
+        await ack_all(self.transport, [item.delivery for item in items])
 
     async def _handle_together(self, items: Sequence[Item]) -> None:
         """All items in one transaction; duplicates (inbox) skipped. Raises on any failure."""

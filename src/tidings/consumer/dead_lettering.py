@@ -21,7 +21,7 @@ from tidings.consumer.items import Item
 from tidings.consumer.stats import ConsumerStats
 from tidings.observability.metrics import count
 from tidings.redaction import redact
-from tidings.transports.base import Delivery, Transport
+from tidings.transports.base import Delivery, Transport, ack_all
 
 logger = logging.getLogger("tidings.consumer")
 
@@ -70,7 +70,7 @@ class DeadLettering:
         """Dead-letter what admission refused, in one transaction; False if stopped."""
         if not await self.store_letters([Letter(d, r) for d, r in rejected]):
             return False
-        await self.transport.ack_many([delivery for delivery, _ in rejected])
+        await ack_all(self.transport, [delivery for delivery, _ in rejected])
         return True
 
     async def store_letters(self, letters: Sequence[Letter]) -> bool:

@@ -24,13 +24,16 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tidings.contracts.cloudevents import CloudEvent
 from tidings.errors import TidingsError
 from tidings.redaction import redact
+
+if TYPE_CHECKING:
+    from tidings.transports.sharding import ShardSet
 
 #: Positions in a published batch of the events no subscription took.
 Unroutable = frozenset[int]
@@ -54,25 +57,43 @@ class Delivery:
     when the broker says it delivered this message before. ``routed_type`` is the event
     type the broker routed or filtered the message by (routing key, subject, header or
     column), None when the transport has no such metadata: the consumer dead-letters a
-    message whose body says another type.
+    message whose body says another type. ``shard`` is the shard of a sharded
+    subscription it was read from (:mod:`tidings.transports.sharding`), else None.
     """
 
     body: bytes
     headers: dict[str, Any] = field(default_factory=dict)
     redelivered: bool = False
     routed_type: str | None = None
+    shard: int | None = None
     _transport_token: Any = None
     _transport: Transport | None = None
+    _settle: Callable[[int], None] | None = None
 
     async def ack(self) -> None:
         """Confirm the message was handled; the broker will not deliver it again."""
         if self._transport is not None:
             await self._transport.ack(self)
+        self.settled()
 
     async def nack(self, *, requeue: bool = True) -> None:
         """Give the message back (``requeue=True``) or drop it from the subscription."""
         if self._transport is not None:
             await self._transport.nack(self, requeue=requeue)
+        self.settled()
+
+    def settled(self) -> None:
+        """Tell its shard set it is no longer outstanding (once; ack and nack call it)."""
+        settle, self._settle = self._settle, None
+        if settle is not None and self.shard is not None:
+            settle(self.shard)
+
+
+async def ack_all(transport: Transport, deliveries: Sequence[Delivery]) -> None:
+    """Acknowledge ``deliveries`` with :meth:`Transport.ack_many` and settle them."""
+    await transport.ack_many(deliveries)
+    for delivery in deliveries:
+        delivery.settled()
 
 
 class Transport(abc.ABC):
@@ -176,6 +197,27 @@ class Transport(abc.ABC):
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
+
+    def shard_count(self, group: str) -> int:
+        """Shards of ``group``'s subscription (after :meth:`declare_subscription`).
+
+        1, the default, means one subscription that the broker itself keeps in order
+        across a group's consumers or that one consumer reads. A sharded transport
+        returns its count, and the consumer then leases shards in its database and reads
+        them through :meth:`subscribe_shards` (:mod:`tidings.transports.sharding`).
+        """
+        return 1
+
+    def subscribe_shards(
+        self, group: str, event_types: Collection[str], max_batch: int, shards: ShardSet
+    ) -> AsyncIterator[list[Delivery]]:
+        """Like :meth:`subscribe_batches`, reading only the shards ``shards`` grants.
+
+        Each delivery is :meth:`ShardSet.track`\\ ed with its shard; a revoked shard is
+        read no more (then :meth:`ShardSet.stopped`), a granted one is read from its
+        oldest unacknowledged message. Only sharded transports implement it.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no sharded subscriptions")
 
     @abc.abstractmethod
     async def ack(self, delivery: Delivery) -> None:
