@@ -1,31 +1,6 @@
 """Kafka transport (aiokafka).
 
-URL: ``kafka://host:port[,host:port...]`` (``kafkas://`` for TLS, the ``SSL`` security
-protocol) with optional query parameters:
-
-``topic`` (default ``tidings.events``)
-    The topic holding every context's integration events.
-``partitions`` (default 8), ``replication`` (default 1)
-    Used only when tidings creates the missing topic; an existing topic is left as it is.
-``idempotence`` (``auto`` by default, ``true`` or ``false``)
-    ``auto`` asks for the idempotent producer and, when the broker refuses to hand
-    out a producer id, falls back to a plain ``acks=all`` producer with a warning;
-    ``true`` makes that refusal an error.
-``request_timeout_ms`` (default 30000)
-    Upper bound on waiting for the broker, including a publish confirmation.
-``client_id`` (default ``tidings``)
-``session_timeout_ms`` (default 10000), ``heartbeat_interval_ms`` (default 3000)
-    Consumer group liveness: how soon a silent consumer's partitions move to another.
-``fetch_count`` (default 500)
-    Messages fetched per poll, which is also the commit cadence.
-``ca``, ``cert``, ``key`` (``kafkas://`` only)
-    TLS: the CA file the brokers' certificates must chain to (else the system's CAs)
-    and a client certificate and key; every broker's certificate must name the host
-    it is reached at (the bootstrap address, then the advertised listeners). Before
-    the Kafka clients start, one TLS handshake with the first bootstrap server checks
-    the certificate, so a wrong CA or host name raises
-    :class:`~tidings.errors.TlsError` within seconds rather than aiokafka's generic
-    bootstrap failure (``docs/tls.md``).
+URL options: :mod:`tidings.transports.kafka_options`.
 
 Layout
     One topic, each event keyed by its partition key (``CloudEvent.subject``); Kafka's
@@ -76,11 +51,10 @@ import logging
 import random
 import uuid
 from collections.abc import AsyncGenerator, Collection, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import (
     CommitFailedError,
@@ -92,8 +66,7 @@ from aiokafka.errors import (
 from aiokafka.partitioner import murmur2
 
 from tidings.contracts.cloudevents import CloudEvent, encode_binary
-from tidings.errors import ConfigurationError
-from tidings.tls import TlsSettings, tls_failure
+from tidings.tls import tls_failure
 from tidings.transports.base import (
     NOTHING_UNROUTABLE,
     Delivery,
@@ -102,13 +75,14 @@ from tidings.transports.base import (
     TransportError,
     Unroutable,
 )
+from tidings.transports.kafka_offsets import PartitionProgress, Subscription, Token, token_of
+from tidings.transports.kafka_options import KafkaOptions
 
 if TYPE_CHECKING:
     from aiokafka.producer.message_accumulator import BatchBuilder
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_TOPIC = "tidings.events"
 HEADER_PREFIX = "ce_"
 _TOPIC_ALREADY_EXISTS = 36
 _GROUP_IS_LIVE = (
@@ -117,162 +91,6 @@ _GROUP_IS_LIVE = (
     RebalanceInProgressError,
     UnknownMemberIdError,
 )
-
-
-@dataclass(frozen=True, slots=True)
-class KafkaOptions:
-    """The settings of a ``kafka://`` URL (see the module docs)."""
-
-    bootstrap_servers: str
-    topic: str = DEFAULT_TOPIC
-    partitions: int = 8
-    replication: int = 1
-    idempotence: str = "auto"
-    request_timeout_ms: int = 30_000
-    client_id: str = "tidings"
-    fetch_count: int = 500
-    session_timeout_ms: int = 10_000
-    heartbeat_interval_ms: int = 3_000
-    tls: TlsSettings | None = None  # set for kafkas://
-
-    @classmethod
-    def from_url(cls, url: str) -> KafkaOptions:
-        """Parse ``url``; raises :class:`ConfigurationError` with what to fix."""
-        parts = urlsplit(url)
-        if not parts.netloc:
-            raise ConfigurationError(
-                f"{url!r} names no broker; write kafka://host:port[,host:port...]"
-            )
-        tls, pairs = TlsSettings.split(parse_qsl(parts.query))
-        if tls.given and parts.scheme != "kafkas":
-            raise ConfigurationError(
-                f"?ca=/?cert= in {url!r} need TLS: write kafkas:// instead of kafka://"
-            )
-        query = dict(pairs)
-        unknown = set(query) - _OPTION_NAMES
-        if unknown:
-            raise ConfigurationError(
-                f"unknown Kafka transport option(s) {sorted(unknown)} in {url!r}; "
-                f"known: {sorted(_OPTION_NAMES)}"
-            )
-        try:
-            options = cls(
-                bootstrap_servers=parts.netloc,
-                topic=query.get("topic", DEFAULT_TOPIC),
-                partitions=int(query.get("partitions", 8)),
-                replication=int(query.get("replication", 1)),
-                idempotence=query.get("idempotence", "auto").lower(),
-                request_timeout_ms=int(query.get("request_timeout_ms", 30_000)),
-                client_id=query.get("client_id", "tidings"),
-                fetch_count=int(query.get("fetch_count", 500)),
-                session_timeout_ms=int(query.get("session_timeout_ms", 10_000)),
-                heartbeat_interval_ms=int(query.get("heartbeat_interval_ms", 3_000)),
-                tls=tls if parts.scheme == "kafkas" else None,
-            )
-        except ValueError as exc:
-            raise ConfigurationError(
-                f"invalid Kafka transport option in {url!r}: {exc}; every option but "
-                "topic, idempotence and client_id is an integer"
-            ) from exc
-        if options.idempotence not in ("auto", "true", "false"):
-            raise ConfigurationError(
-                f"idempotence={options.idempotence!r} in {url!r}; use auto, true or false"
-            )
-        if not options.topic or options.partitions < 1 or options.replication < 1:
-            raise ConfigurationError(
-                f"{url!r}: topic must be non-empty, partitions and replication at least 1"
-            )
-        return options
-
-
-_OPTION_NAMES = frozenset(
-    {
-        "topic",
-        "partitions",
-        "replication",
-        "idempotence",
-        "request_timeout_ms",
-        "client_id",
-        "fetch_count",
-        "session_timeout_ms",
-        "heartbeat_interval_ms",
-    }
-)
-
-
-@dataclass(slots=True)
-class _PartitionProgress:
-    """Offsets handed out on one partition, in order, and which are acknowledged."""
-
-    outstanding: dict[int, bool] = field(default_factory=dict)
-    commit_to: int | None = None
-    highest_delivered: int = -1
-    # After a nack, records at or past this offset still in the local batch are
-    # dropped: the seek makes the broker send them again.
-    skip_from: int | None = None
-
-    def delivered(self, offset: int) -> bool:
-        """Record ``offset`` as handed out; True if it was handed out before."""
-        self.outstanding[offset] = False
-        again = offset <= self.highest_delivered
-        self.highest_delivered = max(self.highest_delivered, offset)
-        return again
-
-    def acked(self, offset: int) -> None:
-        if offset not in self.outstanding:
-            return  # superseded by a nack or a revocation: it will come again
-        self.outstanding[offset] = True
-        for first, done in list(self.outstanding.items()):
-            if not done:
-                break
-            del self.outstanding[first]
-            self.commit_to = first + 1
-
-    def rewind(self, offset: int) -> None:
-        for pending in [o for o in self.outstanding if o >= offset]:
-            del self.outstanding[pending]
-        self.skip_from = offset
-
-
-class _Subscription(ConsumerRebalanceListener):  # type: ignore[misc]
-    """State of one running ``subscribe``: its consumer and per-partition progress."""
-
-    def __init__(self, consumer: AIOKafkaConsumer) -> None:
-        self.consumer = consumer
-        self.progress: dict[TopicPartition, _PartitionProgress] = {}
-
-    async def commit(self, partitions: Collection[TopicPartition] | None = None) -> None:
-        offsets: dict[TopicPartition, int] = {}
-        for tp, progress in self.progress.items():
-            if partitions is not None and tp not in partitions:
-                continue
-            if progress.commit_to is not None:
-                offsets[tp] = progress.commit_to
-                progress.commit_to = None
-        if not offsets:
-            return
-        try:
-            await self.consumer.commit(offsets)
-        except KafkaError as exc:
-            # The group moved on (rebalance): the partition's new owner starts from
-            # the last successful commit, so this only causes redeliveries.
-            logger.warning("Kafka offset commit failed, events will be redelivered: %s", exc)
-
-    async def on_partitions_revoked(self, revoked: Collection[TopicPartition]) -> None:
-        await self.commit(revoked)
-        for tp in revoked:
-            self.progress.pop(tp, None)
-
-    async def on_partitions_assigned(self, assigned: Collection[TopicPartition]) -> None:
-        for tp in assigned:
-            self.progress.setdefault(tp, _PartitionProgress())
-
-
-@dataclass(frozen=True, slots=True)
-class _Token:
-    subscription: _Subscription
-    partition: TopicPartition
-    offset: int
 
 
 class KafkaTransport(Transport):
@@ -446,7 +264,7 @@ class KafkaTransport(Transport):
             session_timeout_ms=self.options.session_timeout_ms,
             heartbeat_interval_ms=self.options.heartbeat_interval_ms,
         )
-        subscription = _Subscription(consumer)
+        subscription = Subscription(consumer)
         consumer.subscribe([self.options.topic], listener=subscription)
         try:
             await consumer.start()
@@ -470,7 +288,7 @@ class KafkaTransport(Transport):
                     progress.skip_from = None
                 for tp, records in batch.items():
                     for record in records:
-                        progress = subscription.progress.setdefault(tp, _PartitionProgress())
+                        progress = subscription.progress.setdefault(tp, PartitionProgress())
                         if progress.skip_from is not None and record.offset >= progress.skip_from:
                             break
                         if tp not in consumer.assignment():
@@ -487,7 +305,7 @@ class KafkaTransport(Transport):
                             headers=headers,
                             redelivered=again,
                             routed_type=routed,
-                            _transport_token=_Token(subscription, tp, record.offset),
+                            _transport_token=Token(subscription, tp, record.offset),
                             _transport=self,
                         )
         finally:
@@ -495,7 +313,7 @@ class KafkaTransport(Transport):
             await consumer.stop()
 
     async def ack(self, delivery: Delivery) -> None:
-        token = _token(delivery)
+        token = token_of(delivery)
         progress = token.subscription.progress.get(token.partition)
         if progress is not None:
             progress.acked(token.offset)
@@ -504,7 +322,7 @@ class KafkaTransport(Transport):
         if not requeue:
             await self.ack(delivery)
             return
-        token = _token(delivery)
+        token = token_of(delivery)
         progress = token.subscription.progress.get(token.partition)
         if progress is None or token.offset not in progress.outstanding:
             return  # already coming again (an earlier nack or a revocation)
@@ -609,13 +427,6 @@ def _topic_errors(response: Any) -> list[tuple[str, int, str | None]]:
 
 def _unreachable(exc: KafkaError) -> bool:
     return "connect" in type(exc).__name__.lower() or "bootstrap" in str(exc).lower()
-
-
-def _token(delivery: Delivery) -> _Token:
-    token = delivery._transport_token
-    if not isinstance(token, _Token):
-        raise TransportError("this delivery did not come from a Kafka subscription")
-    return token
 
 
 def _partition_for(key: bytes | None, partitions: Sequence[int]) -> int:
