@@ -11,9 +11,9 @@ from tidings.contracts.cloudevents import (
     binary_attributes,
     decode_binary_body,
     decode_structured,
-    message_text,
 )
 from tidings.contracts.signing import structured_parts
+from tidings.contracts.strict_json import message_text
 
 # Binary-mode attribute prefixes of the CloudEvents protocol bindings tidings speaks:
 # HTTP/NATS/Redis/SQLite style, Kafka, and AMQP.

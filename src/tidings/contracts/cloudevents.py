@@ -20,7 +20,6 @@ payload back as the same JSON value in compact form (outbox payloads already are
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields
@@ -29,6 +28,14 @@ from types import MappingProxyType
 from typing import Any, NoReturn
 from urllib.parse import quote, unquote
 
+from tidings.contracts.attribute_values import JSON_CONTENT_TYPE as JSON_CONTENT_TYPE
+from tidings.contracts.attribute_values import (
+    is_int32,
+    is_json_media_type,
+    is_rfc3339,
+    is_text,
+    is_utf8,
+)
 from tidings.contracts.limits import DEFAULT_MAX_BYTES as DEFAULT_MAX_BYTES
 from tidings.contracts.limits import (
     MAX_ATTRIBUTE_LENGTH,
@@ -37,19 +44,13 @@ from tidings.contracts.limits import (
     check_attribute,
     check_depth,
 )
-from tidings.errors import ContractError, DecodeError, MessageTooLargeError
+from tidings.contracts.strict_json import brief, loads_strict, message_text
+from tidings.errors import ContractError, DecodeError
 
 SPEC_VERSION = "1.0"
-JSON_CONTENT_TYPE = "application/json"
 STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
 
-_INT32_MIN = -(2**31)
-_INT32_MAX = 2**31 - 1
 _ATTRIBUTE_NAME = re.compile(r"[a-z0-9]+")
-_RFC3339 = re.compile(
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?"
-    r"(?:[Zz]|[+-][0-9]{2}:[0-9]{2})"
-)
 # CloudEvents HTTP binding 3.1.3.2: printable ASCII except space, '"' and '%' go as is.
 _HEADER_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in ' "%')
 
@@ -108,17 +109,17 @@ class CloudEvent:
 
     def __post_init__(self) -> None:
         for name in _REQUIRED:
-            if not _is_text(getattr(self, name)):
+            if not is_text(getattr(self, name)):
                 _invalid(f"required attribute {name!r} must be a non-empty UTF-8 string")
         for name in _OPTIONAL_STRINGS:
             value = getattr(self, name)
-            if value is not None and not _is_text(value):
+            if value is not None and not is_text(value):
                 _invalid(f"attribute {name!r} must be absent or a non-empty UTF-8 string")
-        if not _is_text(self.datacontenttype) or not _is_json_media_type(self.datacontenttype):
+        if not is_text(self.datacontenttype) or not is_json_media_type(self.datacontenttype):
             _invalid(f"datacontenttype {_shown(self.datacontenttype)} is not a JSON media type")
-        if self.time is not None and not _is_rfc3339(self.time):
+        if self.time is not None and not is_rfc3339(self.time):
             _invalid(f"time {_shown(self.time)} is not an RFC 3339 timestamp with an offset")
-        if not _is_int32(self.dataversion) or self.dataversion < 1:
+        if not is_int32(self.dataversion) or self.dataversion < 1:
             version = _shown(self.dataversion)
             _invalid(f"dataversion must be a positive 32-bit integer, got {version}")
         if not isinstance(self.data_json, bytes) or not self.data_json or self.data_json.isspace():
@@ -128,7 +129,7 @@ class CloudEvent:
                 _invalid(f"extension name {_shown(name)} is not lowercase ASCII letters and digits")
             if name in _KNOWN:
                 _invalid(f"extension name {name!r} is reserved for a CloudEvents attribute")
-            if not (isinstance(value, bool) or _is_int32(value) or _is_utf8(value)):
+            if not (isinstance(value, bool) or is_int32(value) or is_utf8(value)):
                 _invalid(
                     f"extension {name!r} must be a UTF-8 string, 32-bit integer or boolean, "
                     f"got {type(value).__name__}"
@@ -247,12 +248,12 @@ def encode_binary(
 
 def decode_structured(body: bytes | str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> CloudEvent:
     """Read a structured-mode CloudEvent; raises :class:`DecodeError` on anything invalid."""
-    text = _utf8_text(body, max_bytes)
+    text = message_text(body, max_bytes)
     check_depth(text, MAX_DEPTH + 1)  # the envelope is one level
     try:
-        document = _loads(text)
+        document = loads_strict(text)
     except (ValueError, RecursionError) as exc:
-        raise DecodeError(f"not JSON: {_brief(exc)}") from None
+        raise DecodeError(f"not JSON: {brief(exc)}") from None
     if not isinstance(document, dict):
         raise DecodeError(
             f"a structured CloudEvent is a JSON object, got {type(document).__name__}"
@@ -270,7 +271,7 @@ def decode_structured(body: bytes | str, *, max_bytes: int = DEFAULT_MAX_BYTES) 
             document.get("data"), separators=(",", ":"), ensure_ascii=False, allow_nan=False
         ).encode()
     except (ValueError, RecursionError) as exc:
-        raise DecodeError(f"data cannot be re-encoded as UTF-8 JSON: {_brief(exc)}") from None
+        raise DecodeError(f"data cannot be re-encoded as UTF-8 JSON: {brief(exc)}") from None
     return _from_attributes(document, data_json)
 
 
@@ -288,7 +289,7 @@ def decode_binary(
     AMQP carries them); ``None`` counts as absent. An empty body means no data. Pass
     ``percent_decode=True`` for the HTTP binding (see :func:`encode_binary`).
     """
-    text = _utf8_text(body, max_bytes)
+    text = message_text(body, max_bytes)
     return decode_binary_body(
         binary_attributes(headers, prefix, percent_decode=percent_decode), body, text
     )
@@ -302,9 +303,9 @@ def decode_binary_body(attributes: Mapping[str, str], body: bytes | str, text: s
         return _from_attributes(attributes, b"null")
     check_depth(text)
     try:
-        _loads(text)
+        loads_strict(text)
     except (ValueError, RecursionError) as exc:
-        raise DecodeError(f"body is not JSON: {_brief(exc)}") from None
+        raise DecodeError(f"body is not JSON: {brief(exc)}") from None
     if isinstance(body, str):
         try:
             return _from_attributes(attributes, body.encode("utf-8"))
@@ -390,95 +391,6 @@ def _version(value: Any) -> int:
     raise DecodeError(f"dataversion must be a positive integer, got {_shown(value)}")
 
 
-def _loads(text: str) -> Any:
-    """Strict JSON: no ``NaN``/``Infinity`` and no numbers too large for a float."""
-    return _STRICT_JSON.decode(text)
-
-
-def _reject_constant(name: str) -> NoReturn:
-    raise DecodeError(f"{name} is not JSON")
-
-
-def _finite_float(literal: str) -> float:
-    value = float(literal)
-    if not math.isfinite(value):
-        raise DecodeError(f"number {literal[:40]!r} is out of range")
-    return value
-
-
-# Built once, like _COMPACT_JSON: json.loads with hooks constructs a decoder per call.
-_STRICT_JSON = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
-
-
-def message_text(body: object, max_bytes: int = DEFAULT_MAX_BYTES) -> str:
-    """The message as text, after the size limit; raises :class:`DecodeError`."""
-    return _utf8_text(body, max_bytes)
-
-
-def _utf8_text(body: object, max_bytes: int) -> str:
-    """The message as text, after the size limit; raises :class:`DecodeError`."""
-    if isinstance(body, str):
-        _check_size(len(body) if len(body) * 4 <= max_bytes else _utf8_length(body), max_bytes)
-        return body
-    if not isinstance(body, bytes | bytearray | memoryview):
-        raise DecodeError(f"a message body is bytes or str, got {type(body).__name__}")
-    raw = bytes(body)
-    _check_size(len(raw), max_bytes)
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise DecodeError(f"message is not UTF-8: {_brief(exc)}") from None
-
-
-def _check_size(size: int, max_bytes: int) -> None:
-    if size > max_bytes:
-        raise MessageTooLargeError(f"message of {size} bytes exceeds the {max_bytes}-byte limit")
-
-
-def _utf8_length(text: str) -> int:
-    return len(text.encode("utf-8", "surrogatepass"))
-
-
-def _is_text(value: object) -> bool:
-    return isinstance(value, str) and value != "" and _is_utf8(value)
-
-
-def _is_utf8(value: object) -> bool:
-    """A string that UTF-8 can carry (no lone surrogates, which JSON escapes allow)."""
-    if not isinstance(value, str):
-        return False
-    if value.isascii():
-        return True
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _is_int32(value: object) -> bool:
-    return (
-        isinstance(value, int)
-        and not isinstance(value, bool)
-        and (_INT32_MIN <= value <= _INT32_MAX)
-    )
-
-
-def _is_rfc3339(value: object) -> bool:
-    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
-        return False
-    try:
-        datetime.fromisoformat(value.upper())
-    except ValueError:
-        return False
-    return True
-
-
-def _is_json_media_type(content_type: str) -> bool:
-    media = content_type.split(";", 1)[0].strip().lower()
-    return media == JSON_CONTENT_TYPE or media.endswith("+json")
-
-
 def _header_text(value: str | int | bool) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -516,7 +428,3 @@ def _invalid(message: str) -> NoReturn:
 
 def _shown(value: object) -> str:
     return repr(value)[:80]
-
-
-def _brief(exc: BaseException) -> str:
-    return str(exc)[:200]
