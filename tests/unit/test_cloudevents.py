@@ -759,3 +759,12 @@ def test_huge_messages_are_refused_by_size_before_parsing(size: int, char: str) 
         else:
             with pytest.raises(MessageTooLargeError):
                 decode_structured(body, max_bytes=limit)
+
+
+def test_a_binary_body_escaping_a_lone_surrogate_is_refused_as_structured_mode_refuses_it() -> None:
+    headers = {"ce-specversion": "1.0", "ce-id": "e-1", "ce-source": "/s", "ce-type": "t"}
+    with pytest.raises(DecodeError, match="lone surrogate"):
+        decode_binary(headers, b'"\\ud800"')
+    with pytest.raises(DecodeError, match="UTF-8"):
+        decode_structured(json.dumps({**{k[3:]: v for k, v in headers.items()}, "data": "\ud800"}))
+    assert decode_binary(headers, b'"caf\\u00e9"').data == "café"

@@ -303,9 +303,16 @@ def decode_binary_body(attributes: Mapping[str, str], body: bytes | str, text: s
         return _from_attributes(attributes, b"null")
     check_depth(text)
     try:
-        loads_strict(text)
+        data = loads_strict(text)
     except (ValueError, RecursionError) as exc:
         raise DecodeError(f"body is not JSON: {brief(exc)}") from None
+    if "\\u" in text:
+        # A JSON escape can spell a lone surrogate, which no UTF-8 payload holds: refused
+        # here as structured mode refuses it, so every event decoded re-encodes.
+        try:
+            json.dumps(data, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise DecodeError("body escapes a lone surrogate, which UTF-8 cannot carry") from None
     if isinstance(body, str):
         try:
             return _from_attributes(attributes, body.encode("utf-8"))
