@@ -89,9 +89,7 @@ Consuming
     Google's emulator never forgets a cancelled stream and keeps assigning it ordering
     keys (:func:`~tidings.transports.pubsub_stream.half_close`).
 
-URL options: ``topic``, ``emulator`` (``host:port``), ``prefetch``, ``max_bytes``,
-``ack_deadline``, ``max_lease``, ``batch_max_messages`` (100), ``batch_max_latency``
-(0.01 s), ``connect_timeout`` (10 s, for admin calls), ``confirm_timeout``.
+URL options: :mod:`tidings.transports.pubsub_options`.
 """
 
 from __future__ import annotations
@@ -99,11 +97,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import re
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
-from dataclasses import dataclass, fields
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
 import grpc
 from google.api_core import exceptions as google_errors
@@ -122,6 +117,7 @@ from tidings.transports.base import (
     TransportError,
     Unroutable,
 )
+from tidings.transports.pubsub_options import parse_url, valid_resource_id
 from tidings.transports.pubsub_routing import TopicRoutes, admitted_by, filter_for, list_filters
 from tidings.transports.pubsub_stream import (
     BROKER_ERRORS,
@@ -134,27 +130,8 @@ from tidings.transports.pubsub_stream import (
 
 #: Attribute prefix of the CloudEvents Pub/Sub binding (binary mode).
 ATTRIBUTE_PREFIX = "ce-"
-DEFAULT_TOPIC = "tidings"
-# Topic and subscription ids: a letter, then letters, digits and - _ . ~ + %.
-_RESOURCE_ID = re.compile(r"[A-Za-z][A-Za-z0-9\-_.~+%]{2,254}")
 # RuntimeError: the client was stopped while the batch was handed to it.
 _PUBLISH_ERRORS: tuple[type[BaseException], ...] = (*BROKER_ERRORS, RuntimeError)
-
-
-@dataclass(frozen=True, slots=True)
-class PubSubOptions:
-    """The settings read from the URL query string."""
-
-    topic: str = DEFAULT_TOPIC
-    emulator: str = ""
-    prefetch: int = 1000
-    max_bytes: int = 100 * 1024 * 1024
-    ack_deadline: int = 10
-    max_lease: float = 3600.0
-    batch_max_messages: int = 100
-    batch_max_latency: float = 0.01
-    connect_timeout: float = 10.0
-    confirm_timeout: float = 30.0
 
 
 class PubSubTransport(Transport):
@@ -167,7 +144,7 @@ class PubSubTransport(Transport):
 
     def __init__(self, url: str) -> None:
         super().__init__(url)
-        self.project, self.options = _parse_url(url)
+        self.project, self.options = parse_url(url)
         self._emulator = self.options.emulator or os.environ.get("PUBSUB_EMULATOR_HOST", "")
         self._where = f"emulator {self._emulator}" if self._emulator else "Google Cloud"
         self.topic_path = f"projects/{self.project}/topics/{self.options.topic}"
@@ -495,7 +472,7 @@ class PubSubTransport(Transport):
 
     def _subscription_path(self, group: str) -> str:
         name = f"{self.options.topic}.{group}"
-        if not _RESOURCE_ID.fullmatch(name) or name.lower().startswith("goog"):
+        if not valid_resource_id(name):
             raise ConfigurationError(
                 f"group {group!r} cannot name a Pub/Sub subscription ({name!r}): use "
                 "letters, digits, '-', '_', '.', '~', '+' or '%' (at most 255 in all)"
@@ -506,41 +483,3 @@ class PubSubTransport(Transport):
 def _encode(event: CloudEvent) -> tuple[str, dict[str, str], bytes]:
     attributes, body = encode_binary(event, prefix=ATTRIBUTE_PREFIX)
     return event.subject or "", attributes, body
-
-
-def _parse_url(url: str) -> tuple[str, PubSubOptions]:
-    parts = urlsplit(url)
-    project = parts.netloc
-    if not project or "@" in project or ":" in project:
-        raise ConfigurationError(
-            f"Pub/Sub URL {url!r} must name the Google Cloud project: pubsub://PROJECT?..."
-        )
-    ours = dict(parse_qsl(parts.query, keep_blank_values=True))
-    known = {f.name: f for f in fields(PubSubOptions)}
-    unknown = set(ours) - set(known)
-    if unknown:
-        raise ConfigurationError(
-            f"unknown Pub/Sub URL option(s) {sorted(unknown)}; known: {sorted(known)}"
-        )
-    values: dict[str, Any] = {}
-    try:
-        for name, text in ours.items():
-            kind = type(getattr(PubSubOptions(), name))
-            values[name] = kind(text)
-    except ValueError as exc:
-        raise ConfigurationError(f"invalid Pub/Sub URL option in {url!r}: {exc}") from exc
-    options = PubSubOptions(**values)
-    if not _RESOURCE_ID.fullmatch(options.topic) or options.topic.lower().startswith("goog"):
-        raise ConfigurationError(f"?topic={options.topic!r} is not a valid Pub/Sub topic id")
-    if not 10 <= options.ack_deadline <= 600:
-        raise ConfigurationError("?ack_deadline= must be between 10 and 600 seconds")
-    if (
-        min(options.prefetch, options.max_bytes, options.batch_max_messages) < 1
-        or min(options.max_lease, options.connect_timeout, options.confirm_timeout) <= 0
-        or options.batch_max_latency < 0
-    ):
-        raise ConfigurationError(
-            "?prefetch=, ?max_bytes= and ?batch_max_messages= must be at least 1; "
-            "?max_lease=, ?connect_timeout= and ?confirm_timeout= positive"
-        )
-    return project, options
