@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.util import await_only
 
 from tidings.causality.records import Outcome, handled_row, insert_handled
 from tidings.consumer.inbox import claim, inbox_row, insert_unless_present
@@ -66,6 +67,11 @@ class HandlerRunner:
                     # that follows finds the event it belongs to.
                     await self._run_batch(session, subscriptions, run)
                     continue
+                if not any(subscription.is_async for subscription in subscriptions):
+                    # Synchronous handlers only: the whole run in one call of the
+                    # session's synchronous face, not one greenlet hand-off per event.
+                    await session.run_sync(self._run_sync_handlers, subscriptions, run)
+                    continue
                 for item in run:
                     try:
                         await self._run_handlers(session, item)
@@ -109,6 +115,32 @@ class HandlerRunner:
             await self._dispatch_recorded()
         record_handler_duration(self.context.name, item.event.type, started)
 
+    def _run_sync_handlers(
+        self, _session: Any, subscriptions: Sequence[IntegrationSubscription], run: list[Item]
+    ) -> None:
+        """:meth:`_run_handlers` for each item of ``run``, inside the session's greenlet.
+
+        Domain events the handlers record are dispatched after each item, as there;
+        their (asynchronous) bus is awaited from here only when there are some.
+        """
+        for item in run:
+            try:
+                self._continue_flow(item)
+                started = time.perf_counter()
+                with self.spans.activate(self.spans.start(item.event)):
+                    for subscription in subscriptions:
+                        subscription.call(item.contract)
+                    uow = self.context._current.get()
+                    while uow is not None and (events := uow.pull_recorded_events()):
+                        await_only(self._publish_domain_events(events))
+                record_handler_duration(self.context.name, item.event.type, started)
+            except Exception as error:
+                raise HandlerFailed(item, error) from error
+
+    async def _publish_domain_events(self, events: Sequence[Any]) -> None:
+        for event in events:
+            await self.context.async_domain_events.publish(event)
+
     async def _dispatch_recorded(self) -> None:
         """Dispatch the domain events the item's handlers recorded on aggregates now, not
         at commit: what their handlers publish then carries this item's correlation id and
@@ -117,8 +149,7 @@ class HandlerRunner:
         if uow is None:
             return
         while events := uow.pull_recorded_events():
-            for event in events:
-                await self.context.async_domain_events.publish(event)
+            await self._publish_domain_events(events)
 
     async def _run_batch(
         self, session: Any, subscriptions: Sequence[IntegrationSubscription], run: list[Item]
