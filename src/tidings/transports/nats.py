@@ -92,16 +92,18 @@ TLS
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from tidings.contracts.cloudevents import CloudEvent
+from tidings.errors import ConfigurationError
 from tidings.transports.base import (
     NOTHING_UNROUTABLE,
     Delivery,
@@ -113,10 +115,9 @@ from tidings.transports.base import (
 from tidings.transports.nats_connection import CLOSE_ERRORS, CLOSE_TIMEOUT, Connection
 from tidings.transports.nats_options import describe, parse_url
 from tidings.transports.nats_publish import BROKER_ERRORS, Publisher, encode_batch
-from tidings.transports.nats_topology import Topology
-
-# How long one fetch waits on the server for messages before asking again.
-_FETCH_WAIT = 5.0
+from tidings.transports.nats_shards import FETCH_WAIT, ShardedRead
+from tidings.transports.nats_topology import Subscription, Topology
+from tidings.transports.sharding import ShardSet
 
 
 @dataclass(slots=True)
@@ -164,7 +165,7 @@ class NatsTransport(Transport):
         """Publish ``events`` in order, awaiting every JetStream acknowledgement together."""
         if not events:
             return NOTHING_UNROUTABLE
-        messages = encode_batch(self.options.subject_prefix, source, events)
+        messages = encode_batch(self.options.subject_prefix, source, events, self.options.shards)
         async with self._publish_lock:
             js = await self._ensure_stream()
             client = self._client
@@ -195,7 +196,13 @@ class NatsTransport(Transport):
         Raises :class:`TransportError` if the connection closes for good; subscribe again
         and unacknowledged messages come back after ``ack_wait``.
         """
-        durable, client_filter = await self._declare_consumer(group, event_types)
+        if self.options.shards > 1:
+            async for delivery in self._each_of_all_shards(group, event_types):
+                yield delivery
+            return
+        declared = await self._declare_consumer(group, event_types)
+        durable, client_filter = declared.consumers[0].durable_name, declared.client_filter
+        assert durable is not None
         js = self._jetstream()
         try:
             async with asyncio.timeout(self.options.connect_timeout):
@@ -212,7 +219,7 @@ class NatsTransport(Transport):
         try:
             while True:
                 try:
-                    batch = await subscription.fetch(self.options.prefetch, timeout=_FETCH_WAIT)
+                    batch = await subscription.fetch(self.options.prefetch, timeout=FETCH_WAIT)
                 except TimeoutError:
                     # Nothing new: ask again. nats-py raises its own TimeoutError or,
                     # when its no-wait probe used up the deadline, asyncio's.
@@ -258,6 +265,94 @@ class NatsTransport(Transport):
             except CLOSE_ERRORS:
                 pass  # the connection is gone, and the subscription with it
 
+    def shard_count(self, group: str) -> int:
+        """``?shards=`` (checked against the stream's record by :meth:`connect`)."""
+        return self.options.shards
+
+    async def subscribe_batches(
+        self, group: str, event_types: Collection[str], max_batch: int
+    ) -> AsyncIterator[list[Delivery]]:
+        """Batches of deliveries; a sharded group's from all of its shards' consumers."""
+        if self.options.shards == 1:
+            # An async generator (Transport's default), closed with ours.
+            batches = cast(
+                AsyncGenerator[list[Delivery], None],
+                super().subscribe_batches(group, event_types, max_batch),
+            )
+        else:
+            batches = await self._sharded(group, event_types, max_batch, None)
+        async with contextlib.aclosing(batches):
+            async for batch in batches:
+                yield batch
+
+    async def subscribe_shards(
+        self, group: str, event_types: Collection[str], max_batch: int, shards: ShardSet
+    ) -> AsyncIterator[list[Delivery]]:
+        """Batches from the consumers of the shards ``shards`` grants (see
+        :mod:`~tidings.transports.nats_shards`): a granted shard's unacknowledged
+        messages first, a revoked one stopped once what it fetched was handed over."""
+        if shards.count != self.options.shards:
+            raise ConfigurationError(
+                f"the ShardSet has {shards.count} shards and the NATS URL {self.options.shards}"
+            )
+        batches = await self._sharded(group, event_types, max_batch, shards)
+        async with contextlib.aclosing(batches):
+            async for batch in batches:
+                yield batch
+
+    async def _sharded(
+        self, group: str, event_types: Collection[str], max_batch: int, shards: ShardSet | None
+    ) -> AsyncGenerator[list[Delivery], None]:
+        declared = await self._declare_consumer(group, event_types)
+        client = self._client
+        assert client is not None
+        prefix = self.options.subject_prefix
+
+        async def admit(msg: Msg, shard: int) -> Delivery | None:
+            routed = _type_of(msg, prefix, sharded=True)
+            token = _Token(msg)
+            if declared.client_filter is not None and routed not in declared.client_filter:
+                await self._settle(token, "acknowledge", msg.ack)
+                return None
+            return Delivery(
+                body=msg.data,
+                headers=dict(msg.headers or {}),
+                redelivered=msg.metadata.num_delivered > 1,
+                routed_type=routed,
+                _transport_token=token,
+                _transport=self,
+            )
+
+        async def give_back(messages: list[Msg]) -> None:
+            await self._give_back([_Token(msg) for msg in messages])
+
+        read = ShardedRead(
+            js=self._jetstream(),
+            client=client,
+            topology=self._topology,
+            options=self.options,
+            where=self._where,
+            subscription=declared,
+            admit=admit,
+            give_back=give_back,
+            shards=shards,
+        )
+        return read.batches(max_batch)
+
+    async def _each_of_all_shards(
+        self, group: str, event_types: Collection[str]
+    ) -> AsyncIterator[Delivery]:
+        batches = await self._sharded(group, event_types, self.options.prefetch, None)
+        batch: list[Delivery] = []
+        try:
+            async with contextlib.aclosing(batches):
+                async for batch in batches:
+                    while batch:
+                        yield batch[0]
+                        batch.pop(0)  # only now: one left unsettled is given back below
+        finally:
+            await self._give_back([delivery._transport_token for delivery in batch])
+
     async def ack(self, delivery: Delivery) -> None:
         """Acknowledge the message: JetStream will not deliver it to this group again."""
         token: _Token = delivery._transport_token
@@ -288,10 +383,8 @@ class NatsTransport(Transport):
             except CLOSE_ERRORS:
                 return  # the connection is gone: ack_wait will redeliver them
 
-    async def _declare_consumer(
-        self, group: str, event_types: Collection[str]
-    ) -> tuple[str, frozenset[str] | None]:
-        """The consumer's name, and the types to filter client-side (None: server filters)."""
+    async def _declare_consumer(self, group: str, event_types: Collection[str]) -> Subscription:
+        """The group's consumer(s), and the types to filter client-side."""
         js = await self._ensure_stream()
         client = self._client
         assert client is not None
@@ -314,6 +407,6 @@ class NatsTransport(Transport):
         return self._connection.jetstream()
 
 
-def _type_of(msg: Msg, prefix: str) -> str:
-    # <prefix>.<source>.<type...>
-    return msg.subject[len(prefix) + 1 :].split(".", 1)[1]
+def _type_of(msg: Msg, prefix: str, sharded: bool = False) -> str:
+    # <prefix>.<source>.<type...>, or <prefix>.<source>.<shard>.<type...>
+    return msg.subject[len(prefix) + 1 :].split(".", 2 if sharded else 1)[-1]
