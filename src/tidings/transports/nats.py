@@ -11,6 +11,11 @@ Subjects
     source is one subject token (dots in a context name become ``_`` in the subject
     only; the CloudEvents ``source`` is unchanged); the type may span several tokens.
     Types and sources with whitespace or the wildcards ``*`` and ``>`` are refused.
+    With ``?shards=N`` > 1 the subject is ``tidings.<source>.<shard>.<type>``, shard =
+    ``partition_slot(partition key) % N``, and a group has a durable consumer
+    ``<group>-<shard>`` per shard, read by one process at a time
+    (:mod:`~tidings.transports.nats_shards`); the stream's description records N and a
+    URL disagreeing with it is refused.
 
 Stream
     DESIGN.md describes "a stream per producing context". On JetStream that is the
@@ -71,13 +76,14 @@ Per-key order
     sees each key's events in that order. Several processes pulling from one durable
     share its messages and may finish one key's events out of order; run one consumer
     process per group where order matters (NATS 2.9 has no single-active-consumer
-    mode), or set ``?max_ack_pending=1`` for strict order at one message per round
-    trip. A ``nak`` or an ``ack_wait`` expiry redelivers a message after later ones.
+    mode), shard the stream (``?shards=``), or set ``?max_ack_pending=1`` for strict
+    order at one message per round trip. A ``nak`` or an ``ack_wait`` expiry redelivers
+    a message after later ones.
 
 URL options (query string, stripped before connecting): ``stream``, ``subject_prefix``
 (``tidings``: the first subject token, so that several environments can share one
 NATS account with a stream each), ``replicas``,
-``duplicate_window``, ``prefetch``, ``ack_wait``, ``max_deliver``, ``max_ack_pending``,
+``duplicate_window``, ``prefetch``, ``ack_wait``, ``max_deliver``, ``max_ack_pending``, ``shards``,
 ``connect_timeout``, ``confirm_timeout``, and for TLS ``tls``, ``ca``, ``cert``, ``key``.
 
 TLS
@@ -115,7 +121,7 @@ from tidings.transports.base import (
 from tidings.transports.nats_connection import CLOSE_ERRORS, CLOSE_TIMEOUT, Connection
 from tidings.transports.nats_options import describe, parse_url
 from tidings.transports.nats_publish import BROKER_ERRORS, Publisher, encode_batch
-from tidings.transports.nats_shards import FETCH_WAIT, ShardedRead
+from tidings.transports.nats_shards import FETCH_WAIT, ShardedRead, one_by_one
 from tidings.transports.nats_topology import Subscription, Topology
 from tidings.transports.sharding import ShardSet
 
@@ -197,7 +203,8 @@ class NatsTransport(Transport):
         and unacknowledged messages come back after ``ack_wait``.
         """
         if self.options.shards > 1:
-            async for delivery in self._each_of_all_shards(group, event_types):
+            batches = await self._sharded(group, event_types, self.options.prefetch, None)
+            async for delivery in one_by_one(batches, self._give_back):
                 yield delivery
             return
         declared = await self._declare_consumer(group, event_types)
@@ -338,20 +345,6 @@ class NatsTransport(Transport):
             shards=shards,
         )
         return read.batches(max_batch)
-
-    async def _each_of_all_shards(
-        self, group: str, event_types: Collection[str]
-    ) -> AsyncIterator[Delivery]:
-        batches = await self._sharded(group, event_types, self.options.prefetch, None)
-        batch: list[Delivery] = []
-        try:
-            async with contextlib.aclosing(batches):
-                async for batch in batches:
-                    while batch:
-                        yield batch[0]
-                        batch.pop(0)  # only now: one left unsettled is given back below
-        finally:
-            await self._give_back([delivery._transport_token for delivery in batch])
 
     async def ack(self, delivery: Delivery) -> None:
         """Acknowledge the message: JetStream will not deliver it to this group again."""

@@ -248,3 +248,21 @@ class ShardedRead:
         for fetcher in self._fetchers.values():
             if fetcher.error is not None:
                 raise fetcher.error
+
+
+async def one_by_one(
+    batches: AsyncGenerator[list[Delivery], None],
+    give_back: Callable[[list[Any]], Awaitable[None]],
+) -> AsyncGenerator[Delivery, None]:
+    """The deliveries of ``batches`` one at a time (``Transport.subscribe``); those not
+    handed out when the caller stops, and one it left unsettled, go to ``give_back``
+    (as transport tokens)."""
+    batch: list[Delivery] = []
+    try:
+        async with contextlib.aclosing(batches):
+            async for batch in batches:
+                while batch:
+                    yield batch[0]
+                    batch.pop(0)  # only now: one left unsettled is given back below
+    finally:
+        await give_back([delivery._transport_token for delivery in batch])
