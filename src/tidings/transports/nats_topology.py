@@ -8,6 +8,7 @@ its description and a group has a consumer per shard, filtering that shard's sub
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import re
 from collections.abc import Collection
@@ -153,6 +154,8 @@ class Topology:
                 **filters,
             )
             await self._add_consumer(js, config)
+            if count > 1 and start is not None:
+                await self._drop_holder(js, durable)  # left by a take_shard cut short
             consumers[shard] = config
         return Subscription(consumers, client_filter)
 
@@ -181,6 +184,7 @@ class Topology:
                     config, deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start
                 )
                 holder = dataclasses.replace(again, durable_name=durable + _HOLDER_SUFFIX)
+                await self._drop_holder(js, durable)  # one left with another start
                 await js.add_consumer(stream, holder)
                 await js.delete_consumer(stream, durable)
                 await js.add_consumer(stream, again)
@@ -214,18 +218,40 @@ class Topology:
         self, js: JetStreamContext, durable: str
     ) -> tuple[DeliverPolicy, int | None]:
         """ALL for a new consumer; an existing one keeps its own (the server cannot
-        change it in place), with its start sequence if it was recreated (take_shard)."""
+        change it in place), with its start sequence if it was recreated (take_shard);
+        a missing one whose holder is left takes the holder's."""
+        names = [durable]
+        if self._options.shards > 1:
+            # After a take_shard cut short between deleting and recreating the consumer,
+            # its holder kept the messages from where the consumer is to start again.
+            names.append(durable + _HOLDER_SUFFIX)
+        info = None
         try:
-            async with asyncio.timeout(self._options.confirm_timeout):
-                info = await js.consumer_info(self._options.stream, durable)
-        except nats.js.errors.NotFoundError:
-            return DeliverPolicy.ALL, None
+            for name in names:
+                with contextlib.suppress(nats.js.errors.NotFoundError):
+                    async with asyncio.timeout(self._options.confirm_timeout):
+                        info = await js.consumer_info(self._options.stream, name)
+                    break
         except BROKER_ERRORS as exc:
             raise TransportError(
                 f"cannot look up consumer {durable!r} on NATS at {self._where}: {exc!r}; "
                 "retry when the server is reachable"
             ) from exc
+        if info is None:
+            return DeliverPolicy.ALL, None
         return info.config.deliver_policy or DeliverPolicy.ALL, info.config.opt_start_seq
+
+    async def _drop_holder(self, js: JetStreamContext, durable: str) -> None:
+        try:
+            async with asyncio.timeout(self._options.confirm_timeout):
+                await js.delete_consumer(self._options.stream, durable + _HOLDER_SUFFIX)
+        except nats.js.errors.NotFoundError:
+            return
+        except BROKER_ERRORS as exc:
+            raise TransportError(
+                f"cannot delete consumer {durable + _HOLDER_SUFFIX!r} on NATS at "
+                f"{self._where}: {exc!r}; retry when the server is reachable"
+            ) from exc
 
     async def delete_consumer(self, js: JetStreamContext, group: str) -> None:
         """Delete the group's durable consumer(s) (interest retention then frees its

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import nats
 import pytest
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from tests.integration.transports import conformance
 from tests.services import require
@@ -261,6 +262,47 @@ async def test_the_unacknowledged_events_of_a_sigkilled_owner_come_first_to_the_
     assert received[len(unacked) :] == [e.id for e in newer]
     # The restarted consumer starts at a sequence: declaring the group again keeps it.
     await transport.declare_subscription(group, {event_type})
+
+
+async def test_a_restart_cut_short_resumes_from_its_holder_and_removes_it(
+    transport: NatsTransport, server_url: str, stream: str
+) -> None:
+    """A process killed between deleting a shard's consumer and recreating it left only
+    the holder: the next declaration recreates the consumer from the holder's start."""
+    tag = uuid7().hex[:8]
+    group, event_type = f"cut-{tag}", f"catalog.cut.{tag}"
+    await transport.declare_subscription(group, {event_type})
+    shard = 3
+    on_shard = [
+        e for e in conformance.make_events(200, 100, event_type, "catalog") if shard_of(e) == shard
+    ][:10]
+    await transport.publish_batch("catalog", on_shard)
+    durable = f"{group}-{shard}"
+    client = await nats.connect(server_url)
+    try:
+        js = client.jetstream()
+        config = (await js.consumer_info(stream, durable)).config
+        holder = ConsumerConfig(
+            durable_name=f"{durable}-hold",
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=1,
+            filter_subject=config.filter_subject,
+        )
+        await js.add_consumer(stream, holder)
+        await js.delete_consumer(stream, durable)  # ... and killed here
+        heir = Reader(transport, group, event_type)
+        heir.shards.grant({shard})
+        try:
+            await heir.until(lambda: len(heir.ids()) >= len(on_shard))
+        finally:
+            await heir.stop()
+        assert [e.id for _, e in heir.received] == [e.id for e in on_shard]
+        names = {info.name for info in await js.consumers_info(stream)}
+        assert f"{durable}-hold" not in names
+        assert durable in names
+    finally:
+        await client.close()
 
 
 async def test_without_a_shard_set_a_group_reads_every_shard_in_order_per_key(
