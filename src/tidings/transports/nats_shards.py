@@ -162,8 +162,8 @@ class ShardedRead:
                         yield batch
                     if self._shards is not None:
                         self._shards.stopped(shard)  # after its last delivery went
-                self._raise_failure()
                 self.wake.clear()  # before looking: a fetch landing after it wakes us
+                self._raise_failure()
                 batch = await self._collect(max_batch)
                 if batch:
                     yield batch
