@@ -1,7 +1,7 @@
 """NATS JetStream transport (nats-py): one stream for all contexts, a durable consumer per group.
 
-This module connects and consumes; URL options and names are in
-:mod:`~tidings.transports.nats_options`, publishing in
+This module consumes; connecting is in :mod:`~tidings.transports.nats_connection`,
+URL options and names in :mod:`~tidings.transports.nats_options`, publishing in
 :mod:`~tidings.transports.nats_publish`, the stream and consumers in
 :mod:`~tidings.transports.nats_topology`.
 
@@ -11,6 +11,11 @@ Subjects
     source is one subject token (dots in a context name become ``_`` in the subject
     only; the CloudEvents ``source`` is unchanged); the type may span several tokens.
     Types and sources with whitespace or the wildcards ``*`` and ``>`` are refused.
+    With ``?shards=N`` > 1 the subject is ``tidings.<source>.<shard>.<type>``, shard =
+    ``partition_slot(partition key) % N``, and a group has a durable consumer
+    ``<group>-<shard>`` per shard, read by one process at a time
+    (:mod:`~tidings.transports.nats_shards`); the stream's description records N and a
+    URL disagreeing with it is refused.
 
 Stream
     DESIGN.md describes "a stream per producing context". On JetStream that is the
@@ -71,13 +76,14 @@ Per-key order
     sees each key's events in that order. Several processes pulling from one durable
     share its messages and may finish one key's events out of order; run one consumer
     process per group where order matters (NATS 2.9 has no single-active-consumer
-    mode), or set ``?max_ack_pending=1`` for strict order at one message per round
-    trip. A ``nak`` or an ``ack_wait`` expiry redelivers a message after later ones.
+    mode), shard the stream (``?shards=``), or set ``?max_ack_pending=1`` for strict
+    order at one message per round trip. A ``nak`` or an ``ack_wait`` expiry redelivers
+    a message after later ones.
 
 URL options (query string, stripped before connecting): ``stream``, ``subject_prefix``
 (``tidings``: the first subject token, so that several environments can share one
 NATS account with a stream each), ``replicas``,
-``duplicate_window``, ``prefetch``, ``ack_wait``, ``max_deliver``, ``max_ack_pending``,
+``duplicate_window``, ``prefetch``, ``ack_wait``, ``max_deliver``, ``max_ack_pending``, ``shards``,
 ``connect_timeout``, ``confirm_timeout``, and for TLS ``tls``, ``ca``, ``cert``, ``key``.
 
 TLS
@@ -93,22 +99,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
-import ssl
 import time
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
-import nats
-import nats.errors
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from tidings.contracts.cloudevents import CloudEvent
-from tidings.errors import TlsError
-from tidings.tls import tls_failure
+from tidings.errors import ConfigurationError
 from tidings.transports.base import (
     NOTHING_UNROUTABLE,
     Delivery,
@@ -117,17 +118,12 @@ from tidings.transports.base import (
     TransportError,
     Unroutable,
 )
+from tidings.transports.nats_connection import CLOSE_ERRORS, CLOSE_TIMEOUT, Connection
 from tidings.transports.nats_options import describe, parse_url
 from tidings.transports.nats_publish import BROKER_ERRORS, Publisher, encode_batch
-from tidings.transports.nats_topology import Topology
-
-log = logging.getLogger(__name__)
-
-# While closing, a cancelled flush is just as final as a broker error.
-_CLOSE_ERRORS: tuple[type[BaseException], ...] = (*BROKER_ERRORS, asyncio.CancelledError)
-_CLOSE_TIMEOUT = 2.0
-# How long one fetch waits on the server for messages before asking again.
-_FETCH_WAIT = 5.0
+from tidings.transports.nats_shards import FETCH_WAIT, ShardedRead, one_by_one
+from tidings.transports.nats_topology import Subscription, Topology
+from tidings.transports.sharding import ShardSet
 
 
 @dataclass(slots=True)
@@ -152,20 +148,12 @@ class NatsTransport(Transport):
 
     def __init__(self, url: str) -> None:
         super().__init__(url)
-        self._servers, self.options = parse_url(url)
+        servers, self.options = parse_url(url)
         self._where = describe(url)
-        self._ssl_context: ssl.SSLContext | None = (
-            self.options.tls.context() if self.options.tls is not None else None
-        )
-        self._client: NatsClient | None = None
-        self._js: JetStreamContext | None = None
+        self._connection = Connection(servers, self.options, self._where)
         self._stream_ready = False
         self._publisher = Publisher(self.options, self._where)
         self._topology = Topology(self.options, self._where)
-        self._last_error: Exception | None = None
-        # Resolved when the first connection's TLS handshake is refused (see _connect).
-        self._tls_refused: asyncio.Future[None] | None = None
-        self._connect_lock = asyncio.Lock()
         # One batch at a time: batches from one relay stay in order on the wire.
         self._publish_lock = asyncio.Lock()
 
@@ -176,20 +164,14 @@ class NatsTransport(Transport):
     async def close(self) -> None:
         """Close the connection after the batch being published (if any) is acknowledged."""
         async with self._publish_lock:
-            client, self._client, self._js = self._client, None, None
             self._stream_ready = False
-            if client is not None and not client.is_closed:
-                try:
-                    async with asyncio.timeout(_CLOSE_TIMEOUT):
-                        await client.close()
-                except _CLOSE_ERRORS:
-                    pass  # the server is gone; nothing of ours is left to flush
+            await self._connection.close()
 
     async def publish_batch(self, source: str, events: Sequence[CloudEvent]) -> Unroutable:
         """Publish ``events`` in order, awaiting every JetStream acknowledgement together."""
         if not events:
             return NOTHING_UNROUTABLE
-        messages = encode_batch(self.options.subject_prefix, source, events)
+        messages = encode_batch(self.options.subject_prefix, source, events, self.options.shards)
         async with self._publish_lock:
             js = await self._ensure_stream()
             client = self._client
@@ -220,7 +202,14 @@ class NatsTransport(Transport):
         Raises :class:`TransportError` if the connection closes for good; subscribe again
         and unacknowledged messages come back after ``ack_wait``.
         """
-        durable, client_filter = await self._declare_consumer(group, event_types)
+        if self.options.shards > 1:
+            batches = await self._sharded(group, event_types, self.options.prefetch, None)
+            async for delivery in one_by_one(batches, self._give_back):
+                yield delivery
+            return
+        declared = await self._declare_consumer(group, event_types)
+        durable, client_filter = declared.consumers[0].durable_name, declared.client_filter
+        assert durable is not None
         js = self._jetstream()
         try:
             async with asyncio.timeout(self.options.connect_timeout):
@@ -237,7 +226,7 @@ class NatsTransport(Transport):
         try:
             while True:
                 try:
-                    batch = await subscription.fetch(self.options.prefetch, timeout=_FETCH_WAIT)
+                    batch = await subscription.fetch(self.options.prefetch, timeout=FETCH_WAIT)
                 except TimeoutError:
                     # Nothing new: ask again. nats-py raises its own TimeoutError or,
                     # when its no-wait probe used up the deadline, asyncio's.
@@ -278,10 +267,84 @@ class NatsTransport(Transport):
         finally:
             await self._give_back(fetched.tokens)
             try:
-                async with asyncio.timeout(_CLOSE_TIMEOUT):
+                async with asyncio.timeout(CLOSE_TIMEOUT):
                     await subscription.unsubscribe()
-            except _CLOSE_ERRORS:
+            except CLOSE_ERRORS:
                 pass  # the connection is gone, and the subscription with it
+
+    def shard_count(self, group: str) -> int:
+        """``?shards=`` (checked against the stream's record by :meth:`connect`)."""
+        return self.options.shards
+
+    async def subscribe_batches(
+        self, group: str, event_types: Collection[str], max_batch: int
+    ) -> AsyncIterator[list[Delivery]]:
+        """Batches of deliveries; a sharded group's from all of its shards' consumers."""
+        if self.options.shards == 1:
+            # An async generator (Transport's default), closed with ours.
+            batches = cast(
+                AsyncGenerator[list[Delivery], None],
+                super().subscribe_batches(group, event_types, max_batch),
+            )
+        else:
+            batches = await self._sharded(group, event_types, max_batch, None)
+        async with contextlib.aclosing(batches):
+            async for batch in batches:
+                yield batch
+
+    async def subscribe_shards(
+        self, group: str, event_types: Collection[str], max_batch: int, shards: ShardSet
+    ) -> AsyncIterator[list[Delivery]]:
+        """Batches from the consumers of the shards ``shards`` grants (see
+        :mod:`~tidings.transports.nats_shards`): a granted shard's unacknowledged
+        messages first, a revoked one stopped once what it fetched was handed over."""
+        if shards.count != self.options.shards:
+            raise ConfigurationError(
+                f"the ShardSet has {shards.count} shards and the NATS URL {self.options.shards}"
+            )
+        batches = await self._sharded(group, event_types, max_batch, shards)
+        async with contextlib.aclosing(batches):
+            async for batch in batches:
+                yield batch
+
+    async def _sharded(
+        self, group: str, event_types: Collection[str], max_batch: int, shards: ShardSet | None
+    ) -> AsyncGenerator[list[Delivery], None]:
+        declared = await self._declare_consumer(group, event_types)
+        client = self._client
+        assert client is not None
+        prefix = self.options.subject_prefix
+
+        async def admit(msg: Msg, shard: int) -> Delivery | None:
+            routed = _type_of(msg, prefix, sharded=True)
+            token = _Token(msg)
+            if declared.client_filter is not None and routed not in declared.client_filter:
+                await self._settle(token, "acknowledge", msg.ack)
+                return None
+            return Delivery(
+                body=msg.data,
+                headers=dict(msg.headers or {}),
+                redelivered=msg.metadata.num_delivered > 1,
+                routed_type=routed,
+                _transport_token=token,
+                _transport=self,
+            )
+
+        async def give_back(messages: list[Msg]) -> None:
+            await self._give_back([_Token(msg) for msg in messages])
+
+        read = ShardedRead(
+            js=self._jetstream(),
+            client=client,
+            topology=self._topology,
+            options=self.options,
+            where=self._where,
+            subscription=declared,
+            admit=admit,
+            give_back=give_back,
+            shards=shards,
+        )
+        return read.batches(max_batch)
 
     async def ack(self, delivery: Delivery) -> None:
         """Acknowledge the message: JetStream will not deliver it to this group again."""
@@ -310,114 +373,33 @@ class NatsTransport(Transport):
             token.settled = True
             try:
                 await token.msg.nak()
-            except _CLOSE_ERRORS:
+            except CLOSE_ERRORS:
                 return  # the connection is gone: ack_wait will redeliver them
 
-    async def _declare_consumer(
-        self, group: str, event_types: Collection[str]
-    ) -> tuple[str, frozenset[str] | None]:
-        """The consumer's name, and the types to filter client-side (None: server filters)."""
+    async def _declare_consumer(self, group: str, event_types: Collection[str]) -> Subscription:
+        """The group's consumer(s), and the types to filter client-side."""
         js = await self._ensure_stream()
         client = self._client
         assert client is not None
         return await self._topology.declare_consumer(js, client, group, event_types)
 
     async def _ensure_stream(self) -> JetStreamContext:
-        js = await self._connect()
+        js, new = await self._connection.open()
+        if new:
+            self._stream_ready = False
         if not self._stream_ready:
             await self._topology.ensure_stream(js)
             self._stream_ready = True
         return js
 
-    async def _connect(self) -> JetStreamContext:
-        async with self._connect_lock:
-            if self._client is not None and not self._client.is_closed and self._js is not None:
-                return self._js
-            self._stream_ready = False
-            self._last_error = None
-            self._tls_refused = asyncio.get_running_loop().create_future()
-            try:
-                async with asyncio.timeout(self.options.connect_timeout):
-                    client = await self._first_connection(self._tls_refused)
-            except BROKER_ERRORS as exc:  # NoServersError is a nats.errors.Error
-                # nats-py keeps retrying a refused first connection until our timeout:
-                # the error it reported on the way says more than the timeout.
-                reason = self._last_error or exc
-                refused = tls_failure(reason, self._where)
-                if refused is not None:
-                    raise refused from exc
-                raise TransportError(
-                    f"cannot connect to NATS at {self._where}: {reason!r}; check that the "
-                    "server runs with JetStream enabled; the relay retries with backoff "
-                    "and nothing is lost meanwhile"
-                ) from exc
-            self._client = client
-            self._js = client.jetstream(timeout=self.options.confirm_timeout)
-            return self._js
-
-    async def _first_connection(self, tls_refused: asyncio.Future[None]) -> NatsClient:
-        """``nats.connect``, given up as soon as the server's certificate is refused:
-        nats-py would keep retrying a certificate that cannot verify until the timeout."""
-        connecting = asyncio.ensure_future(
-            nats.connect(
-                servers=self._servers,
-                connect_timeout=max(1, round(self.options.connect_timeout)),
-                # Fail a first connection at once; once connected, keep reconnecting in
-                # the background (publish_batch refuses to buffer while it does).
-                max_reconnect_attempts=-1,
-                allow_reconnect=True,
-                error_cb=self._on_client_error,
-                reconnected_cb=self._on_reconnected,
-                tls=self._ssl_context,
-            )
-        )
-        try:
-            either: set[asyncio.Future[Any]] = {connecting, tls_refused}
-            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            if not connecting.done():
-                connecting.cancel()
-                with contextlib.suppress(asyncio.CancelledError, *BROKER_ERRORS):
-                    await connecting
-        if not connecting.done() or connecting.cancelled():
-            raise nats.errors.NoServersError  # the TLS failure in _last_error says why
-        client: NatsClient = connecting.result()
-        if not self._encrypted(client):
-            await client.close()
-            raise TlsError(
-                f"the NATS server at {self._where} did not offer TLS, and the URL asks for "
-                "it (?tls=true, ?ca= or ?cert=): enable TLS on the server, or check that the "
-                "URL names the right server"
-            )
-        return client
-
-    def _encrypted(self, client: NatsClient) -> bool:
-        """False when TLS is wanted but the connection is in clear text: nats-py upgrades
-        only when the server's INFO says ``tls_required``, so a server without TLS (or
-        a network that rewrites INFO) would otherwise get the connection unencrypted."""
-        info: dict[str, Any] = getattr(client, "_server_info", {})
-        return self._ssl_context is None or bool(info.get("tls_required"))
-
-    async def _on_reconnected(self) -> None:
-        client = self._client
-        if client is not None and not self._encrypted(client):
-            log.error("NATS at %s reconnected without TLS; closing the connection", self._where)
-            await client.close()
-
-    async def _on_client_error(self, exc: Exception) -> None:
-        # nats-py reports connection attempts here; operations raise on their own.
-        self._last_error = exc
-        log.debug("NATS client error: %r", exc)
-        refused = self._tls_refused
-        if refused is not None and not refused.done() and tls_failure(exc, self._where):
-            refused.set_result(None)
+    @property
+    def _client(self) -> NatsClient | None:
+        return self._connection.client
 
     def _jetstream(self) -> JetStreamContext:
-        if self._js is None:
-            raise TransportError(f"not connected to NATS at {self._where}; connect first")
-        return self._js
+        return self._connection.jetstream()
 
 
-def _type_of(msg: Msg, prefix: str) -> str:
-    # <prefix>.<source>.<type...>
-    return msg.subject[len(prefix) + 1 :].split(".", 1)[1]
+def _type_of(msg: Msg, prefix: str, sharded: bool = False) -> str:
+    # <prefix>.<source>.<type...>, or <prefix>.<source>.<shard>.<type...>
+    return msg.subject[len(prefix) + 1 :].split(".", 2 if sharded else 1)[-1]

@@ -33,6 +33,7 @@ class NatsOptions:
     connect_timeout: float = 5.0
     confirm_timeout: float = 30.0
     tls: TlsSettings | None = None  # set by ?tls=true (or ?ca=, ?cert=)
+    shards: int = 1  # > 1: subjects carry a shard token, a consumer per group and shard
 
 
 def matches(pattern: str, subject: str) -> bool:
@@ -64,6 +65,16 @@ def event_subject(prefix: str, source_token: str, event_type: str) -> str:
     return f"{prefix}.{source_token}.{event_type}"
 
 
+def sharded_subject(prefix: str, source_token: str, shard: int | str, event_type: str) -> str:
+    """``<prefix>.<source_token>.<shard>.<event_type>``: the subject on a sharded stream.
+
+    The shard token comes before the type (which may span several tokens) so that
+    ``<prefix>.*.<shard>.>`` takes every type of one shard on a server whose consumers
+    have one filter subject (NATS 2.9).
+    """
+    return event_subject(prefix, f"{source_token}.{shard}", event_type)
+
+
 def context_token(source: str) -> str:
     """The subject token of context ``source``: its dots become ``_``."""
     token = source.replace(".", "_")
@@ -83,6 +94,11 @@ def durable_name(group: str) -> str:
             f"group {group!r} cannot name a NATS consumer: use letters, digits, '-', '_' or '.'"
         )
     return name
+
+
+def shard_durable(group: str, shard: int) -> str:
+    """The durable consumer of ``group``'s shard ``shard``: ``<durable_name>-<shard>``."""
+    return f"{durable_name(group)}-{shard}"
 
 
 def parse_url(url: str) -> tuple[list[str], NatsOptions]:
@@ -111,6 +127,7 @@ def parse_url(url: str) -> tuple[list[str], NatsOptions]:
             connect_timeout=float(ours.get("connect_timeout", defaults.connect_timeout)),
             confirm_timeout=float(ours.get("confirm_timeout", defaults.confirm_timeout)),
             tls=tls if wants_tls or tls.given else None,
+            shards=int(ours.get("shards", defaults.shards)),
         )
     except ValueError as exc:
         raise ConfigurationError(f"invalid NATS URL option in {describe(url)!r}: {exc}") from exc
@@ -121,11 +138,11 @@ def parse_url(url: str) -> tuple[list[str], NatsOptions]:
             f"?subject_prefix={options.subject_prefix!r} must be one subject token"
         )
     if (
-        min(options.prefetch, options.replicas) < 1
+        min(options.prefetch, options.replicas, options.shards) < 1
         or min(options.ack_wait, options.connect_timeout, options.confirm_timeout) <= 0
     ):
         raise ConfigurationError(
-            "?prefetch= and ?replicas= must be at least 1; ?ack_wait=, ?connect_timeout= "
+            "?prefetch=, ?replicas= and ?shards= must be at least 1; ?ack_wait=, ?connect_timeout= "
             "and ?confirm_timeout= must be positive"
         )
     servers = [urlunsplit(parts._replace(query="", fragment=""))]

@@ -19,8 +19,15 @@ from nats.js import JetStreamContext
 from nats.js.api import Header
 
 from tidings.contracts.cloudevents import CloudEvent, encode_binary
+from tidings.contracts.envelope import partition_slot
 from tidings.transports.base import NOTHING_UNROUTABLE, PublishNotConfirmedError, Unroutable
-from tidings.transports.nats_options import NatsOptions, context_token, event_subject, matches
+from tidings.transports.nats_options import (
+    NatsOptions,
+    context_token,
+    event_subject,
+    matches,
+    sharded_subject,
+)
 
 #: Header prefix of the CloudEvents NATS binding (binary mode).
 HEADER_PREFIX = "ce-"
@@ -46,9 +53,15 @@ def encode(event: CloudEvent) -> tuple[dict[str, str], bytes]:
     return headers, body
 
 
-def encode_batch(prefix: str, source: str, events: Sequence[CloudEvent]) -> list[Message]:
+def encode_batch(
+    prefix: str, source: str, events: Sequence[CloudEvent], shards: int = 1
+) -> list[Message]:
     """The messages of ``events`` of context ``source``; raises
-    :class:`~tidings.errors.ConfigurationError` for a type that cannot be a subject."""
+    :class:`~tidings.errors.ConfigurationError` for a type that cannot be a subject.
+
+    With ``shards`` > 1 the subject names the event's shard, the slot of its partition
+    key (``CloudEvent.subject``, else its id) modulo ``shards``.
+    """
     token = context_token(source)
     subjects: dict[str, str] = {}  # a batch has few types: validate each once
     messages = []
@@ -56,6 +69,10 @@ def encode_batch(prefix: str, source: str, events: Sequence[CloudEvent]) -> list
         subject = subjects.get(event.type)
         if subject is None:
             subject = subjects[event.type] = event_subject(prefix, token, event.type)
+        if shards > 1:
+            key = event.subject if event.subject is not None else event.id
+            shard = partition_slot(key) % shards
+            subject = sharded_subject(prefix, token, shard, event.type)
         messages.append((subject, *encode(event)))
     return messages
 
