@@ -4,7 +4,8 @@ This module connects and holds the channels; URL options and names are in
 :mod:`~tidings.transports.rabbitmq_options`, the exchange, queues and bindings in
 :mod:`~tidings.transports.rabbitmq_topology`, publishing in
 :mod:`~tidings.transports.rabbitmq_publish`, consuming and acknowledging in
-:mod:`~tidings.transports.rabbitmq_consume`.
+:mod:`~tidings.transports.rabbitmq_consume`, consuming the shards of a sharded group
+in :mod:`~tidings.transports.rabbitmq_shards`.
 
 Topology
     Producers publish to one durable **topic exchange** (``tidings.integration`` by
@@ -51,9 +52,37 @@ Per-key order
     order at the cost of parallelism (one process does all the work of the group).
     The flag is part of the queue's identity: changing it on an existing queue makes
     the declaration fail until the queue is deleted.
+    For order *and* parallelism, shard the group (``?shards=N``, below).
     Messages given back with ``nack(requeue=True)`` return to the queue and may be
     delivered after later messages of their key; tidings' consumer retries handlers
     in-process rather than requeueing, so this only happens when a consumer dies.
+
+Shards
+    ``?shards=N`` (N > 1; default 1, the layout above) splits a group's subscription
+    into N quorum queues ``tidings.<group>.<i>`` (``i`` = 0 .. N-1), each declared with
+    ``x-single-active-consumer`` whatever the URL says. The topic exchange feeds the
+    group's **consistent-hash exchange** ``tidings.<group>.shards`` (plugin
+    ``rabbitmq_consistent_hash_exchange``) through one exchange-to-exchange binding per
+    subscribed type; it hashes the ``cloudEvents:subject`` header (the partition key,
+    sent with every event in binary mode) onto the shard queues, each bound with weight
+    1 (an even spread of keys). A message without that header (no subject, or a
+    structured-mode message from another producer) hashes as "no value": all such
+    messages reach one shard, in order, and are never dropped; with no shard queue
+    bound the message is unroutable and returned to the publisher (``mandatory``).
+    The shards are bound before any type, so a key never changes shard while the
+    topology is being built. The shard count is recorded on the hash exchange (as its
+    ``alternate-exchange`` argument, ``tidings.<group>.shards=<N>``: the one exchange
+    argument RabbitMQ compares on redeclaration; no exchange of that name exists); a
+    URL with another ``?shards=``, or an unsharded URL for a sharded group (and the
+    reverse), raises :class:`~tidings.errors.ConfigurationError` before anything is
+    declared. :meth:`RabbitMQTransport.subscribe_shards` consumes the granted shard
+    queues on one channel (one ``basic.consume`` each, ``?prefetch=`` each) and cancels
+    a revoked shard's consumer (:mod:`~tidings.transports.rabbitmq_shards`);
+    :meth:`~RabbitMQTransport.subscribe_batches` reads every shard. When a consumer
+    process dies, each quorum queue returns what it had delivered unacknowledged and
+    delivers it again, in its original order, before anything newer (a test SIGKILLs a
+    consumer to prove it). Keep one group's queue names free: an unsharded group named
+    ``<group>.<i>`` would share ``tidings.<group>.<i>``.
 
 Redelivery limits
     RabbitMQ 4.0+ gives quorum queues a default delivery limit of 20 after which a
@@ -70,7 +99,8 @@ TLS
 
 URL options (query string, removed before the URL reaches aio-pika): ``exchange``,
 ``prefetch`` (256; unacknowledged messages per consumer), ``single_active_consumer``,
-``delivery_limit``, ``connect_timeout``, ``confirm_timeout``, ``ca``, ``cert``, ``key``.
+``delivery_limit``, ``shards``, ``connect_timeout``, ``confirm_timeout``, ``ca``, ``cert``,
+``key``.
 """
 
 from __future__ import annotations
@@ -87,7 +117,7 @@ from aio_pika.abc import AbstractChannel, AbstractConnection
 from tidings.contracts.cloudevents import CloudEvent
 from tidings.errors import ConfigurationError
 from tidings.tls import tls_failure
-from tidings.transports import rabbitmq_consume, rabbitmq_topology
+from tidings.transports import rabbitmq_consume, rabbitmq_shards, rabbitmq_topology
 from tidings.transports.base import (
     NOTHING_UNROUTABLE,
     Delivery,
@@ -109,6 +139,7 @@ from tidings.transports.rabbitmq_options import (
     routing_key,
 )
 from tidings.transports.rabbitmq_publish import encode, encode_batch, publish_confirmed
+from tidings.transports.sharding import ShardSet
 
 __all__ = [
     "DEFAULT_EXCHANGE",
@@ -183,7 +214,8 @@ class RabbitMQTransport(Transport):
         )
 
     async def delete_subscription(self, group: str) -> None:
-        """Delete the group's queue ``tidings.<group>`` and the messages it holds."""
+        """Delete the group's queue ``tidings.<group>`` (or its shard queues and hash
+        exchange) and the messages it holds."""
         connection = await self._connect()
         await rabbitmq_topology.delete_subscription(connection, self.options, self._where, group)
 
@@ -203,8 +235,41 @@ class RabbitMQTransport(Transport):
         """Every message received while the previous batch was handled, as one batch."""
         await self.declare_subscription(group, event_types)
         connection = await self._connect()
-        batches = rabbitmq_consume.consume_batches(
-            self, connection, self.options, self._where, queue_name(group), max_batch
+        if self.options.shards > 1:
+            # One consumer reading the whole group: every shard queue at once.
+            batches = rabbitmq_shards.consume_shards(
+                self, connection, self.options, self._where, group, max_batch, None
+            )
+        else:
+            batches = rabbitmq_consume.consume_batches(
+                self, connection, self.options, self._where, queue_name(group), max_batch
+            )
+        try:
+            async for batch in batches:
+                yield batch
+        finally:
+            await batches.aclose()
+
+    def shard_count(self, group: str) -> int:
+        """``?shards=`` (1 by default); :meth:`declare_subscription` refuses a count
+        that disagrees with the one the group's topology records."""
+        return self.options.shards
+
+    async def subscribe_shards(
+        self, group: str, event_types: Collection[str], max_batch: int, shards: ShardSet
+    ) -> AsyncIterator[list[Delivery]]:
+        """Batches from the shard queues ``shards`` grants, following its changes: a
+        granted shard gets a consumer, a revoked one has it cancelled, then what it
+        delivered is yielded, then :meth:`ShardSet.stopped` (see "Shards")."""
+        if shards.count != self.options.shards:
+            raise ConfigurationError(
+                f"the shard set of {group!r} has {shards.count} shards, the RabbitMQ URL "
+                f"?shards={self.options.shards}: build it from shard_count()"
+            )
+        await self.declare_subscription(group, event_types)
+        connection = await self._connect()
+        batches = rabbitmq_shards.consume_shards(
+            self, connection, self.options, self._where, group, max_batch, shards
         )
         try:
             async for batch in batches:

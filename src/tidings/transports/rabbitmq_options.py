@@ -20,6 +20,11 @@ from tidings.tls import TlsSettings
 HEADER_PREFIX = "cloudEvents:"
 DEFAULT_EXCHANGE = "tidings.integration"
 QUEUE_PREFIX = "tidings."
+#: The header a sharded group's consistent-hash exchange hashes: the CloudEvents
+#: ``subject`` (the partition key) that binary mode sends with every event.
+SHARD_HEADER = HEADER_PREFIX + "subject"
+#: Each shard is a quorum queue (a Raft group of its own): keep the count modest.
+MAX_SHARDS = 256
 
 # Errors the broker client raises when the broker is unreachable, the connection or
 # channel dies, or an operation times out: all become TransportError (retryable).
@@ -42,6 +47,7 @@ class RabbitMQOptions:
     delivery_limit: int | None = None
     connect_timeout: float = 5.0
     confirm_timeout: float = 30.0
+    shards: int = 1
     tls: TlsSettings | None = None  # set for amqps://
 
 
@@ -68,6 +74,30 @@ def queue_name(group: str) -> str:
         raise ConfigurationError(
             f"group {group!r} cannot name a RabbitMQ queue: use a non-empty name without "
             "spaces, at most 247 bytes (it becomes 'tidings.<group>')"
+        )
+    return name
+
+
+def shard_exchange_name(group: str) -> str:
+    """The consistent-hash exchange ``tidings.<group>.shards`` of a sharded group."""
+    return _checked(queue_name(group) + ".shards", group)
+
+
+def shard_queue_name(group: str, shard: int) -> str:
+    """The quorum queue ``tidings.<group>.<shard>`` of one shard of a group."""
+    return _checked(f"{queue_name(group)}.{shard}", group)
+
+
+def shard_count_marker(group: str, count: int) -> str:
+    """The value recording a sharded group's shard count on its hash exchange."""
+    return _checked(f"{shard_exchange_name(group)}={count}", group)
+
+
+def _checked(name: str, group: str) -> str:
+    if len(name.encode()) > 255:
+        raise ConfigurationError(
+            f"group {group!r} is too long for a sharded RabbitMQ subscription: "
+            f"{name!r} exceeds 255 bytes; use a shorter group name"
         )
     return name
 
@@ -112,6 +142,7 @@ def parse_url(url: str) -> tuple[str, RabbitMQOptions]:
             delivery_limit=(int(ours["delivery_limit"]) if ours.get("delivery_limit") else None),
             connect_timeout=float(ours.get("connect_timeout", defaults.connect_timeout)),
             confirm_timeout=float(ours.get("confirm_timeout", defaults.confirm_timeout)),
+            shards=int(ours.get("shards", defaults.shards)),
             tls=tls if parts.scheme == "amqps" else None,
         )
     except ValueError as exc:
@@ -124,6 +155,11 @@ def parse_url(url: str) -> tuple[str, RabbitMQOptions]:
         raise ConfigurationError("?prefetch= must be at least 1")
     if options.connect_timeout <= 0 or options.confirm_timeout <= 0:
         raise ConfigurationError("?connect_timeout= and ?confirm_timeout= must be positive")
+    if not 1 <= options.shards <= MAX_SHARDS:
+        raise ConfigurationError(
+            f"?shards= must be between 1 and {MAX_SHARDS} (each shard is a quorum queue), "
+            f"got {options.shards}"
+        )
     return urlunsplit(parts._replace(query=urlencode(theirs))), options
 
 
