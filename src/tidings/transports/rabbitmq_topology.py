@@ -154,7 +154,7 @@ async def delete_subscription(
                 if count is not None:
                     # The exchange first: nothing is routed to a shard being deleted.
                     await channel.exchange_delete(shard_exchange_name(group))
-                    for shard in range(count):
+                    for shard in range(count or options.shards):
                         await channel.queue_delete(shard_queue_name(group, shard))
             finally:
                 await close_quietly(channel)
@@ -166,7 +166,8 @@ async def delete_subscription(
 
 
 async def recorded_shards(connection: AbstractConnection, group: str) -> int | None:
-    """The shard count the broker's topology records for ``group``; None if unsharded.
+    """The shard count the broker's topology records for ``group``; None if unsharded,
+    0 if sharded but the broker's answer did not say the count.
 
     AMQP cannot read an exchange's arguments, so this declares the hash exchange again
     with the count 0, which no topology has, and reads the recorded count from the
@@ -187,10 +188,10 @@ async def recorded_shards(connection: AbstractConnection, group: str) -> int | N
             },
         )
     except aiormq.exceptions.ChannelPreconditionFailed as exc:
-        return _recorded_count(exc)
+        return _recorded_count(exc) or 0
     finally:
         await close_quietly(channel)
-    return None  # pragma: no cover - the exchange exists, so the probe is refused
+    return 0  # pragma: no cover - the exchange exists, so the probe is refused
 
 
 async def _refuse_other_layout(
@@ -237,9 +238,11 @@ def _recorded_count(exc: BaseException) -> int | None:
 
 
 def _count_mismatch(group: str, where: str, recorded: int, asked: int) -> ConfigurationError:
+    count = str(recorded) if recorded else "another number of"  # 0: unreadable
     return ConfigurationError(
-        f"group {group!r} has {recorded} shards on RabbitMQ at {where} (recorded on "
+        f"group {group!r} has {count} shards on RabbitMQ at {where} (recorded on "
         f"exchange {shard_exchange_name(group)!r}), the URL asks for {asked}: every "
-        f"consumer of a group must use the same ?shards= (here ?shards={recorded}); to "
-        "change the count, let the consumers finish, stop them and delete the subscription"
+        f"consumer of a group must use the same ?shards= (here ?shards={recorded or '?'}); "
+        "to change the count, let the consumers finish, stop them and delete the "
+        "subscription"
     )
