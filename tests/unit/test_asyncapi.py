@@ -223,6 +223,22 @@ shop = BoundedContext("shop", broker_url="sqlite:///gadgets-broker.db", consumer
 shop.subscribe(CopyGadgetOnGadgetUpdated())
 
 
+def test_sharded_subscriptions_are_described_as_their_shards() -> None:
+    rabbit = asyncapi_document([gadgets, shop], broker_url="amqp://localhost/?shards=4")
+    nats = asyncapi_document([gadgets, shop], broker_url="nats://x:4222?shards=3")
+
+    receive = "shop.receive.tests.asyncapi.gadget.updated"
+    assert rabbit["operations"][receive]["x-tidings-subscription"] == (
+        "quorum queues tidings.shop-group.0 .. tidings.shop-group.3 (one per shard)"
+    )
+    assert "consistent-hash exchange tidings.<group>.shards" in rabbit["info"]["description"]
+    channel = nats["channels"]["tests.asyncapi.gadget.updated"]
+    assert channel["address"] == "tidings.gadgets.*.tests.asyncapi.gadget.updated"
+    assert nats["operations"][receive]["x-tidings-subscription"] == (
+        "durable consumers shop-group-0 .. shop-group-2 (one per shard) on TIDINGS"
+    )
+
+
 def test_nats_subject_uses_a_wildcard_when_several_contexts_publish_a_type() -> None:
     alone = asyncapi_document([gadgets, shop], broker_url="nats://x:4222")
     both = asyncapi_document([gadgets, gadgets_eu, shop], broker_url="nats://x:4222")

@@ -125,6 +125,13 @@ class _RabbitMQ(BrokerLayout):
 
     @property
     def description(self) -> str:
+        if self.options.shards > 1:
+            return (
+                f"RabbitMQ: topic exchange {self.options.exchange!r}, the event type as "
+                f"routing key; each consuming context has {self.options.shards} quorum "
+                "queues tidings.<group>.<shard>, fed by the consistent-hash exchange "
+                "tidings.<group>.shards on the partition key (cloudEvents:subject)."
+            )
         return (
             f"RabbitMQ: topic exchange {self.options.exchange!r}, the event type as "
             "routing key, one quorum queue tidings.<group> per consuming context."
@@ -136,9 +143,12 @@ class _RabbitMQ(BrokerLayout):
         return _routing_key(event_type)
 
     def subscription(self, group: str) -> str:
-        from tidings.transports.rabbitmq import _queue_name
+        from tidings.transports.rabbitmq_options import queue_name, shard_queue_name
 
-        return f"quorum queue {_queue_name(group)}"
+        if self.options.shards > 1:
+            last = shard_queue_name(group, self.options.shards - 1)
+            return f"quorum queues {shard_queue_name(group, 0)} .. {last} (one per shard)"
+        return f"quorum queue {queue_name(group)}"
 
     def channel_bindings(self) -> Json:
         vhost = unquote(urlsplit(self.url).path[1:]) or "/"
@@ -178,21 +188,33 @@ class _Nats(BrokerLayout):
     @property
     def description(self) -> str:
         prefix = self.options.subject_prefix
+        if self.options.shards > 1:
+            return (
+                f"NATS JetStream: stream {self.options.stream!r} capturing '{prefix}.>', "
+                f"subjects {prefix}.<source>.<shard>.<type> ({self.options.shards} shards "
+                "by the partition key), a durable pull consumer per consuming context "
+                "and shard."
+            )
         return (
             f"NATS JetStream: stream {self.options.stream!r} capturing '{prefix}.>', "
             f"subjects {prefix}.<source>.<type>, a durable pull consumer per consuming context."
         )
 
     def address(self, event_type: str, producers: Sequence[str]) -> str:
-        from tidings.transports.nats_options import context_token, event_subject
+        from tidings.transports.nats_options import context_token, event_subject, sharded_subject
 
         # One producer: its own subject; otherwise the filter consumers use.
         source = context_token(producers[0]) if len(producers) == 1 else "*"
+        if self.options.shards > 1:  # any shard: the key picks it
+            return sharded_subject(self.options.subject_prefix, source, "*", event_type)
         return event_subject(self.options.subject_prefix, source, event_type)
 
     def subscription(self, group: str) -> str:
-        from tidings.transports.nats_options import durable_name
+        from tidings.transports.nats_options import durable_name, shard_durable
 
+        if self.options.shards > 1:
+            first, last = shard_durable(group, 0), shard_durable(group, self.options.shards - 1)
+            return f"durable consumers {first} .. {last} (one per shard) on {self.options.stream}"
         return f"durable consumer {durable_name(group)} on stream {self.options.stream}"
 
 
