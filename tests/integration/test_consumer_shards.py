@@ -9,10 +9,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from tests.support import consumer_app
 from tests.support.consumer_infra import (
@@ -22,11 +25,14 @@ from tests.support.consumer_infra import (
     price_changed,
     wait_until,
 )
+from tests.support.relay_processes import ROOT, TIDINGS
 from tidings import BoundedContext
 from tidings.consumer import Consumer
+from tidings.consumer.shard_leases import ShardLeases
 from tidings.contracts.cloudevents import decode_structured
 from tidings.contracts.envelope import partition_slot
 from tidings.errors import ConfigurationError
+from tidings.persistence.tables import consumer_shards
 from tidings.transports.base import Delivery, ack_all
 from tidings.transports.memory import MemoryTransport
 from tidings.transports.sharding import ShardSet
@@ -129,6 +135,11 @@ def _owned(consumer: Consumer) -> frozenset[int]:
     return frozenset() if leases is None else leases.shards.granted
 
 
+def _owner(consumer: Consumer) -> str:
+    assert consumer.shards.leases is not None
+    return consumer.shards.leases.owner
+
+
 def _draining(consumer: Consumer) -> frozenset[int]:
     leases = consumer.shards.leases
     return frozenset() if leases is None else leases.shards.draining
@@ -199,6 +210,39 @@ async def test_a_killed_consumer_s_shards_go_to_the_others_once_its_leases_expir
         await publisher.finish()
         await group.stop_all()
     _in_order(basket, rounds)
+
+
+async def test_consume_status_shows_who_reads_which_shard(
+    basket: BoundedContext, broker_url: str
+) -> None:
+    group = Group(basket, broker_url)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        consumer_app.DATABASE_ENV: basket.database_url,
+        consumer_app.BROKER_ENV: broker_url,
+        consumer_app.NAME_ENV: basket.name,
+    }
+    command = [str(TIDINGS), "consume", "tests.support.consumer_app:context", "--status"]
+
+    def status(*extra: str) -> str:
+        done = subprocess.run(
+            [*command, *extra], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+        return str(done.stdout)
+
+    try:
+        first, second = group.start(), group.start()
+        await wait_until(lambda: group.balanced(first, second), timeout=20, what="3 + 3")
+        shown = json.loads(await asyncio.to_thread(status, "--json"))
+        assert (shown["group"], shown["shards"]) == (basket.name, SHARDS)
+        held = {c["owner"]: (sorted(c["shards"]), c["expired"]) for c in shown["consumers"]}
+        assert held == {_owner(c): (sorted(_owned(c)), False) for c in (first, second)}
+        text = await asyncio.to_thread(status)
+        assert f"shards of {basket.name}: {SHARDS}" in text
+    finally:
+        await group.stop_all()
 
 
 # -- the memory broker's sharded subscriptions, driven through ShardSets directly ----------
@@ -283,3 +327,36 @@ async def test_memory_shards_are_read_where_granted_and_handed_over_in_order() -
         for transport in (producer, left_transport, right_transport, other):
             await transport.close()
         MemoryTransport.discard_broker(url)
+
+
+async def test_the_lease_loop_outlives_a_database_that_fails(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A failed heartbeat is logged and tried again; the loop does not end."""
+    context = BoundedContext("leases", database_url=f"sqlite:///{tmp_path / 'leases.db'}")
+    context.create_tables()
+    leases = ShardLeases(context.async_engine, group="g", count=SHARDS, ttl=TTL)
+    loop = asyncio.create_task(leases.run())
+    try:
+        await wait_until(lambda: leases.shards.granted == set(range(SHARDS)), what="all")
+        with context.engine.begin() as connection:
+            consumer_shards.drop(connection)  # the database "fails" every heartbeat
+        await wait_until(lambda: "heartbeat failed" in caplog.text, what="a logged failure")
+        assert not loop.done()
+        with context.engine.begin() as connection:
+            consumer_shards.create(connection)
+        await wait_until(lambda: _held(context) == SHARDS, what="leases taken again")
+    finally:
+        loop.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await loop
+        await context.adispose()
+
+
+def _held(context: BoundedContext) -> int:
+    with context.engine.connect() as connection:
+        return len(
+            connection.execute(
+                select(consumer_shards.c.shard_no).where(consumer_shards.c.owner.is_not(None))
+            ).all()
+        )

@@ -82,6 +82,7 @@ def _rebalance(
     count: int,
     *,
     handled: int = 0,
+    rate: float = 0.0,
     leave: bool = False,
 ) -> Lease:
     """One heartbeat of ``owner`` in ``group`` with ``count`` shards (two phase)."""
@@ -103,6 +104,7 @@ def _rebalance(
         ttl,
         create=lambda c: leases.create_first(c, CONSUMER_LEASES, group, count),
         counted=handled,
+        rate=rate,
         leave=leave,
         two_phase=True,
     )
@@ -134,10 +136,14 @@ class ShardLeases:
         self.lease: Lease | None = None
         self._unreleased: set[int] = set()  # drained, their release not committed yet
         self._reported = 0
+        self._reported_at: float | None = None
 
     async def heartbeat(self, handled: int = 0) -> Lease:
         """Renew the membership and rebalance; grant and revoke accordingly."""
-        counted, self._reported = handled - self._reported, handled
+        counted = handled - self._reported
+        now = time.monotonic()
+        elapsed = 0.0 if self._reported_at is None else now - self._reported_at
+        rate = counted / elapsed if elapsed > 0 else 0.0
         for attempt in range(_FIRST_ATTEMPTS if self.lease is None else 1):
             try:
                 async with self._engine.begin() as connection:
@@ -148,12 +154,14 @@ class ShardLeases:
                         self.ttl,
                         self.shards.count,
                         handled=counted,
+                        rate=rate,
                     )
                 break
             except (IntegrityError, OperationalError):
+                # Lost the race to create a new group's shard rows (MariaDB): they exist now.
                 if attempt == _FIRST_ATTEMPTS - 1 or self.lease is not None:
-                    self._reported -= counted  # counted again next time
                     raise
+        self._reported, self._reported_at = handled, now  # committed: counted once
         self.lease = lease
         self.shards.grant(lease.owned)  # also a draining one that is within the share again
         self.shards.revoke(lease.excess)
