@@ -339,13 +339,15 @@ async def test_the_lease_loop_outlives_a_database_that_fails(
     loop = asyncio.create_task(leases.run())
     try:
         await wait_until(lambda: leases.shards.granted == set(range(SHARDS)), what="all")
-        with context.engine.begin() as connection:
-            consumer_shards.drop(connection)  # the database "fails" every heartbeat
+        # Through the async engine: a blocking call would hold the loop while the lease
+        # loop holds SQLite's write lock.
+        async with context.async_engine.begin() as connection:
+            await connection.run_sync(consumer_shards.drop)  # every heartbeat fails now
         await wait_until(lambda: "heartbeat failed" in caplog.text, what="a logged failure")
         assert not loop.done()
-        with context.engine.begin() as connection:
-            consumer_shards.create(connection)
-        await wait_until(lambda: _held(context) == SHARDS, what="leases taken again")
+        async with context.async_engine.begin() as connection:
+            await connection.run_sync(consumer_shards.create)
+        await wait_until(lambda: _held(context), what="leases taken again")
     finally:
         loop.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -353,10 +355,10 @@ async def test_the_lease_loop_outlives_a_database_that_fails(
         await context.adispose()
 
 
-def _held(context: BoundedContext) -> int:
-    with context.engine.connect() as connection:
-        return len(
-            connection.execute(
-                select(consumer_shards.c.shard_no).where(consumer_shards.c.owner.is_not(None))
-            ).all()
+async def _held(context: BoundedContext) -> bool:
+    """Every shard leased again."""
+    async with context.async_engine.connect() as connection:
+        rows = await connection.execute(
+            select(consumer_shards.c.shard_no).where(consumer_shards.c.owner.is_not(None))
         )
+        return len(rows.all()) == SHARDS

@@ -56,6 +56,7 @@ def test_excess_shards_stay_held_and_renewed_until_released_one_by_one(engine: E
     # b joins: a holds every shard live, so b gets none and is short of its share.
     joined = _beat(engine, "b")
     assert (joined.owned, joined.share, joined.members) == (frozenset(), 2, 2)
+    assert joined.behind, "a holds more than its share: b heartbeats often"
 
     # a's next heartbeat keeps its share and reports the rest as excess, still its own.
     rebalanced = _beat(engine, "a")
@@ -73,6 +74,21 @@ def test_excess_shards_stay_held_and_renewed_until_released_one_by_one(engine: E
     assert _beat(engine, "b").owned == {2, 3}
     assert (settled := _beat(engine, "a")).owned == {0, 1} and not settled.excess
     assert _holders(engine) == {"a": (0, 1), "b": (2, 3)}
+    assert not _beat(engine, "b").behind
+
+
+def test_a_share_that_cannot_be_met_is_not_waited_for(engine: Engine) -> None:
+    """4 shards, 3 consumers: shares of 2, 1 and 1; the last is short but nobody holds
+    more than 2, so it is not behind (no fast heartbeats for ever)."""
+    _beat(engine, "a")
+    _beat(engine, "b")
+    _beat(engine, "c")
+    _beat(engine, "a")  # keeps 0, 1; 2 and 3 in excess
+    _release(engine, "a", 2, 3)
+    assert _beat(engine, "b").owned == {2, 3}
+    late = _beat(engine, "c")
+    assert (late.owned, late.share) == (frozenset(), 2)
+    assert not late.behind
 
 
 def test_a_release_touches_only_shards_the_owner_still_holds(engine: Engine) -> None:

@@ -8,8 +8,8 @@ context's database (``tidings_consumer_members``, ``tidings_consumer_shards``, t
 mechanism of :mod:`tidings.persistence.leases` that relays use for outbox partitions):
 
 * each process heartbeats every ``ttl / 3`` s, and every 0.5 s while it holds fewer
-  shards than its fair share ``ceil(N / live processes)``, so that one joining gets
-  its share within moments after the others let go;
+  shards than its fair share ``ceil(N / live processes)`` and another holds more, so
+  that one joining gets its share within moments after the others let go;
 * shards within its share are granted to the transport (:class:`ShardSet`);
 * shards above it (another process joined) stay leased and renewed, but are revoked:
   the transport stops reading them, and once what it yielded from one was
@@ -169,9 +169,10 @@ class ShardLeases:
 
     @property
     def interval(self) -> float:
-        """Seconds to the next heartbeat: often while short of the fair share."""
+        """Seconds to the next heartbeat: often while short of the fair share and
+        another process holds more than it (it is about to hand shards over)."""
         lease = self.lease
-        if lease is not None and len(lease.owned) < lease.share:
+        if lease is not None and lease.behind:
             return min(HUNGRY_INTERVAL, self.ttl / 3)
         return self.ttl / 3
 

@@ -75,6 +75,9 @@ class Lease:
     """Live members of the name, this one included."""
     share: int
     """The fair share: ceil(count / members)."""
+    behind: bool = False
+    """Short of the share while another live member holds more than it: it will get
+    units as soon as that one lets go (a reason to heartbeat often)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,7 +228,12 @@ def rebalance(
             .where(tables.unit(tables.key) == name, tables.unit(tables.number).in_(owned + excess))
             .values(owner=owner, expires_at=expires)
         )
-    return Lease(len(rows), frozenset(owned), frozenset(excess), members, share)
+    others: dict[str, int] = {}
+    for _, holder, until in rows:
+        if holder is not None and holder != owner and is_live(until, now):
+            others[holder] = others.get(holder, 0) + 1
+    behind = len(owned) < share and any(held > share for held in others.values())
+    return Lease(len(rows), frozenset(owned), frozenset(excess), members, share, behind)
 
 
 def release(
