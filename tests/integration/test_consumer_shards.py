@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 
 from tests.support import consumer_app
 from tests.support.consumer_infra import (
@@ -28,7 +28,7 @@ from tests.support.consumer_infra import (
 from tests.support.relay_processes import ROOT, TIDINGS
 from tidings import BoundedContext
 from tidings.consumer import Consumer
-from tidings.consumer.shard_leases import ShardLeases
+from tidings.consumer.shard_leases import ShardLeases, rebalance
 from tidings.contracts.cloudevents import decode_structured
 from tidings.contracts.envelope import partition_slot
 from tidings.errors import ConfigurationError
@@ -210,6 +210,22 @@ async def test_a_killed_consumer_s_shards_go_to_the_others_once_its_leases_expir
         await publisher.finish()
         await group.stop_all()
     _in_order(basket, rounds)
+
+
+async def test_another_shard_count_is_refused_while_live_consumers_hold_shards(
+    basket: BoundedContext, broker_url: str
+) -> None:
+    """The group's consumers ran with 4 shards and one still holds them: a consumer of
+    the 6-shard topology refuses to start, saying to stop them first."""
+
+    def leased_by_another(connection: Connection) -> None:
+        rebalance(connection, basket.consumer_group, "old:1:consumer", 30.0, 4)
+
+    async with basket.async_engine.begin() as connection:
+        await connection.run_sync(leased_by_another)
+    consumer = Consumer(basket, MemoryTransport(broker_url), shard_lease_ttl=TTL)
+    with pytest.raises(ConfigurationError, match="stop every consumer of the group"):
+        await asyncio.wait_for(consumer.run(), 30)
 
 
 async def test_consume_status_shows_who_reads_which_shard(

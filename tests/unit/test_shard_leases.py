@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, create_engine
 
-from tidings.consumer.shard_leases import CONSUMER_LEASES, _rebalance
+from tidings.consumer.shard_leases import CONSUMER_LEASES, rebalance
 from tidings.errors import ConfigurationError
 from tidings.persistence import leases
 from tidings.persistence.leases import Lease, fair_share
@@ -28,7 +28,7 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
 
 def _beat(engine: Engine, owner: str, count: int = 4, *, leave: bool = False) -> Lease:
     with engine.begin() as connection:
-        return _rebalance(connection, GROUP, owner, 30.0, count, leave=leave)
+        return rebalance(connection, GROUP, owner, 30.0, count, leave=leave)
 
 
 def _release(engine: Engine, owner: str, *shards: int) -> None:

@@ -56,6 +56,7 @@ __all__ = [
     "ConsumerShards",
     "ShardLeases",
     "consumer_overview",
+    "rebalance",
 ]
 
 #: Seconds a consumer's shard leases last without a heartbeat.
@@ -74,7 +75,7 @@ CONSUMER_LEASES = leases.LeaseTables(
 _FIRST_ATTEMPTS = 3
 
 
-def _rebalance(
+def rebalance(
     connection: Connection,
     group: str,
     owner: str,
@@ -85,7 +86,14 @@ def _rebalance(
     rate: float = 0.0,
     leave: bool = False,
 ) -> Lease:
-    """One heartbeat of ``owner`` in ``group`` with ``count`` shards (two phase)."""
+    """One heartbeat of ``owner`` in ``group`` with ``count`` shards, in the caller's
+    transaction: its fair share, shards above it in :attr:`Lease.excess` (still held;
+    :func:`tidings.persistence.leases.release` each once drained). ``leave``: give every
+    shard back and end the membership.
+
+    Another ``count`` than the stored one makes the rows again when no other live
+    process holds a shard, else raises :class:`ConfigurationError`.
+    """
     rows = leases.locked(connection, CONSUMER_LEASES, group)
     if rows and len(rows) != count and not leave:
         holders = [h for h in leases.live_holders(rows, datetime.now(UTC)) if h != owner]
@@ -148,7 +156,7 @@ class ShardLeases:
             try:
                 async with self._engine.begin() as connection:
                     lease = await connection.run_sync(
-                        _rebalance,
+                        rebalance,
                         self.group,
                         self.owner,
                         self.ttl,
@@ -221,7 +229,7 @@ class ShardLeases:
         """Give every shard back and end the membership (the transport is closed)."""
         async with self._engine.begin() as connection:
             await connection.run_sync(
-                _rebalance, self.group, self.owner, self.ttl, self.shards.count, leave=True
+                rebalance, self.group, self.owner, self.ttl, self.shards.count, leave=True
             )
         self.lease = None
         self._unreleased.clear()
