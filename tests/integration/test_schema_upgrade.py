@@ -119,7 +119,9 @@ async def test_a_released_database_upgrades_and_keeps_working(
                 assert current_version(connection) == LATEST_VERSION
                 columns = {c["name"] for c in inspect(connection).get_columns("tidings_outbox")}
                 assert {"trigger_id", "partition_slot"} <= columns
-                assert "tidings_relay_lease" not in inspect(connection).get_table_names()
+                names = set(inspect(connection).get_table_names())
+                assert "tidings_relay_lease" not in names
+                assert {"tidings_consumer_members", "tidings_consumer_shards"} <= names
                 # Indexes added to existing tables come with the upgrade too.
                 indexes = {i["name"] for i in inspect(connection).get_indexes("tidings_outbox")}
                 assert {"ix_tidings_outbox_stuck", "ix_tidings_outbox_partition_pending"} <= indexes
@@ -205,6 +207,7 @@ def test_db_init_creates_the_latest_schema_stamped(tmp_path: Path) -> None:
     context.create_tables()
     with context.engine.connect() as connection:
         assert current_version(connection) == LATEST_VERSION
+        assert "tidings_consumer_shards" in inspect(connection).get_table_names()
     assert upgrade(context.engine) == (LATEST_VERSION, LATEST_VERSION)
     context.dispose()
 

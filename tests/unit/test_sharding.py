@@ -80,8 +80,17 @@ async def test_changes_and_drains_wake_their_waiters() -> None:
     assert shards.drained() == {1}
 
 
+class _Unsharded(MemoryTransport):
+    """A transport that keeps the base class's (unsharded) defaults."""
+
+    shard_count = Transport.shard_count
+    subscribe_shards = Transport.subscribe_shards
+
+
 def test_transports_are_unsharded_by_default() -> None:
-    transport: Transport = MemoryTransport("memory://")
+    assert MemoryTransport("memory://").shard_count("basket") == 1  # unless ?shards=N
+    assert MemoryTransport("memory://?shards=4").shard_count("basket") == 4
+    transport: Transport = _Unsharded("memory://")
     assert transport.shard_count("basket") == 1
     with pytest.raises(NotImplementedError):
         transport.subscribe_shards("basket", ["x"], 10, ShardSet(1))

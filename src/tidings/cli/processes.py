@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from tidings.cli.common import AppArg, BrokerOpt, console, run_until_signalled
+from tidings.cli.common import AppArg, BrokerOpt, JsonOpt, console, run_until_signalled
 from tidings.cli.loading import load_context
 from tidings.cli.telemetry import (
     DEFAULT_HOST,
@@ -46,6 +46,15 @@ UnroutedGraceOpt = Annotated[
         "consumer starting at the same time) before its events are archived as "
         "unrouted (see `tidings outbox replay --unrouted`). Lower it when every "
         "subscription is declared before the relay starts (`tidings declare`).",
+    ),
+]
+ShardLeaseTtlOpt = Annotated[
+    float,
+    typer.Option(
+        min=0.1,
+        help="On a sharded transport (e.g. ?shards=N): seconds before the shards of a "
+        "silent consumer process of the group go to the others (each heartbeats every "
+        "third of it).",
     ),
 ]
 
@@ -116,6 +125,7 @@ def run_context(
     metrics_port: MetricsPortOpt = None,
     metrics_host: MetricsHostOpt = DEFAULT_HOST,
     trace_parenting: TraceParentingOpt = TraceParenting.PARENT,
+    shard_lease_ttl: ShardLeaseTtlOpt = 10.0,
 ) -> None:
     """Run the context's relay and consumer together until interrupted.
 
@@ -149,6 +159,7 @@ def run_context(
             transport,
             batch_size=batch_size,
             trace_parenting=trace_parenting,
+            shard_lease_ttl=shard_lease_ttl,
         )
     worker = ContextWorker(context, relay=relay, consume=not relay_only, consumer=consumer)
     parts = ["relay"] + (["consumer"] if worker.consumer else [])
@@ -188,12 +199,24 @@ def consume(
     metrics_port: MetricsPortOpt = None,
     metrics_host: MetricsHostOpt = DEFAULT_HOST,
     trace_parenting: TraceParentingOpt = TraceParenting.PARENT,
+    shard_lease_ttl: ShardLeaseTtlOpt = 10.0,
+    status: Annotated[
+        bool,
+        typer.Option(
+            "--status",
+            help="Show which consumer process reads which shard of the group (sharded "
+            "transports), then exit.",
+        ),
+    ] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Run the context's integration event handlers until interrupted (SIGINT/SIGTERM).
 
     Each event is handled once (inbox), bad input is dead-lettered, failures are
     retried with backoff; see `tidings dlq --help`. The subscription is declared
-    before anything is consumed (as `tidings declare` does).
+    before anything is consumed (as `tidings declare` does). On a sharded transport
+    the processes of a group share its shards through leases in the context's
+    database: `--status` shows who reads which.
     """
     from tidings.application.retry import RetryPolicy
     from tidings.consumer.consumer import Consumer
@@ -201,6 +224,11 @@ def consume(
     from tidings.transports.registry import open_transport, with_prefetch
 
     context = load_context(target)
+    if status:
+        from tidings.cli.shard_status import show_shard_owners
+
+        show_shard_owners(context, group or context.consumer_group, as_json=as_json)
+        return
     if not context.integration_handlers:
         raise ConfigurationError(
             f"context {context.name!r} subscribes no IntegrationEventHandler, so there is "
@@ -226,6 +254,7 @@ def consume(
         max_message_bytes=max_message_bytes,
         unknown_types=unknown_types,
         trace_parenting=trace_parenting,
+        shard_lease_ttl=shard_lease_ttl,
     )
     console.print(
         f"consuming [bold]{', '.join(sorted(worker.subscriptions.event_types))}[/] for "

@@ -18,6 +18,9 @@ For every delivery:
    absorbs the duplicate.
 6. A lost broker connection is not the events' fault: the consumer backs off,
    reconnects and subscribes again; the broker redelivers what was not acknowledged.
+7. On a sharded transport (``shard_count(group) > 1``) the processes of a group lease
+   the shards in the context's database and each reads only its own
+   (:mod:`tidings.consumer.shard_leases`).
 
 Run it as ``tidings consume APP`` or embedded::
 
@@ -51,6 +54,7 @@ from tidings.consumer.handling import HandlerRunner
 from tidings.consumer.inbox import purge_statement
 from tidings.consumer.items import HandlerFailed, Item
 from tidings.consumer.retry_lanes import RetryLanes
+from tidings.consumer.shard_leases import DEFAULT_SHARD_LEASE_TTL, ConsumerShards
 from tidings.consumer.stats import ConsumerStats
 from tidings.consumer.subscriptions import IntegrationSubscriptions
 from tidings.contracts.cloudevents import DEFAULT_MAX_BYTES
@@ -90,6 +94,8 @@ class Consumer:
     :param batch_size: most events handled in one transaction (1 to 10,000).
     :param signatures: the key ring and verification policy; by default read from the
         environment for the context (:meth:`SignatureCheck.from_environment`).
+    :param shard_lease_ttl: on a sharded transport, seconds before the shards of a
+        silent process of the group go to the others (heartbeats every third of it).
     """
 
     def __init__(
@@ -108,6 +114,7 @@ class Consumer:
         inbox_retention: timedelta = timedelta(days=7),
         trace_parenting: TraceParenting | str = TraceParenting.PARENT,
         signatures: SignatureCheck | None = None,
+        shard_lease_ttl: float = DEFAULT_SHARD_LEASE_TTL,
     ) -> None:
         check_batch_size(batch_size)
         self.context = context
@@ -126,6 +133,13 @@ class Consumer:
         skipped_before = self.transport.skipped
         self.stats = ConsumerStats(_skip_counter=lambda: self.transport.skipped - skipped_before)
         self._stopping = asyncio.Event()
+        self.shards = ConsumerShards(
+            context.async_engine,
+            self.group,
+            ttl=shard_lease_ttl,
+            stopping=self._stopping,
+            handled=lambda: self.stats.handled,
+        )
         self._admission = Admission(
             self.subscriptions,
             context.upcasters,
@@ -218,19 +232,22 @@ class Consumer:
                     await self._lost_broker(error, self.retry.delay(failures))
             if self._lanes.fatal is not None:
                 raise self._lanes.fatal
+            if self.shards.fatal is not None:
+                raise self.shards.fatal
         finally:
             await self._lanes.abandon()
             self._running = False
             await self._drop_connection()
             with contextlib.suppress(Exception):
                 await self.transport.close()
+            await self.shards.close()  # after the close: the broker took back what we held
 
     async def _subscribe_and_consume(self) -> None:
         await self.transport.connect()
         await self.transport.declare_subscription(self.group, self.subscriptions.event_types)
         await self._consume(
-            self.transport.subscribe_batches(
-                self.group, self.subscriptions.event_types, self.batch_size
+            await self.shards.batches(
+                self.transport, self.subscriptions.event_types, self.batch_size
             )
         )
 
@@ -241,6 +258,7 @@ class Consumer:
         )
         # Their deliveries belonged to the lost connection: the broker sends them again.
         await self._lanes.abandon()
+        self.shards.lost_connection()
         with contextlib.suppress(Exception):
             await self.transport.close()
         with contextlib.suppress(TimeoutError):

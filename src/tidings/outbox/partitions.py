@@ -34,34 +34,38 @@ confirmed rows) that are not fenced by the lease:
 
 Changing P moves keys between partitions, so it is refused while live relays hold
 partitions (:class:`~tidings.errors.PartitionsInUseError`): stop the relays first.
+
+The membership and rebalance core is :mod:`tidings.persistence.leases` (consumer
+shards use it too), here in its one-phase form: partitions above the share are given
+back in the heartbeat's transaction.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import socket
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tidings.contracts.envelope import PARTITION_SLOTS
 from tidings.domain.ids import uuid7
 from tidings.errors import ConfigurationError, PartitionsInUseError
+from tidings.persistence import leases
+from tidings.persistence.leases import fair_share as _fair_share
 from tidings.persistence.tables import relay_members, relay_partitions
 
 #: Partitions of an outbox unless chosen otherwise.
 DEFAULT_PARTITIONS = 16
 
-_m = relay_members.c
-_p = relay_partitions.c
-# Members silent this long are forgotten (their partitions were free long before).
-_FORGET_AFTER = timedelta(minutes=10)
+#: The relays' leases: members heartbeat per outbox name, partitions are the units.
+RELAY_LEASES = leases.LeaseTables(
+    relay_members, relay_partitions, key="name", number="partition_no", counter="published_total"
+)
 # A relay's first heartbeat may lose the race to create a new outbox's partitions.
 _FIRST_ATTEMPTS = 3
 
@@ -73,7 +77,7 @@ def default_owner() -> str:
 
 def fair_share(partitions: int, members: int) -> int:
     """How many partitions one of ``members`` live relays may own: ceil(P / members)."""
-    return math.ceil(partitions / max(members, 1))
+    return _fair_share(partitions, members)
 
 
 def check_partition_count(count: int) -> None:
@@ -102,19 +106,13 @@ class Ownership:
 
 def partition_count(connection: Connection, name: str) -> int:
     """P of the outbox ``name``: 0 before any relay or ``db init`` created the rows."""
-    count = connection.execute(
-        select(func.count()).select_from(relay_partitions).where(_p.name == name)
-    ).scalar_one()
-    return int(count)
+    return leases.unit_count(connection, RELAY_LEASES, name)
 
 
 def create_partitions(connection: Connection, name: str, count: int) -> None:
     """Create the partition rows of ``name``, unowned (none may exist yet)."""
     check_partition_count(count)
-    connection.execute(
-        insert(relay_partitions),
-        [{"name": name, "partition_no": number} for number in range(count)],
-    )
+    leases.create_units(connection, RELAY_LEASES, name, count)
 
 
 def ensure_partitions(connection: Connection, name: str, count: int) -> int:
@@ -133,18 +131,14 @@ def set_partition_count(connection: Connection, name: str, count: int) -> int:
     relays at work, keys would move between partitions under them.
     """
     check_partition_count(count)
-    now = datetime.now(UTC)
-    rows = _locked(connection, name)
-    holders = sorted(
-        {owner for _, owner, expires in rows if owner is not None and _live(expires, now)}
-    )
+    rows = leases.locked(connection, RELAY_LEASES, name)
+    holders = leases.live_holders(rows, datetime.now(UTC))
     if holders:
         raise PartitionsInUseError(
             f"relays still hold partitions of outbox {name!r} ({', '.join(holders)}): "
             "stop every relay of the context first, then change the partition count"
         )
-    connection.execute(delete(relay_partitions).where(_p.name == name))
-    create_partitions(connection, name, count)
+    leases.recreate_units(connection, RELAY_LEASES, name, count)
     return len(rows)
 
 
@@ -160,102 +154,20 @@ def rebalance(
 ) -> Ownership:
     """Heartbeat ``owner`` and take its fair share of ``name``'s partitions, in one
     transaction (the caller's) with the partition rows locked. ``leave``: give every
-    partition back and end the membership instead."""
-    now = datetime.now(UTC)
-    expires = now + timedelta(seconds=ttl)
-    rows = _locked(connection, name)
-    if not rows:
-        _create_first(connection, name)
-        rows = _locked(connection, name)
-    gone = now - timedelta(seconds=1)
-    _heartbeat(connection, name, owner, gone if leave else expires, published, rate)
-    connection.execute(
-        delete(relay_members).where(_m.name == name, _m.expires_at < now - _FORGET_AFTER)
+    partition back and end the membership instead. The partitions above the share are
+    given back at once (a relay lets go between batches)."""
+    lease = leases.rebalance(
+        connection,
+        RELAY_LEASES,
+        name,
+        owner,
+        ttl,
+        create=lambda c: leases.create_first(c, RELAY_LEASES, name, DEFAULT_PARTITIONS),
+        counted=published,
+        rate=rate,
+        leave=leave,
     )
-    members = int(
-        connection.execute(
-            select(func.count())
-            .select_from(relay_members)
-            .where(_m.name == name, _m.expires_at > now)
-        ).scalar_one()
-    )
-    share = 0 if leave else fair_share(len(rows), members)
-    mine = [number for number, holder, _ in rows if holder == owner]
-    free = [
-        number
-        for number, holder, until in rows
-        if holder != owner and (holder is None or not _live(until, now))
-    ]
-    kept = mine[:share]
-    owned = kept + free[: max(share - len(kept), 0)]
-    released = mine[share:]
-    if released:
-        connection.execute(
-            update(relay_partitions)
-            .where(_p.name == name, _p.partition_no.in_(released))
-            .values(owner=None, expires_at=None)
-        )
-    if owned:
-        connection.execute(
-            update(relay_partitions)
-            .where(_p.name == name, _p.partition_no.in_(owned))
-            .values(owner=owner, expires_at=expires)
-        )
-    return Ownership(len(rows), frozenset(owned), members)
-
-
-def _create_first(connection: Connection, name: str) -> None:
-    """The default partitions, made by the first relay. Several relays starting together
-    on a new outbox race for it: on PostgreSQL the losers use the winner's rows (its
-    insert committed when theirs fails); on MariaDB a loser's transaction is rolled back
-    (a deadlock or a duplicate key), and :meth:`PartitionLeases.heartbeat` runs it again.
-    SQLite serializes writers: no race."""
-    if connection.dialect.name != "postgresql":
-        create_partitions(connection, name, DEFAULT_PARTITIONS)
-        return
-    try:
-        with connection.begin_nested():
-            create_partitions(connection, name, DEFAULT_PARTITIONS)
-    except IntegrityError:
-        pass  # another relay created them first
-
-
-def _heartbeat(
-    connection: Connection,
-    name: str,
-    owner: str,
-    expires: datetime,
-    published: int,
-    rate: float,
-) -> None:
-    now = datetime.now(UTC)
-    values = {"expires_at": expires, "rate_per_s": rate, "updated_at": now}
-    result = connection.execute(
-        update(relay_members)
-        .where(_m.name == name, _m.owner == owner)
-        .values(published_total=_m.published_total + published, **values)
-    )
-    if not getattr(result, "rowcount", 0):
-        connection.execute(
-            insert(relay_members).values(
-                name=name, owner=owner, published_total=published, **values
-            )
-        )
-
-
-def _locked(connection: Connection, name: str) -> Sequence[tuple[int, str | None, datetime | None]]:
-    """The partition rows of ``name`` in number order, locked until the transaction ends."""
-    rows = connection.execute(
-        select(_p.partition_no, _p.owner, _p.expires_at)
-        .where(_p.name == name)
-        .order_by(_p.partition_no)
-        .with_for_update()
-    ).all()
-    return [(int(number), holder, until) for number, holder, until in rows]
-
-
-def _live(expires: datetime | None, now: datetime) -> bool:
-    return expires is not None and expires > now
+    return Ownership(lease.count, lease.owned, lease.members)
 
 
 class PartitionLeases:
@@ -326,24 +238,17 @@ class RelayMember:
 def relay_overview(connection: Connection) -> tuple[int | None, list[RelayMember]]:
     """P (None before any relay ran) and the relays of the database's outbox: live
     ones first, then by how many partitions they hold."""
-    held: dict[tuple[str, str], list[int]] = {}
-    count: int | None = None
-    for name, number, owner in connection.execute(
-        select(_p.name, _p.partition_no, _p.owner).order_by(_p.name, _p.partition_no)
-    ):
-        count = (count or 0) + 1
-        if owner is not None:
-            held.setdefault((name, owner), []).append(int(number))
+    counts, holders = leases.holders(connection, RELAY_LEASES)
     members = [
         RelayMember(
-            name=row.name,
-            owner=row.owner,
-            expires_at=row.expires_at,
-            rate_per_s=float(row.rate_per_s),
-            published_total=int(row.published_total),
-            partitions=tuple(held.get((row.name, row.owner), ())),
+            name=h.name,
+            owner=h.owner,
+            expires_at=h.expires_at,
+            rate_per_s=h.rate_per_s,
+            published_total=h.total,
+            partitions=h.units,
         )
-        for row in connection.execute(select(relay_members))
+        for h in holders
     ]
     members.sort(key=lambda m: (m.expired, -len(m.partitions), -m.expires_at.timestamp()))
-    return count, members
+    return (sum(counts.values()) if counts else None), members

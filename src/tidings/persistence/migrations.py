@@ -22,6 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tidings.contracts.envelope import partition_slot
 from tidings.errors import SchemaOutdatedError
 from tidings.persistence.tables import (
+    consumer_members,
+    consumer_shards,
     handled_records,
     metadata,
     outbox,
@@ -125,6 +127,12 @@ def _partition_relays(connection: Connection) -> None:
         connection.execute(text("DROP TABLE tidings_relay_lease"))
 
 
+def _shard_consumers(connection: Connection) -> None:
+    """Sharded consumers: tidings_consumer_members and tidings_consumer_shards, empty
+    (a group's shard rows are made by its first consumer)."""
+    metadata.create_all(connection, tables=[consumer_members, consumer_shards])
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         2,
@@ -141,6 +149,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         "partitioned relays: outbox partition_slot (given to pending rows), "
         "tidings_relay_members and tidings_relay_partitions replace tidings_relay_lease",
         _partition_relays,
+    ),
+    Migration(
+        5,
+        "sharded consumers: tidings_consumer_members and tidings_consumer_shards",
+        _shard_consumers,
     ),
 )
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -160,6 +160,31 @@ relay_partitions = Table(
     PrimaryKeyConstraint("name", "partition_no", name="pk_tidings_relay_partitions"),
 )
 
+# Sharded consumers (tidings.consumer.shard_leases): the consumer processes of a group,
+# each heartbeating its row, and one row per shard of the group's subscription saying
+# which process reads it until when. The same shape as the relay tables above.
+consumer_members = Table(
+    "tidings_consumer_members",
+    metadata,
+    Column("consumer_group", String(200), nullable=False),
+    Column("owner", String(200), nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("handled_total", BigInteger, nullable=False, server_default="0"),
+    Column("rate_per_s", Float, nullable=False, server_default="0"),
+    Column("updated_at", UtcDateTime),
+    PrimaryKeyConstraint("consumer_group", "owner", name="pk_tidings_consumer_members"),
+)
+
+consumer_shards = Table(
+    "tidings_consumer_shards",
+    metadata,
+    Column("consumer_group", String(200), nullable=False),
+    Column("shard_no", Integer, nullable=False),
+    Column("owner", String(200)),
+    Column("expires_at", UtcDateTime),
+    PrimaryKeyConstraint("consumer_group", "shard_no", name="pk_tidings_consumer_shards"),
+)
+
 # Causal records (tidings trace): small rows kept for ``causal_retention`` after the
 # payloads are gone. A published record is written by the relay, from the outbox row, in
 # the statement that deletes (or archives) it; a handled record in the consumer's

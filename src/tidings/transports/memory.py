@@ -24,6 +24,14 @@ Prefetch
     A consumer holds at most ``?prefetch=`` (64) unacknowledged deliveries; it waits for
     acknowledgements before taking more, so competing consumers share the work.
 
+Shards
+    ``memory://?shards=N`` (N > 1) splits each group's subscription into N shards,
+    ``partition_slot(key) % N``, as the reference of a sharded transport
+    (:mod:`tidings.transports.sharding`): :meth:`MemoryTransport.subscribe_shards`
+    takes only keys of the shards its :class:`ShardSet` grants. The count is the
+    group's, fixed when it is declared; a URL with another count is refused.
+    ``subscribe`` and ``subscribe_batches`` still read every shard.
+
 Acknowledgement
     ``ack`` forgets the message. ``nack(requeue=True)`` puts the message, and every
     later delivery of the same key still unacknowledged, back at the head of the
@@ -39,14 +47,16 @@ import asyncio
 import contextlib
 import itertools
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit
 
 from tidings.contracts.cloudevents import STRUCTURED_CONTENT_TYPE, CloudEvent, encode_structured
+from tidings.contracts.envelope import partition_slot
 from tidings.errors import ConfigurationError
 from tidings.transports.base import Delivery, Transport, TransportError, Unroutable
+from tidings.transports.sharding import ShardSet
 
 _HEADERS = {"content-type": STRUCTURED_CONTENT_TYPE}
 DEFAULT_PREFETCH = 64
@@ -67,11 +77,13 @@ class _InFlight:
     group: _Group
     consumer: int
     message: _Message
+    shard: int
     live: bool = True
 
 
 @dataclass(slots=True, eq=False)
 class _KeyQueue:
+    shard: int
     pending: deque[_Message] = field(default_factory=deque)
     in_flight: list[_InFlight] = field(default_factory=list)
     holder: int | None = None
@@ -110,8 +122,9 @@ def _resolve(future: asyncio.Future[None]) -> None:
 class _Group:
     """One consuming context's subscription: its types and its per-key queues."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, shards: int) -> None:
         self.name = name
+        self.shards = shards
         self.types: set[str] = set()
         self.keys: dict[str, _KeyQueue] = {}
         # keys with pending messages, rotated so that consumers serve keys round-robin
@@ -122,20 +135,29 @@ class _Group:
     def append(self, message: _Message) -> None:
         queue = self.keys.get(message.key)
         if queue is None:
-            queue = self.keys[message.key] = _KeyQueue()
+            shard = partition_slot(message.key) % self.shards
+            queue = self.keys[message.key] = _KeyQueue(shard)
         if not queue.pending:
             self.ready.append(message.key)
         queue.pending.append(message)
 
-    def take(self, consumer: int, types: Collection[str], prefetch: int) -> _InFlight | None:
-        """The next message ``consumer`` may receive, or None if none is available now."""
+    def take(
+        self,
+        consumer: int,
+        types: Collection[str],
+        prefetch: int,
+        shards: frozenset[int] | None = None,
+    ) -> _InFlight | None:
+        """The next message ``consumer`` may receive, or None if none is available now;
+        only of keys in ``shards`` unless None."""
         if self.unacked[consumer] >= prefetch:
             return None
-        rotations = 0  # keys passed over because another consumer holds them
+        rotations = 0  # keys passed over: another consumer holds them, or not our shard
         while self.ready and rotations < len(self.ready):
             key = self.ready[0]
             queue = self.keys[key]
-            if queue.holder is not None and queue.holder != consumer:
+            held = queue.holder is not None and queue.holder != consumer
+            if held or (shards is not None and queue.shard not in shards):
                 self.ready.rotate(-1)
                 rotations += 1
                 continue
@@ -150,7 +172,7 @@ class _Group:
                 self._forget_if_idle(key, queue)
                 rotations = 0
                 continue
-            token = _InFlight(self, consumer, message)
+            token = _InFlight(self, consumer, message, queue.shard)
             self.unacked[consumer] += 1
             queue.in_flight.append(token)
             queue.holder = consumer
@@ -196,10 +218,10 @@ class _Broker:
     def __init__(self) -> None:
         self.groups: dict[str, _Group] = {}
 
-    def group(self, name: str, event_types: Collection[str]) -> _Group:
+    def group(self, name: str, event_types: Collection[str], shards: int) -> _Group:
         group = self.groups.get(name)
         if group is None:
-            group = self.groups[name] = _Group(name)
+            group = self.groups[name] = _Group(name, shards)
         group.types.update(event_types)
         return group
 
@@ -216,7 +238,8 @@ class MemoryTransport(Transport):
         super().__init__(url)
         parts = urlsplit(url)
         self.broker_name = (parts.netloc + parts.path).strip("/")
-        self.prefetch = _prefetch(parts.query, url)
+        self.prefetch = _positive(parts.query, url, "prefetch", DEFAULT_PREFETCH)
+        self.shards = _positive(parts.query, url, "shards", 1)
         self._broker: _Broker | None = None
 
     @classmethod
@@ -269,7 +292,21 @@ class MemoryTransport(Transport):
 
     async def declare_subscription(self, group: str, event_types: Collection[str]) -> None:
         """Start keeping events of ``event_types`` for ``group`` from now on."""
-        self._require_broker().group(group, event_types)
+        subscription = self._require_broker().group(group, event_types, self.shards)
+        self._check_shards(subscription)
+
+    def _check_shards(self, subscription: _Group) -> None:
+        if subscription.shards != self.shards:
+            raise ConfigurationError(
+                f"group {subscription.name!r} of memory broker {self.broker_name!r} has "
+                f"{subscription.shards} shards but {self.url!r} says {self.shards}: use "
+                f"?shards={subscription.shards}, or delete the subscription first"
+            )
+
+    def shard_count(self, group: str) -> int:
+        """The shards of ``group``'s subscription (the URL's ``?shards=`` before it exists)."""
+        subscription = None if self._broker is None else self._broker.groups.get(group)
+        return self.shards if subscription is None else subscription.shards
 
     async def delete_subscription(self, group: str) -> None:
         """Forget ``group`` and the events kept for it."""
@@ -285,7 +322,7 @@ class MemoryTransport(Transport):
     async def subscribe(self, group: str, event_types: Collection[str]) -> AsyncIterator[Delivery]:
         """Deliveries for ``group``, sharing keys with the group's other consumers."""
         wanted = frozenset(event_types)
-        subscription = self._require_broker().group(group, wanted)
+        subscription = self._require_broker().group(group, wanted, self.shards)
         consumer = next(self._consumer_ids)
         try:
             while True:
@@ -293,19 +330,55 @@ class MemoryTransport(Transport):
                 if token is None:
                     await subscription.signal.wait()
                     continue
-                redelivered = token.message.delivered
-                token.message.delivered = True
-                yield Delivery(
-                    body=token.message.body,
-                    headers=dict(_HEADERS),
-                    redelivered=redelivered,
-                    routed_type=token.message.type,
-                    _transport_token=token,
-                    _transport=self,
-                )
+                yield self._delivery(token)
         finally:
             subscription.requeue_all(consumer)
             del subscription.unacked[consumer]
+
+    async def subscribe_shards(
+        self, group: str, event_types: Collection[str], max_batch: int, shards: ShardSet
+    ) -> AsyncIterator[list[Delivery]]:
+        """Batches of ``group`` from the shards ``shards`` grants, in per-key order.
+
+        A key's messages wait in the broker until taken, so a revoked shard has nothing
+        received but not yielded: it is stopped as soon as the revocation is seen. A
+        key of a newly granted shard starts at its oldest unacknowledged message (the
+        previous holder's unacknowledged ones came back when it stopped).
+        """
+        wanted = frozenset(event_types)
+        subscription = self._require_broker().group(group, wanted, self.shards)
+        self._check_shards(subscription)
+        consumer = next(self._consumer_ids)
+        try:
+            while True:
+                for shard in shards.draining:
+                    shards.stopped(shard)  # a no-op unless revoked and not stopped yet
+                granted = shards.granted
+                batch: list[Delivery] = []
+                while len(batch) < max_batch:
+                    token = subscription.take(consumer, wanted, self.prefetch, granted)
+                    if token is None:
+                        break
+                    batch.append(shards.track(self._delivery(token), token.shard))
+                if batch:
+                    yield batch
+                    continue
+                await _first(subscription.signal.wait(), shards.changed())
+        finally:
+            subscription.requeue_all(consumer)
+            del subscription.unacked[consumer]
+
+    def _delivery(self, token: _InFlight) -> Delivery:
+        redelivered = token.message.delivered
+        token.message.delivered = True
+        return Delivery(
+            body=token.message.body,
+            headers=dict(_HEADERS),
+            redelivered=redelivered,
+            routed_type=token.message.type,
+            _transport_token=token,
+            _transport=self,
+        )
 
     async def ack(self, delivery: Delivery) -> None:
         """Forget the message for its group."""
@@ -320,8 +393,19 @@ class MemoryTransport(Transport):
             token.group.settle(token, requeue=requeue)
 
 
-def _prefetch(query: str, url: str) -> int:
-    value = dict(parse_qsl(query)).get("prefetch", str(DEFAULT_PREFETCH))
+async def _first(*waits: Coroutine[Any, Any, None]) -> None:
+    """Until the first of ``waits`` is done; the others are cancelled."""
+    tasks = [asyncio.ensure_future(wait) for wait in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _positive(query: str, url: str, name: str, default: int) -> int:
+    value = dict(parse_qsl(query)).get(name, str(default))
     if not value.isdigit() or int(value) < 1:
-        raise ConfigurationError(f"prefetch in {url!r} must be a positive integer, got {value!r}")
+        raise ConfigurationError(f"{name} in {url!r} must be a positive integer, got {value!r}")
     return int(value)

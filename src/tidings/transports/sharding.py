@@ -77,8 +77,8 @@ class ShardSet:
         their leases may go. Each is reported once."""
         done = {shard for shard in self._stopped if not self._outstanding[shard]}
         self._stopped -= done
-        if not self._stopped:
-            self._drained.clear()
+        # The rest still have deliveries outstanding: not ready (else a waiter would spin).
+        self._drained.clear()
         return frozenset(done)
 
     async def wait_drained(self) -> None:
