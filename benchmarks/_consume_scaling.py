@@ -112,10 +112,12 @@ def context() -> BoundedContext:
 
 
 # -- one side of a round ------------------------------------------------------------------
-async def _declare(broker_url: str, group: str) -> None:
-    """The group's subscription, before any backlog: a routing broker keeps it all."""
+async def _declare(broker_url: str, group: str) -> int:
+    """The group's subscription, before any backlog (a routing broker keeps it all);
+    its shard count."""
     async with open_transport(broker_url) as transport:
         await transport.declare_subscription(group, {EVENT_TYPE})
+        return transport.shard_count(group)
 
 
 async def _fill(broker_url: str, count: int, start: int) -> None:
@@ -168,8 +170,10 @@ def drain_rate(
         for _ in range(consumers)
     ]
     try:
-        deadline = time.monotonic() + 120
+        spawned = time.monotonic()
+        deadline = spawned + 120
         rows, writers = _progress(engine)
+        first: tuple[float, int] | None = None  # (when, effects) at the first effect seen
         while writers < consumers and rows < events:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{consumers} consumers did not all start within 120 s")
@@ -177,16 +181,20 @@ def drain_rate(
                 raise RuntimeError("a consumer process exited by itself")
             time.sleep(0.05)  # coarse: the poll must not take a core from the consumers
             rows, writers = _progress(engine)
-        if rows >= events:
-            raise RuntimeError(f"{events} events were handled before {consumers} consumers ran")
+            if rows and first is None:
+                first = (time.monotonic(), rows)
         started, at_start = time.monotonic(), rows
+        if rows >= events:
+            # A backlog too small for this machine (--smoke): time it from its first effect.
+            print(f"    warning: all {events} handled before the {consumers} processes all ran")
+            started, at_start = first or (spawned, 0)
         deadline = started + 600
         while rows < events:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the consumers handled {rows} of {events} events in 600 s")
             time.sleep(0.05)
             rows, _ = _progress(engine)
-        seconds = time.monotonic() - started
+        seconds = max(time.monotonic() - started, 0.05)
         with engine.connect() as connection:
             shares = [
                 int(count)
@@ -273,7 +281,11 @@ def report(
         group = f"bench-consume-scaling-{uuid.uuid4().hex[:8]}"
         reset_tables(database_url, effects.name)
         build(database_url, broker_url, group, io_ms, create=True).dispose()
-        asyncio.run(_declare(broker_url, group))
+        shards = asyncio.run(_declare(broker_url, group))
+        figures[f"{name}_shards"] = shards
+        if "shards=" in broker_url and shards == 1:
+            # A transport without sharded subscriptions may pass the option on unread.
+            print(f"{name}: ?shards= was not applied: plain competing consumers")
         print(f"{name}: {events:,} events x {rounds} rounds, 1 vs {consumers} consumers")
         try:
             best = measure(
