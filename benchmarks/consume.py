@@ -14,6 +14,11 @@ event is decoded, validated with the same pydantic model and written as one inbo
 
     python benchmarks/consume.py            # 50,000 events, 2 rounds
     python benchmarks/consume.py --quick    # 5,000 events, 3 rounds
+    python benchmarks/consume.py --consumers 2 --smoke              # consumer_scaling
+    python benchmarks/consume.py --consumers 3 --handler-io-ms 20 --sharded
+
+``--consumers N`` measures N ``tidings consume`` processes of one group against one
+instead (RabbitMQ and Kafka): see benchmarks/_consume_scaling.py.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
+import uuid
 
 from _consume_common import (
     EVENT_TYPE,
@@ -36,7 +42,15 @@ from _consume_common import (
     purge_queues,
     remove_queues,
 )
-from _harness import emit, postgres_database, reachable, report_round, reset_tables
+from _harness import (
+    SUFFIX,
+    emit,
+    postgres_database,
+    reachable,
+    reachable_brokers,
+    report_round,
+    reset_tables,
+)
 from tidings import BoundedContext
 from tidings.consumer import Consumer
 from tidings.transports import open_transport
@@ -124,12 +138,74 @@ async def measure(url: str, context: BoundedContext, events: int, rounds: int) -
     return best
 
 
+def scaling_brokers(sharded: bool) -> dict[str, tuple[str, int]]:
+    """The brokers of ``--consumers N``: URL and port, with an exchange or topic of the
+    run's own (removed at the end; a name reused at once may meet a Kafka broker's
+    leftovers of the deleted one)."""
+    name = f"tidings.bench-consume-scaling{SUFFIX}.{uuid.uuid4().hex[:8]}"
+    shards = "&shards=4" if sharded else ""
+    return {
+        "rabbitmq": (f"{AMQP}?exchange={name}&prefetch={PREFETCH}{shards}", 5672),
+        "kafka": (f"kafka://127.0.0.1:9092?topic={name}&partitions=8", 9092),
+    }
+
+
+def main_scaling(parser: argparse.ArgumentParser, arguments: argparse.Namespace) -> None:
+    """``--consumers N``: the consumer_scaling figures (see _consume_scaling)."""
+    from _consume_scaling import report
+
+    if arguments.consumers < 2:
+        parser.error("--consumers N compares N >= 2 consumer processes with one")
+    smoke = arguments.smoke
+    events = arguments.events or (2_000 if smoke else 5_000 if arguments.quick else 20_000)
+    rounds = arguments.rounds or (1 if smoke else 2)
+    url = postgres_database("tidings_bench_scaling")
+    if url is None:
+        print("PostgreSQL unreachable on 127.0.0.1: nothing to measure")
+        emit({})
+        return
+    brokers = reachable_brokers(parser, arguments.brokers, scaling_brokers(arguments.sharded))
+    figures = report(
+        brokers,
+        url,
+        consumers=arguments.consumers,
+        events=events,
+        rounds=rounds,
+        io_ms=arguments.handler_io_ms,
+        warm_up=not smoke,
+    )
+    emit({**figures, "sharded": arguments.sharded})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="5,000 events, 3 rounds")
-    parser.add_argument("--events", type=int, help="events per round (default 50,000)")
+    parser.add_argument(
+        "--events", type=int, help="events per round (default 50,000; 20,000 with --consumers)"
+    )
     parser.add_argument("--rounds", type=int)
+    parser.add_argument(
+        "--consumers", type=int, default=0, help="consumer_scaling: N consumer processes vs one"
+    )
+    parser.add_argument(
+        "--brokers", default="rabbitmq,kafka", help="with --consumers: rabbitmq,kafka"
+    )
+    parser.add_argument(
+        "--sharded", action="store_true", help="with --consumers: RabbitMQ with ?shards=4"
+    )
+    parser.add_argument(
+        "--handler-io-ms",
+        type=float,
+        default=0.0,
+        help="with --consumers: the handler awaits this many ms once per micro-batch",
+    )
+    parser.add_argument(
+        "--smoke", action="store_true", help="with --consumers: 2,000 events, 1 round"
+    )
     arguments = parser.parse_args()
+    if arguments.consumers:
+        main_scaling(parser, arguments)
+        return
     events = arguments.events or (5_000 if arguments.quick else 50_000)
     rounds = arguments.rounds or (3 if arguments.quick else 2)
     url = postgres_database()
