@@ -94,3 +94,12 @@ def test_transports_are_unsharded_by_default() -> None:
     assert transport.shard_count("basket") == 1
     with pytest.raises(NotImplementedError):
         transport.subscribe_shards("basket", ["x"], 10, ShardSet(1))
+
+
+def test_a_shard_revoked_before_the_transport_read_it_is_stopped_by_stop_unread() -> None:
+    shards = ShardSet(4)
+    shards.grant([0, 1, 2, 3])
+    shards.revoke([1, 2, 3])
+    shards.stop_unread(reading=[0, 3])  # the transport reads 0 and is handing 3 over
+    assert shards.drained() == {1, 2}
+    assert shards.draining == {3}

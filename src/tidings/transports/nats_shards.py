@@ -219,6 +219,8 @@ class ShardedRead:
                 if batch:
                     batches.append(batch)
             revoked.append((shard, batches))
+        if self._shards is not None:  # revoked before it was ever read: nothing to hand over
+            self._shards.stop_unread(self._fetchers.keys() | {shard for shard, _ in revoked})
         return revoked
 
     async def _collect(self, max_batch: int) -> list[Delivery]:

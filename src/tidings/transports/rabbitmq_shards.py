@@ -131,6 +131,8 @@ async def consume_shards(
             await start(shard)
         for shard in sorted(consuming.keys() - wanted):
             await stop(shard)
+        if shards is not None:
+            shards.stop_unread(consuming.keys())
 
     async def watch(shards: ShardSet) -> None:
         try:

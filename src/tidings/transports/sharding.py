@@ -25,7 +25,7 @@ is 1), and a sharded transport subscribed without a :class:`ShardSet` reads ever
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -122,6 +122,13 @@ class ShardSet:
             self._revoked.discard(shard)
             self._stopped.add(shard)
             self._signal_drained()
+
+    def stop_unread(self, reading: Collection[int]) -> None:
+        """Call :meth:`stopped` for each revoked shard not in ``reading`` (the shards the
+        transport reads now): one revoked before the transport started reading it (a
+        heartbeat between the lease and the subscription) must drain too."""
+        for shard in self._revoked - set(reading):
+            self.stopped(shard)
 
     # -- internals ---------------------------------------------------------------------
     def _settled(self, shard: int) -> None:

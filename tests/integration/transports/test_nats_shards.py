@@ -175,6 +175,23 @@ async def test_two_processes_with_disjoint_grants_get_disjoint_shards_every_even
     )
 
 
+async def test_a_shard_revoked_before_the_subscription_read_it_drains_at_once(
+    transport: NatsTransport,
+) -> None:
+    tag = uuid7().hex[:8]
+    group, event_type = f"early-{tag}", f"catalog.early.{tag}"
+    await transport.declare_subscription(group, {event_type})
+    reader = Reader(transport, group, event_type)
+    reader.shards.grant(range(SHARDS))
+    reader.shards.revoke({1, 2})  # a heartbeat between the first lease and the subscription
+    try:
+        async with asyncio.timeout(30):
+            await reader.shards.wait_drained()
+        assert reader.shards.drained() == {1, 2}
+    finally:
+        await reader.stop()
+
+
 async def test_a_revoked_shard_handed_to_another_process_continues_in_per_key_order(
     transport: NatsTransport, url: str
 ) -> None:

@@ -235,6 +235,24 @@ async def test_a_revoked_shard_continues_in_order_at_its_next_owner(
     assert_in_order_per_key([e for _, e, _ in holder.got] + [e for _, e, _ in taker.got])
 
 
+async def test_a_shard_revoked_before_the_subscription_read_it_drains_at_once(
+    opened: Callable[..., RabbitMQTransport], tag: str
+) -> None:
+    transport = opened(shards=4)
+    await transport.connect()
+    group, event_type = f"early-{tag}", f"shards.early.{tag}"
+    await transport.declare_subscription(group, {event_type})
+    shards = ShardSet(4)
+    shards.grant({0, 1, 2, 3})
+    shards.revoke({2, 3})  # a heartbeat between the first lease and the subscription
+    reader = Reader(transport, group, {event_type}, shards)
+    try:
+        await asyncio.wait_for(shards.wait_drained(), TIMEOUT)
+        assert shards.drained() == {2, 3}
+    finally:
+        await reader.stop()
+
+
 CRASHING_CONSUMER = """
 import asyncio, json, sys
 from tidings.transports.rabbitmq import RabbitMQTransport
