@@ -7,9 +7,10 @@ The processes agree on who reads which shard through leases in the consuming
 context's database (``tidings_consumer_members``, ``tidings_consumer_shards``, the
 mechanism of :mod:`tidings.persistence.leases` that relays use for outbox partitions):
 
-* each process heartbeats every ``ttl / 3`` s, and every 0.5 s while it holds fewer
-  shards than its fair share ``ceil(N / live processes)`` and another holds more, so
-  that one joining gets its share within moments after the others let go;
+* each process heartbeats every ``ttl / 3`` s, and every 0.5 s during its first 3 s
+  and while it holds fewer shards than its fair share ``ceil(N / live processes)``
+  and another holds more, so that processes started together, or one joining, get
+  their share within moments after the others let go;
 * shards within its share are granted to the transport (:class:`ShardSet`);
 * shards above it (another process joined) stay leased and renewed, but are revoked:
   the transport stops reading them, and once what it yielded from one was
@@ -63,6 +64,10 @@ __all__ = [
 DEFAULT_SHARD_LEASE_TTL = 10.0
 #: Heartbeat period while a process holds fewer shards than its share.
 HUNGRY_INTERVAL = 0.5
+#: Seconds after its start during which a process heartbeats every HUNGRY_INTERVAL:
+#: the processes of a group are often started together, and the first to heartbeat
+#: takes every shard; the others get theirs within moments, not after ttl / 3.
+STARTUP_WINDOW = 3.0
 #: The consumers' leases: members heartbeat per group, the shards are the units.
 CONSUMER_LEASES = leases.LeaseTables(
     consumer_members,
@@ -145,6 +150,7 @@ class ShardLeases:
         self._unreleased: set[int] = set()  # drained, their release not committed yet
         self._reported = 0
         self._reported_at: float | None = None
+        self._started = time.monotonic()
 
     async def heartbeat(self, handled: int = 0) -> Lease:
         """Renew the membership and rebalance; grant and revoke accordingly."""
@@ -180,7 +186,8 @@ class ShardLeases:
         """Seconds to the next heartbeat: often while short of the fair share and
         another process holds more than it (it is about to hand shards over)."""
         lease = self.lease
-        if lease is not None and lease.behind:
+        starting = time.monotonic() - self._started < STARTUP_WINDOW
+        if starting or (lease is not None and lease.behind):
             return min(HUNGRY_INTERVAL, self.ttl / 3)
         return self.ttl / 3
 
