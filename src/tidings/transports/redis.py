@@ -1,27 +1,8 @@
 """Redis Streams transport (redis-py's asyncio client).
 
-URL: ``redis://[user:password@]host:port/db`` (or ``rediss://`` for TLS) with optional
-query parameters, every other query parameter going to redis-py unchanged:
-
-``stream`` (default ``tidings:events``)
-    The stream key holding every context's integration events.
-``maxlen`` (default: no trimming)
-    Approximate ``MAXLEN ~`` cap applied after every published batch. Trimming does
-    not look at consumer groups: an entry a slow group has not read yet is dropped
-    all the same, so set it well above the largest backlog a consumer may accumulate.
-``claim_idle_ms`` (default 30000)
-    A delivery neither acked nor nacked for this long is taken over by another
-    consumer of the group (``XAUTOCLAIM``): the crash-recovery delay.
-``block_ms`` (default 1000)
-    How long one ``XREADGROUP`` waits for new entries; also the cadence at which a
-    consumer looks for abandoned entries.
-``count`` (default 100)
-    Entries fetched per read.
-``ca``, ``cert``, ``key`` (``rediss://`` only)
-    TLS: the CA file the server's certificate must chain to (else the system's CAs)
-    and a client certificate and key; the certificate must name the URL's host. A
-    certificate that does not verify raises :class:`~tidings.errors.TlsError`
-    within seconds (``docs/tls.md``).
+URL: ``redis://[user:password@]host:port/db`` (or ``rediss://`` for TLS); its query
+options (``stream``, ``maxlen``, ``claim_idle_ms``, ``block_ms``, ``count``, TLS files)
+are described in :mod:`tidings.transports.redis_options`.
 
 Layout
     One stream holds all events; each entry has the fields ``type``, ``source``,
@@ -69,23 +50,20 @@ Redelivery
 
 from __future__ import annotations
 
-import hashlib
 import os
 import socket
 import time
 import uuid
 from collections.abc import AsyncGenerator, Collection, Sequence
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.exceptions import RedisError, ResponseError
 
 from tidings.contracts.cloudevents import CloudEvent, encode_structured
-from tidings.errors import ConfigurationError
 from tidings.redaction import redact
-from tidings.tls import TlsSettings, tls_failure
+from tidings.tls import tls_failure
 from tidings.transports.base import (
     NOTHING_UNROUTABLE,
     Delivery,
@@ -94,117 +72,25 @@ from tidings.transports.base import (
     TransportError,
     Unroutable,
 )
+from tidings.transports.redis_consuming import (
+    GIVE_BACK_IDLE_MS,
+    SWEEP_CONSUMERS,
+    Entry,
+    Subscription,
+    Token,
+    call,
+    give_back,
+    headers,
+    token_of,
+)
+from tidings.transports.redis_options import DEFAULT_STREAM, RedisOptions
+from tidings.transports.redis_publish import ADD_BATCH, add_batch
 
-DEFAULT_STREAM = "tidings:events"
+__all__ = ["DEFAULT_STREAM", "RedisOptions", "RedisTransport"]
 
-# An idle time larger than any sensible claim_idle_ms, yet smaller than the Unix time
-# in milliseconds: Redis computes "now - IDLE" and ignores values that go negative.
-_GIVE_BACK_IDLE_MS = 365 * 24 * 3600 * 1000
-
-# Removes consumers that own no pending entry and have been silent for ARGV[2] ms
-# (the leftovers of closed or killed subscriptions). Done server-side so that the
-# check and the delete are atomic: deleting a consumer drops its pending entries,
-# which must never happen to one that just read something.
-_SWEEP_CONSUMERS = """
-local removed = 0
-for _, info in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
-    local fields = {}
-    for i = 1, #info, 2 do fields[info[i]] = info[i + 1] end
-    local only = ARGV[3]
-    if fields['pending'] == 0 and (fields['name'] == only or
-            (only == '' and fields['idle'] > tonumber(ARGV[2]))) then
-        redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], fields['name'])
-        removed = removed + 1
-    end
-end
-return removed
-"""
-
-
-# KEYS[1] the stream; ARGV: source, maxlen ('' for none), then per event its type,
-# partition key, id and body. Trimming once at the end keeps the same approximate cap
-# as trimming on every XADD, for one command instead of one per event.
-_ADD_BATCH = """
-local stream, source, maxlen = KEYS[1], ARGV[1], ARGV[2]
-local added = 0
-for i = 3, #ARGV, 4 do
-    redis.call('XADD', stream, '*', 'type', ARGV[i], 'source', source,
-               'key', ARGV[i + 1], 'id', ARGV[i + 2], 'body', ARGV[i + 3])
-    added = added + 1
-end
-if maxlen ~= '' then
-    redis.call('XTRIM', stream, 'MAXLEN', '~', maxlen)
-end
-return added
-"""
-_ADD_BATCH_SHA = hashlib.sha1(_ADD_BATCH.encode()).hexdigest()
-
-
-@dataclass(frozen=True, slots=True)
-class RedisOptions:
-    """The tidings-specific settings of a ``redis://`` URL (see the module docs)."""
-
-    stream: str = DEFAULT_STREAM
-    maxlen: int | None = None
-    claim_idle_ms: int = 30_000
-    block_ms: int = 1_000
-    count: int = 100
-    tls: TlsSettings | None = None  # set for rediss://
-
-    @classmethod
-    def split_url(cls, url: str) -> tuple[RedisOptions, str]:
-        """The options found in ``url`` and the URL left for redis-py."""
-        parts = urlsplit(url)
-        ours: dict[str, str] = {}
-        theirs: list[tuple[str, str]] = []
-        tls, query = TlsSettings.split(parse_qsl(parts.query, keep_blank_values=True))
-        if tls.given and parts.scheme != "rediss":
-            raise ConfigurationError(
-                f"?ca=/?cert= in {redact(url)!r} need TLS: write rediss:// instead of redis://"
-            )
-        tls.check_files()
-        for name, value in query:
-            if name in _OPTION_NAMES:
-                ours[name] = value
-            else:
-                theirs.append((name, value))
-        try:
-            options = cls(
-                stream=ours.get("stream", DEFAULT_STREAM),
-                maxlen=int(ours["maxlen"]) if ours.get("maxlen") else None,
-                claim_idle_ms=int(ours.get("claim_idle_ms", 30_000)),
-                block_ms=int(ours.get("block_ms", 1_000)),
-                count=int(ours.get("count", 100)),
-                tls=tls if parts.scheme == "rediss" else None,
-            )
-        except ValueError as exc:
-            raise ConfigurationError(
-                f"invalid Redis transport option in {redact(url)!r}: {exc}; "
-                "maxlen, claim_idle_ms, block_ms and count are integers"
-            ) from exc
-        if not options.stream:
-            raise ConfigurationError("the Redis transport needs a non-empty ?stream= name")
-        return options, urlunsplit(parts._replace(query=urlencode(theirs)))
-
-
-_OPTION_NAMES = frozenset({"stream", "maxlen", "claim_idle_ms", "block_ms", "count"})
-
-
-@dataclass(slots=True)
-class _Subscription:
-    """State of one running ``subscribe``: its consumer name and when to claim next."""
-
-    group: str
-    consumer: str
-    claim_due: bool = True
-    claim_cursor: str = "0-0"
-    next_claim_at: float = 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class _Token:
-    subscription: _Subscription
-    entry_id: bytes
+# The publishing script under its former name, which the AsyncAPI tests read to check
+# that the documented entry fields are the ones the script writes.
+_ADD_BATCH = ADD_BATCH
 
 
 class RedisTransport(Transport):
@@ -291,13 +177,7 @@ class RedisTransport(Transport):
         return NOTHING_UNROUTABLE
 
     async def _add_batch(self, arguments: list[str | bytes]) -> Any:
-        client = self.client
-        try:
-            return await client.evalsha(_ADD_BATCH_SHA, 1, self.options.stream, *arguments)
-        except NoScriptError:
-            # A restarted or flushed server forgot the script: load it, run it again.
-            await client.script_load(_ADD_BATCH)
-            return await client.evalsha(_ADD_BATCH_SHA, 1, self.options.stream, *arguments)
+        return await add_batch(self.client, self.options.stream, arguments)
 
     async def declare_subscription(self, group: str, event_types: Collection[str]) -> None:
         # The group, not the types, is what Redis keeps: filtering happens on read. A
@@ -332,7 +212,7 @@ class RedisTransport(Transport):
     ) -> AsyncGenerator[Delivery, None]:
         wanted = frozenset(event_types)
         await self.declare_subscription(group, wanted)
-        state = _Subscription(group, f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        state = Subscription(group, f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
         await self._sweep(group, only="")
         try:
             while True:
@@ -353,10 +233,10 @@ class RedisTransport(Transport):
                 for entry_id, fields, routed in matching:
                     yield Delivery(
                         body=fields.get(b"body", b""),
-                        headers=_headers(entry_id, fields),
+                        headers=headers(entry_id, fields),
                         redelivered=redelivered,
                         routed_type=routed,
-                        _transport_token=_Token(state, entry_id),
+                        _transport_token=Token(state, entry_id),
                         _transport=self,
                     )
         finally:
@@ -364,7 +244,7 @@ class RedisTransport(Transport):
                 await self._give_back(state)
 
     async def ack(self, delivery: Delivery) -> None:
-        token = _token(delivery)
+        token = token_of(delivery)
         await self._call(
             self.client.xack(self.options.stream, token.subscription.group, token.entry_id)
         )
@@ -373,13 +253,13 @@ class RedisTransport(Transport):
         """One ``XACK`` per group for all the deliveries."""
         by_group: dict[str, list[bytes]] = {}
         for delivery in deliveries:
-            token = _token(delivery)
+            token = token_of(delivery)
             by_group.setdefault(token.subscription.group, []).append(token.entry_id)
         for group, entry_ids in by_group.items():
             await self._call(self.client.xack(self.options.stream, group, *entry_ids))
 
     async def nack(self, delivery: Delivery, *, requeue: bool = True) -> None:
-        token = _token(delivery)
+        token = token_of(delivery)
         if not requeue:
             await self.ack(delivery)
             return
@@ -391,15 +271,13 @@ class RedisTransport(Transport):
                 subscription.consumer,
                 0,
                 [token.entry_id],
-                idle=_GIVE_BACK_IDLE_MS,
+                idle=GIVE_BACK_IDLE_MS,
                 justid=True,
             )
         )
         subscription.claim_due = True
 
-    async def _next_entries(
-        self, state: _Subscription
-    ) -> tuple[list[tuple[bytes, dict[bytes, bytes] | None]], bool]:
+    async def _next_entries(self, state: Subscription) -> tuple[list[Entry], bool]:
         """Abandoned entries first (when a claim is due), else new ones."""
         if state.claim_due or time.monotonic() >= state.next_claim_at:
             reply = await self._call(
@@ -413,7 +291,7 @@ class RedisTransport(Transport):
                 )
             )
             cursor = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
-            claimed: list[tuple[bytes, dict[bytes, bytes] | None]] = list(reply[1])
+            claimed: list[Entry] = list(reply[1])
             # A scan ends when the cursor wraps to 0-0; until then keep claiming.
             state.claim_cursor = cursor
             if cursor == "0-0":
@@ -437,61 +315,23 @@ class RedisTransport(Transport):
             # The stream was deleted under us: recreate the group and carry on.
             await self.declare_subscription(state.group, ())
             return [], False
-        entries: list[tuple[bytes, dict[bytes, bytes] | None]] = []
+        entries: list[Entry] = []
         for _stream, stream_entries in reply or []:
             entries.extend(stream_entries)
         return entries, False
 
-    async def _give_back(self, state: _Subscription) -> None:
-        """Make this consumer's unacknowledged entries claimable at once, then leave."""
-        try:
-            pending = await self.client.xpending_range(
-                self.options.stream, state.group, "-", "+", 10_000, consumername=state.consumer
-            )
-            ids: list[Any] = [item["message_id"] for item in pending]
-            if ids:
-                await self.client.xclaim(
-                    self.options.stream,
-                    state.group,
-                    state.consumer,
-                    0,
-                    ids,
-                    idle=_GIVE_BACK_IDLE_MS,
-                    justid=True,
-                )
-            await self._sweep(state.group, only=state.consumer)
-        except (RedisError, OSError):
-            # Best effort: entries left pending are claimed after claim_idle_ms anyway.
-            pass
+    async def _give_back(self, state: Subscription) -> None:
+        await give_back(self.client, self.options.stream, state, self._stale_after())
+
+    def _stale_after(self) -> int:
+        return max(10 * self.options.claim_idle_ms, 300_000)
 
     async def _sweep(self, group: str, *, only: str) -> None:
-        stale_after = max(10 * self.options.claim_idle_ms, 300_000)
         await self._call(
-            self.client.eval(_SWEEP_CONSUMERS, 1, self.options.stream, group, stale_after, only)
+            self.client.eval(
+                SWEEP_CONSUMERS, 1, self.options.stream, group, self._stale_after(), only
+            )
         )
 
     async def _call(self, awaitable: Any) -> Any:
-        try:
-            return await awaitable
-        except (RedisError, OSError) as exc:
-            raise TransportError(
-                f"Redis command failed on {redact(self.url)}: {exc}; the consumer "
-                "should reconnect and resume, unacknowledged entries will be redelivered"
-            ) from exc
-
-
-def _headers(entry_id: bytes, fields: dict[bytes, bytes]) -> dict[str, Any]:
-    headers: dict[str, Any] = {
-        name.decode(errors="replace"): value.decode(errors="replace")
-        for name, value in fields.items()
-        if name != b"body"
-    }
-    headers["stream-id"] = entry_id.decode()
-    return headers
-
-
-def _token(delivery: Delivery) -> _Token:
-    token = delivery._transport_token
-    if not isinstance(token, _Token):
-        raise TransportError("this delivery did not come from a Redis subscription")
-    return token
+        return await call(self.url, awaitable)
