@@ -4,15 +4,19 @@ sweeping dead consumer names)."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
-from dataclasses import dataclass
-from typing import Any
+import time
+from collections.abc import Awaitable, Collection, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from tidings.redaction import redact
 from tidings.transports.base import Delivery, TransportError
+
+if TYPE_CHECKING:
+    from tidings.transports.redis import RedisTransport
 
 #: An idle time larger than any sensible claim_idle_ms, yet smaller than the Unix time
 #: in milliseconds: Redis computes "now - IDLE" and ignores values that go negative.
@@ -49,7 +53,8 @@ class Subscription:
     group: str
     consumer: str
     claim_due: bool = True
-    claim_cursor: str = "0-0"
+    #: The streams a running claim scan has still to go through, with its cursor in each.
+    claim_scan: dict[str, str] = field(default_factory=dict)
     next_claim_at: float = 0.0
 
 
@@ -58,7 +63,20 @@ class Token:
     """What a delivery needs to be acknowledged or given back."""
 
     subscription: Subscription
+    stream: str
     entry_id: bytes
+
+
+async def autoclaim(
+    client: Redis, stream: str, state: Subscription, min_idle_ms: int, cursor: str, count: int
+) -> tuple[str, list[Entry]]:
+    """One ``XAUTOCLAIM`` step for ``state``'s consumer: the next cursor (``0-0`` once
+    the scan of the group's pending entries is over) and the entries taken, in id order."""
+    reply = await client.xautoclaim(
+        stream, state.group, state.consumer, min_idle_ms, start_id=cursor, count=count
+    )
+    following = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
+    return following, list(reply[1])
 
 
 def headers(entry_id: bytes, fields: dict[bytes, bytes]) -> dict[str, Any]:
@@ -106,3 +124,62 @@ async def give_back(client: Redis, stream: str, state: Subscription, stale_after
     except (RedisError, OSError):
         # Best effort: entries left pending are claimed after claim_idle_ms anyway.
         pass
+
+
+async def claim_abandoned(
+    transport: RedisTransport, state: Subscription, streams: Sequence[str], min_idle_ms: int
+) -> list[tuple[str, list[Entry], bool]]:
+    """Entries of ``streams`` pending longer than ``min_idle_ms``, taken over by
+    this consumer, when a claim is due: one stream's next ``XAUTOCLAIM`` step that
+    took something (or none once the scan of every stream is over)."""
+    if not state.claim_scan:
+        if not (state.claim_due or time.monotonic() >= state.next_claim_at):
+            return []
+        state.claim_scan = dict.fromkeys(streams, "0-0")
+    while state.claim_scan:
+        stream, cursor = next(iter(state.claim_scan.items()))
+        cursor, claimed = await transport.call(
+            autoclaim(transport.client, stream, state, min_idle_ms, cursor, transport.options.count)
+        )
+        # A stream's scan ends when the cursor wraps to 0-0; until then keep claiming.
+        if cursor == "0-0":
+            del state.claim_scan[stream]
+        else:
+            state.claim_scan[stream] = cursor
+        if claimed:
+            return [(stream, claimed, True)]
+    state.claim_due = False
+    state.next_claim_at = time.monotonic() + transport.options.claim_idle_ms / 2000
+    return []
+
+
+async def read_new(
+    transport: RedisTransport,
+    client: Redis,
+    state: Subscription,
+    streams: Collection[str],
+    count: int,
+) -> list[tuple[str, list[Entry], bool]]:
+    """One blocking ``XREADGROUP`` of new entries (``>``) of ``streams`` through
+    ``client``: up to ``count`` entries per stream."""
+    try:
+        reply = await transport.call(
+            client.xreadgroup(
+                state.group,
+                state.consumer,
+                dict.fromkeys(streams, ">"),
+                count=count,
+                block=transport.options.block_ms,
+            )
+        )
+    except TransportError as exc:
+        if "NOGROUP" not in str(exc):
+            raise
+        # A stream was deleted under us: recreate the groups and carry on.
+        await transport.declare_subscription(state.group, ())
+        return []
+    read: list[tuple[str, list[Entry], bool]] = []
+    for stream, stream_entries in reply or []:
+        name = stream.decode() if isinstance(stream, bytes) else str(stream)
+        read.append((name, list(stream_entries), False))
+    return read

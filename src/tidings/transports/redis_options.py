@@ -17,6 +17,14 @@ query parameters, every other query parameter going to redis-py unchanged:
     consumer looks for abandoned entries.
 ``count`` (default 100)
     Entries fetched per read.
+``shards`` (default 1)
+    Split the stream into this many shard streams ``<stream>:0`` .. ``<stream>:<N-1>``
+    by the partition key (``partition_slot(key) % N``), so that several consumers of
+    a group can share the work and keep per-key order, each reading the shards it
+    leased (:mod:`tidings.transports.redis_shards`). 1 is the single ``<stream>`` of
+    an unsharded deployment. Every publisher and consumer of the stream must give the
+    same count: it is recorded in Redis (``<stream>:shards``) and a URL that disagrees
+    is refused.
 ``ca``, ``cert``, ``key`` (``rediss://`` only)
     TLS: the CA file the server's certificate must chain to (else the system's CAs)
     and a client certificate and key; the certificate must name the URL's host. A
@@ -48,7 +56,20 @@ class RedisOptions:
     claim_idle_ms: int = 30_000
     block_ms: int = 1_000
     count: int = 100
+    shards: int = 1
     tls: TlsSettings | None = None  # set for rediss://
+
+    @property
+    def streams(self) -> tuple[str, ...]:
+        """The stream keys events go to: ``stream`` alone, or one per shard."""
+        if self.shards == 1:
+            return (self.stream,)
+        return tuple(f"{self.stream}:{shard}" for shard in range(self.shards))
+
+    @property
+    def shards_key(self) -> str:
+        """The key recording a sharded stream's shard count (never set when unsharded)."""
+        return f"{self.stream}:shards"
 
     @classmethod
     def split_url(cls, url: str) -> tuple[RedisOptions, str]:
@@ -74,16 +95,21 @@ class RedisOptions:
                 claim_idle_ms=int(ours.get("claim_idle_ms", 30_000)),
                 block_ms=int(ours.get("block_ms", 1_000)),
                 count=int(ours.get("count", 100)),
+                shards=int(ours.get("shards", 1)),
                 tls=tls if parts.scheme == "rediss" else None,
             )
         except ValueError as exc:
             raise ConfigurationError(
                 f"invalid Redis transport option in {redact(url)!r}: {exc}; "
-                "maxlen, claim_idle_ms, block_ms and count are integers"
+                "maxlen, claim_idle_ms, block_ms, count and shards are integers"
             ) from exc
         if not options.stream:
             raise ConfigurationError("the Redis transport needs a non-empty ?stream= name")
+        if options.shards < 1:
+            raise ConfigurationError(
+                f"?shards={options.shards} in {redact(url)!r}: a stream has at least one shard"
+            )
         return options, urlunsplit(parts._replace(query=urlencode(theirs)))
 
 
-_OPTION_NAMES = frozenset({"stream", "maxlen", "claim_idle_ms", "block_ms", "count"})
+_OPTION_NAMES = frozenset({"stream", "maxlen", "claim_idle_ms", "block_ms", "count", "shards"})
