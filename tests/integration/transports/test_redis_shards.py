@@ -15,6 +15,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
@@ -64,7 +65,9 @@ async def opener(stream_name: str) -> AsyncIterator[Opener]:
             url = f"{require('redis')}?stream={stream_name}&shards={shards}&block_ms=500{query}"
             transport = open_transport(url)
             assert isinstance(transport, RedisTransport)
-            return await stack.enter_async_context(transport)  # type: ignore[return-value]
+            await transport.connect()
+            stack.push_async_callback(transport.close)
+            return transport
 
         yield open_one
 
@@ -112,7 +115,7 @@ async def test_events_go_to_the_shard_stream_of_their_key_and_the_count_is_recor
     assert await transport.client.get(f"{stream_name}:shards") == b"4"
     assert not await transport.client.exists(stream_name)  # no unsharded stream
     for shard in range(SHARDS):
-        entries = await transport.client.xrange(f"{stream_name}:{shard}")
+        entries: Any = await transport.client.xrange(f"{stream_name}:{shard}")
         keys = [fields[b"key"].decode() for _, fields in entries]
         expected = [e.subject for e in events if shard_of(e) == shard]
         assert keys == expected, f"shard {shard} holds its keys' events, in order"
