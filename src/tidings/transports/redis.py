@@ -1,27 +1,8 @@
 """Redis Streams transport (redis-py's asyncio client).
 
-URL: ``redis://[user:password@]host:port/db`` (or ``rediss://`` for TLS) with optional
-query parameters, every other query parameter going to redis-py unchanged:
-
-``stream`` (default ``tidings:events``)
-    The stream key holding every context's integration events.
-``maxlen`` (default: no trimming)
-    Approximate ``MAXLEN ~`` cap applied after every published batch. Trimming does
-    not look at consumer groups: an entry a slow group has not read yet is dropped
-    all the same, so set it well above the largest backlog a consumer may accumulate.
-``claim_idle_ms`` (default 30000)
-    A delivery neither acked nor nacked for this long is taken over by another
-    consumer of the group (``XAUTOCLAIM``): the crash-recovery delay.
-``block_ms`` (default 1000)
-    How long one ``XREADGROUP`` waits for new entries; also the cadence at which a
-    consumer looks for abandoned entries.
-``count`` (default 100)
-    Entries fetched per read.
-``ca``, ``cert``, ``key`` (``rediss://`` only)
-    TLS: the CA file the server's certificate must chain to (else the system's CAs)
-    and a client certificate and key; the certificate must name the URL's host. A
-    certificate that does not verify raises :class:`~tidings.errors.TlsError`
-    within seconds (``docs/tls.md``).
+URL: ``redis://[user:password@]host:port/db`` (or ``rediss://`` for TLS); its query
+options (``stream``, ``maxlen``, ``claim_idle_ms``, ``block_ms``, ``count``,
+``shards``, TLS files) are described in :mod:`tidings.transports.redis_options`.
 
 Layout
     One stream holds all events; each entry has the fields ``type``, ``source``,
@@ -33,10 +14,15 @@ Layout
     log: entries whose ``type`` field names a type the group does not read are
     acknowledged at once on read, without decoding their body (counted in
     ``Transport.skipped``); the ``type`` field is the delivery's ``routed_type``.
+    With ``?shards=N`` (N > 1) the one stream becomes N shard streams
+    ``<stream>:0`` .. ``<stream>:<N-1>``, each with the same groups, an event going
+    to shard ``partition_slot(key) % N``; N is recorded in ``<stream>:shards``
+    (:mod:`tidings.transports.redis_topology`).
 
 Confirmation
     ``publish_batch`` sends the whole batch as one call of a small server-side script
-    that runs one ``XADD`` per event (and one ``XTRIM`` when ``maxlen`` is set). Its
+    that runs one ``XADD`` per event (and one ``XTRIM`` per stream written when
+    ``maxlen`` is set, so the cap is per shard stream). Its
     reply, the number of entries added, is the confirmation. One reply per batch is
     what makes this fast: with a pipeline of ``XADD`` the client parses a reply per
     event, which costs more than everything else the relay does per event. The
@@ -54,38 +40,37 @@ Ordering
     consumer per group receives each key's events in publication order. Several
     consumers of one group share the entries (competing consumers), which spreads
     load but lets two entries of one key be handled concurrently: per-key order then
-    no longer holds. Run one consumer per context when order matters (guarantee 4);
-    sharding the stream by key, with each consumer owning shards, would lift that
-    limit and is not implemented. A nacked or abandoned entry comes back after
-    entries read since, as on every broker.
+    no longer holds. Run one consumer per context when order matters (guarantee 4),
+    or shard the stream: with ``?shards=N`` each consumer process reads only the
+    shard streams it leased (:meth:`RedisTransport.subscribe_shards`,
+    :mod:`tidings.transports.redis_shards`), so a key's events are read by one
+    process at a time, in order, through every hand-over. A nacked or abandoned
+    entry comes back after entries read since, as on every broker.
 
 Redelivery
     Each ``subscribe`` is a fresh consumer name. ``nack(requeue=True)`` marks the
     entry as long idle so the next ``XAUTOCLAIM`` of any consumer of the group takes
     it at once; closing a subscription does the same for its unacknowledged entries;
     a consumer killed outright loses its entries to ``XAUTOCLAIM`` after
-    ``claim_idle_ms``.
+    ``claim_idle_ms`` (a sharded subscription instead takes over a shard's pending
+    entries at once when it is granted the shard).
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import socket
-import time
 import uuid
-from collections.abc import AsyncGenerator, Collection, Sequence
-from dataclasses import dataclass
-from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from collections.abc import AsyncGenerator, AsyncIterator, Collection, Sequence
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.exceptions import RedisError, ResponseError
 
-from tidings.contracts.cloudevents import CloudEvent, encode_structured
-from tidings.errors import ConfigurationError
+from tidings.contracts.cloudevents import CloudEvent
 from tidings.redaction import redact
-from tidings.tls import TlsSettings, tls_failure
+from tidings.tls import tls_failure
 from tidings.transports.base import (
     NOTHING_UNROUTABLE,
     Delivery,
@@ -94,121 +79,36 @@ from tidings.transports.base import (
     TransportError,
     Unroutable,
 )
+from tidings.transports.redis_consuming import (
+    GIVE_BACK_IDLE_MS,
+    SWEEP_CONSUMERS,
+    Entry,
+    Subscription,
+    Token,
+    call,
+    claim_abandoned,
+    give_back,
+    headers,
+    read_new,
+    token_of,
+)
+from tidings.transports.redis_options import DEFAULT_STREAM, RedisOptions
+from tidings.transports.redis_publish import ADD_BATCH, add_batch, batch_call
+from tidings.transports.redis_topology import check_shards, mismatch
 
-DEFAULT_STREAM = "tidings:events"
+if TYPE_CHECKING:
+    from tidings.transports.sharding import ShardSet
 
-# An idle time larger than any sensible claim_idle_ms, yet smaller than the Unix time
-# in milliseconds: Redis computes "now - IDLE" and ignores values that go negative.
-_GIVE_BACK_IDLE_MS = 365 * 24 * 3600 * 1000
+__all__ = ["DEFAULT_STREAM", "RedisOptions", "RedisTransport"]
 
-# Removes consumers that own no pending entry and have been silent for ARGV[2] ms
-# (the leftovers of closed or killed subscriptions). Done server-side so that the
-# check and the delete are atomic: deleting a consumer drops its pending entries,
-# which must never happen to one that just read something.
-_SWEEP_CONSUMERS = """
-local removed = 0
-for _, info in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
-    local fields = {}
-    for i = 1, #info, 2 do fields[info[i]] = info[i + 1] end
-    local only = ARGV[3]
-    if fields['pending'] == 0 and (fields['name'] == only or
-            (only == '' and fields['idle'] > tonumber(ARGV[2]))) then
-        redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], fields['name'])
-        removed = removed + 1
-    end
-end
-return removed
-"""
-
-
-# KEYS[1] the stream; ARGV: source, maxlen ('' for none), then per event its type,
-# partition key, id and body. Trimming once at the end keeps the same approximate cap
-# as trimming on every XADD, for one command instead of one per event.
-_ADD_BATCH = """
-local stream, source, maxlen = KEYS[1], ARGV[1], ARGV[2]
-local added = 0
-for i = 3, #ARGV, 4 do
-    redis.call('XADD', stream, '*', 'type', ARGV[i], 'source', source,
-               'key', ARGV[i + 1], 'id', ARGV[i + 2], 'body', ARGV[i + 3])
-    added = added + 1
-end
-if maxlen ~= '' then
-    redis.call('XTRIM', stream, 'MAXLEN', '~', maxlen)
-end
-return added
-"""
-_ADD_BATCH_SHA = hashlib.sha1(_ADD_BATCH.encode()).hexdigest()
-
-
-@dataclass(frozen=True, slots=True)
-class RedisOptions:
-    """The tidings-specific settings of a ``redis://`` URL (see the module docs)."""
-
-    stream: str = DEFAULT_STREAM
-    maxlen: int | None = None
-    claim_idle_ms: int = 30_000
-    block_ms: int = 1_000
-    count: int = 100
-    tls: TlsSettings | None = None  # set for rediss://
-
-    @classmethod
-    def split_url(cls, url: str) -> tuple[RedisOptions, str]:
-        """The options found in ``url`` and the URL left for redis-py."""
-        parts = urlsplit(url)
-        ours: dict[str, str] = {}
-        theirs: list[tuple[str, str]] = []
-        tls, query = TlsSettings.split(parse_qsl(parts.query, keep_blank_values=True))
-        if tls.given and parts.scheme != "rediss":
-            raise ConfigurationError(
-                f"?ca=/?cert= in {redact(url)!r} need TLS: write rediss:// instead of redis://"
-            )
-        tls.check_files()
-        for name, value in query:
-            if name in _OPTION_NAMES:
-                ours[name] = value
-            else:
-                theirs.append((name, value))
-        try:
-            options = cls(
-                stream=ours.get("stream", DEFAULT_STREAM),
-                maxlen=int(ours["maxlen"]) if ours.get("maxlen") else None,
-                claim_idle_ms=int(ours.get("claim_idle_ms", 30_000)),
-                block_ms=int(ours.get("block_ms", 1_000)),
-                count=int(ours.get("count", 100)),
-                tls=tls if parts.scheme == "rediss" else None,
-            )
-        except ValueError as exc:
-            raise ConfigurationError(
-                f"invalid Redis transport option in {redact(url)!r}: {exc}; "
-                "maxlen, claim_idle_ms, block_ms and count are integers"
-            ) from exc
-        if not options.stream:
-            raise ConfigurationError("the Redis transport needs a non-empty ?stream= name")
-        return options, urlunsplit(parts._replace(query=urlencode(theirs)))
-
-
-_OPTION_NAMES = frozenset({"stream", "maxlen", "claim_idle_ms", "block_ms", "count"})
-
-
-@dataclass(slots=True)
-class _Subscription:
-    """State of one running ``subscribe``: its consumer name and when to claim next."""
-
-    group: str
-    consumer: str
-    claim_due: bool = True
-    claim_cursor: str = "0-0"
-    next_claim_at: float = 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class _Token:
-    subscription: _Subscription
-    entry_id: bytes
+# The publishing script under its former name, which the AsyncAPI tests read to check
+# that the documented entry fields are the ones the script writes.
+_ADD_BATCH = ADD_BATCH
 
 
 class RedisTransport(Transport):
-    """Integration events on one Redis stream, one consumer group per consuming context."""
+    """Integration events on one Redis stream (or one per shard), one consumer group per
+    consuming context."""
 
     schemes = ("redis", "rediss")
     routes_by_type = False
@@ -217,6 +117,7 @@ class RedisTransport(Transport):
         super().__init__(url)
         self.options, self._client_url = RedisOptions.split_url(url)
         self._client: Redis | None = None
+        self._client_settings: dict[str, Any] = {}
 
     @property
     def client(self) -> Redis:
@@ -232,23 +133,21 @@ class RedisTransport(Transport):
         # looks like a dead connection while a stopped server is still noticed.
         socket_timeout = max(10.0, 2 * self.options.block_ms / 1000)
         tls = self.options.tls
-        secure: dict[str, Any] = {}
+        settings: dict[str, Any] = {
+            "socket_connect_timeout": 5.0,
+            "socket_timeout": socket_timeout,
+            "health_check_interval": 30,
+        }
         if tls is not None:
             # redis-py builds the SSL context itself; these are tidings' rules for it.
-            secure = {
+            settings |= {
                 "ssl_ca_certs": tls.ca,
                 "ssl_certfile": tls.cert,
                 "ssl_keyfile": tls.key,
                 "ssl_cert_reqs": "required",
                 "ssl_check_hostname": True,
             }
-        client = Redis.from_url(
-            self._client_url,
-            socket_connect_timeout=5.0,
-            socket_timeout=socket_timeout,
-            health_check_interval=30,
-            **secure,
-        )
+        client = Redis.from_url(self._client_url, **settings)
         try:
             await client.ping()
         except (RedisError, OSError) as exc:
@@ -261,7 +160,15 @@ class RedisTransport(Transport):
                 f"cannot reach Redis at {redact(self.url)}: {exc}; check that the server "
                 "runs and that the URL's host, port and credentials are right"
             ) from exc
-        self._client = client
+        self._client, self._client_settings = client, settings
+
+    def open_reader(self) -> Redis:
+        """A client of one connection of its own, for blocking reads that another
+        connection can interrupt (``CLIENT UNBLOCK``); the caller closes it."""
+        self.client  # noqa: B018 - raises the helpful error when not connected
+        return Redis.from_url(
+            self._client_url, single_connection_client=True, **self._client_settings
+        )
 
     async def close(self) -> None:
         if self._client is not None:
@@ -272,226 +179,205 @@ class RedisTransport(Transport):
         """Append ``events`` with one script call; a stream keeps them for every group."""
         if not events:
             return NOTHING_UNROUTABLE
-        maxlen = self.options.maxlen
-        arguments: list[str | bytes] = [source, "" if maxlen is None else str(maxlen)]
-        for event in events:
-            arguments += (event.type, event.subject or "", event.id, encode_structured(event))
+        keys, arguments = batch_call(self.options, source, events)
         try:
-            added = await self._add_batch(arguments)
+            added = await add_batch(self.client, keys, arguments)
+        except ResponseError as exc:
+            refused = mismatch(self.options, exc)
+            if refused is not None:
+                raise refused from exc
+            raise self._not_confirmed(len(events), exc) from exc
         except (RedisError, OSError) as exc:
-            raise PublishNotConfirmedError(
-                f"Redis did not confirm a batch of {len(events)} events ({exc}); nothing "
-                "is lost: retry the whole batch once Redis is reachable (and, should it "
-                f"keep failing, check that {self.options.stream!r} is a stream)"
-            ) from exc
+            raise self._not_confirmed(len(events), exc) from exc
         if added != len(events):
             raise PublishNotConfirmedError(
                 f"Redis added {added} of a batch of {len(events)} events; retry the whole batch"
             )
         return NOTHING_UNROUTABLE
 
-    async def _add_batch(self, arguments: list[str | bytes]) -> Any:
-        client = self.client
-        try:
-            return await client.evalsha(_ADD_BATCH_SHA, 1, self.options.stream, *arguments)
-        except NoScriptError:
-            # A restarted or flushed server forgot the script: load it, run it again.
-            await client.script_load(_ADD_BATCH)
-            return await client.evalsha(_ADD_BATCH_SHA, 1, self.options.stream, *arguments)
+    def _not_confirmed(self, count: int, exc: Exception) -> PublishNotConfirmedError:
+        streams = self.options.streams
+        what = repr(streams[0]) if len(streams) == 1 else f"each of {', '.join(streams)}"
+        return PublishNotConfirmedError(
+            f"Redis did not confirm a batch of {count} events ({exc}); nothing "
+            "is lost: retry the whole batch once Redis is reachable (and, should it "
+            f"keep failing, check that {what} is a stream)"
+        )
 
     async def declare_subscription(self, group: str, event_types: Collection[str]) -> None:
         # The group, not the types, is what Redis keeps: filtering happens on read. A
         # group starts at the beginning of the stream: declared after events were
         # published, it still gets every entry the stream holds.
         try:
-            await self.client.xgroup_create(self.options.stream, group, id="0", mkstream=True)
+            # Checked first so that a refused URL creates nothing, and for an unsharded
+            # URL once more after MKSTREAM: a sharded publisher may have recorded its
+            # count in between (once the unsharded stream exists, none can).
+            await check_shards(self.client, self.options)
+            for stream in self.options.streams:
+                await self._create_group(stream, group)
+            if self.options.shards == 1:
+                await check_shards(self.client, self.options)
         except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise TransportError(
-                    f"cannot create consumer group {group!r} on stream "
-                    f"{self.options.stream!r}: {exc}; the key must be a stream or absent"
-                ) from exc
+            raise TransportError(
+                f"cannot declare consumer group {group!r} on {self.options.stream!r}: "
+                f"{exc}; the stream keys must be streams or absent"
+            ) from exc
         except (RedisError, OSError) as exc:
             raise TransportError(
                 f"cannot reach Redis to declare group {group!r}: {exc}; retry later"
             ) from exc
 
-    async def delete_subscription(self, group: str) -> None:
-        """Destroy the group's consumer group, its pending entries with it."""
+    async def _create_group(self, stream: str, group: str) -> None:
         try:
-            await self.client.xgroup_destroy(self.options.stream, group)
-        except ResponseError:
-            return  # no such stream or group: nothing to delete
-        except (RedisError, OSError) as exc:
-            raise TransportError(
-                f"cannot reach Redis to delete group {group!r}: {exc}; retry later"
-            ) from exc
+            await self.client.xgroup_create(stream, group, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise TransportError(
+                    f"cannot create consumer group {group!r} on stream "
+                    f"{stream!r}: {exc}; the key must be a stream or absent"
+                ) from exc
+
+    def shard_count(self, group: str) -> int:
+        """The URL's ``?shards=``, which :meth:`declare_subscription` checked against
+        the count recorded in Redis."""
+        return self.options.shards
+
+    async def delete_subscription(self, group: str) -> None:
+        """Destroy the group's consumer group(s), their pending entries with them."""
+        for stream in self.options.streams:
+            try:
+                await self.client.xgroup_destroy(stream, group)
+            except ResponseError:
+                continue  # no such stream or group: nothing to delete
+            except (RedisError, OSError) as exc:
+                raise TransportError(
+                    f"cannot reach Redis to delete group {group!r}: {exc}; retry later"
+                ) from exc
+
+    def consumer_name(self) -> str:
+        """A fresh consumer name: host, process and a random part."""
+        return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
     async def subscribe(
         self, group: str, event_types: Collection[str]
     ) -> AsyncGenerator[Delivery, None]:
         wanted = frozenset(event_types)
         await self.declare_subscription(group, wanted)
-        state = _Subscription(group, f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-        await self._sweep(group, only="")
+        state = Subscription(group, self.consumer_name())
+        streams = self.options.streams
+        await self.sweep(group, only="")
         try:
             while True:
-                entries, redelivered = await self._next_entries(state)
-                skipped: list[bytes] = []
-                matching: list[tuple[bytes, dict[bytes, bytes], str]] = []
-                for entry_id, fields in entries:
-                    if fields is None:
-                        continue  # trimmed away while pending; Redis drops it from the PEL
-                    routed = fields.get(b"type", b"").decode(errors="replace")
-                    if routed in wanted:
-                        matching.append((entry_id, fields, routed))
-                    else:
-                        skipped.append(entry_id)
-                if skipped:
-                    await self._call(self.client.xack(self.options.stream, group, *skipped))
-                    self.skipped += len(skipped)
-                for entry_id, fields, routed in matching:
-                    yield Delivery(
-                        body=fields.get(b"body", b""),
-                        headers=_headers(entry_id, fields),
-                        redelivered=redelivered,
-                        routed_type=routed,
-                        _transport_token=_Token(state, entry_id),
-                        _transport=self,
-                    )
+                for stream, entries, redelivered in await self._next_entries(state, streams):
+                    for delivery in await self.deliveries(
+                        state, stream, entries, redelivered, wanted
+                    ):
+                        yield delivery
         finally:
-            if self._client is not None:
-                await self._give_back(state)
+            await self.give_back_all(state)
+
+    def subscribe_shards(
+        self, group: str, event_types: Collection[str], max_batch: int, shards: ShardSet
+    ) -> AsyncIterator[list[Delivery]]:
+        """The shard streams ``shards`` grants, in one ``XREADGROUP``; see
+        :mod:`tidings.transports.redis_shards`."""
+        from tidings.transports.redis_shards import read_shards
+
+        return read_shards(self, group, frozenset(event_types), max_batch, shards)
+
+    async def deliveries(
+        self,
+        state: Subscription,
+        stream: str,
+        entries: Sequence[Entry],
+        redelivered: bool,
+        wanted: frozenset[str],
+    ) -> list[Delivery]:
+        """The deliveries of ``entries`` read from ``stream``; those of types the group
+        does not read are acknowledged at once (counted in ``skipped``)."""
+        skipped: list[bytes] = []
+        matching: list[Delivery] = []
+        for entry_id, fields in entries:
+            if fields is None:
+                continue  # trimmed away while pending; Redis drops it from the PEL
+            routed = fields.get(b"type", b"").decode(errors="replace")
+            if routed not in wanted:
+                skipped.append(entry_id)
+                continue
+            matching.append(
+                Delivery(
+                    body=fields.get(b"body", b""),
+                    headers=headers(entry_id, fields),
+                    redelivered=redelivered,
+                    routed_type=routed,
+                    _transport_token=Token(state, stream, entry_id),
+                    _transport=self,
+                )
+            )
+        if skipped:
+            await self.call(self.client.xack(stream, state.group, *skipped))
+            self.skipped += len(skipped)
+        return matching
 
     async def ack(self, delivery: Delivery) -> None:
-        token = _token(delivery)
-        await self._call(
-            self.client.xack(self.options.stream, token.subscription.group, token.entry_id)
-        )
+        token = token_of(delivery)
+        await self.call(self.client.xack(token.stream, token.subscription.group, token.entry_id))
 
     async def ack_many(self, deliveries: Sequence[Delivery]) -> None:
-        """One ``XACK`` per group for all the deliveries."""
-        by_group: dict[str, list[bytes]] = {}
+        """One ``XACK`` per group and stream for all the deliveries."""
+        by_stream: dict[tuple[str, str], list[bytes]] = {}
         for delivery in deliveries:
-            token = _token(delivery)
-            by_group.setdefault(token.subscription.group, []).append(token.entry_id)
-        for group, entry_ids in by_group.items():
-            await self._call(self.client.xack(self.options.stream, group, *entry_ids))
+            token = token_of(delivery)
+            key = (token.subscription.group, token.stream)
+            by_stream.setdefault(key, []).append(token.entry_id)
+        for (group, stream), entry_ids in by_stream.items():
+            await self.call(self.client.xack(stream, group, *entry_ids))
 
     async def nack(self, delivery: Delivery, *, requeue: bool = True) -> None:
-        token = _token(delivery)
+        token = token_of(delivery)
         if not requeue:
             await self.ack(delivery)
             return
         subscription = token.subscription
-        await self._call(
+        await self.call(
             self.client.xclaim(
-                self.options.stream,
+                token.stream,
                 subscription.group,
                 subscription.consumer,
                 0,
                 [token.entry_id],
-                idle=_GIVE_BACK_IDLE_MS,
+                idle=GIVE_BACK_IDLE_MS,
                 justid=True,
             )
         )
         subscription.claim_due = True
 
     async def _next_entries(
-        self, state: _Subscription
-    ) -> tuple[list[tuple[bytes, dict[bytes, bytes] | None]], bool]:
+        self, state: Subscription, streams: Sequence[str]
+    ) -> list[tuple[str, list[Entry], bool]]:
         """Abandoned entries first (when a claim is due), else new ones."""
-        if state.claim_due or time.monotonic() >= state.next_claim_at:
-            reply = await self._call(
-                self.client.xautoclaim(
-                    self.options.stream,
-                    state.group,
-                    state.consumer,
-                    self.options.claim_idle_ms,
-                    start_id=state.claim_cursor,
-                    count=self.options.count,
-                )
+        claimed = await claim_abandoned(self, state, streams, self.options.claim_idle_ms)
+        if claimed:
+            return claimed
+        return await read_new(self, self.client, state, streams, self.options.count)
+
+    async def give_back_all(self, state: Subscription) -> None:
+        """Make the consumer's unacknowledged entries of every stream claimable at once."""
+        if self._client is None:
+            return  # closed: Redis gives nothing back, claim_idle_ms recovers them
+        for stream in self.options.streams:
+            await give_back(self.client, stream, state, self._stale_after())
+
+    def _stale_after(self) -> int:
+        return max(10 * self.options.claim_idle_ms, 300_000)
+
+    async def sweep(self, group: str, *, only: str) -> None:
+        """Remove the group's idle consumer names that own nothing (or just ``only``)."""
+        for stream in self.options.streams:
+            await self.call(
+                self.client.eval(SWEEP_CONSUMERS, 1, stream, group, self._stale_after(), only)
             )
-            cursor = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
-            claimed: list[tuple[bytes, dict[bytes, bytes] | None]] = list(reply[1])
-            # A scan ends when the cursor wraps to 0-0; until then keep claiming.
-            state.claim_cursor = cursor
-            if cursor == "0-0":
-                state.claim_due = False
-                state.next_claim_at = time.monotonic() + self.options.claim_idle_ms / 2000
-            if claimed:
-                return claimed, True
-        try:
-            reply = await self._call(
-                self.client.xreadgroup(
-                    state.group,
-                    state.consumer,
-                    {self.options.stream: ">"},
-                    count=self.options.count,
-                    block=self.options.block_ms,
-                )
-            )
-        except TransportError as exc:
-            if "NOGROUP" not in str(exc):
-                raise
-            # The stream was deleted under us: recreate the group and carry on.
-            await self.declare_subscription(state.group, ())
-            return [], False
-        entries: list[tuple[bytes, dict[bytes, bytes] | None]] = []
-        for _stream, stream_entries in reply or []:
-            entries.extend(stream_entries)
-        return entries, False
 
-    async def _give_back(self, state: _Subscription) -> None:
-        """Make this consumer's unacknowledged entries claimable at once, then leave."""
-        try:
-            pending = await self.client.xpending_range(
-                self.options.stream, state.group, "-", "+", 10_000, consumername=state.consumer
-            )
-            ids: list[Any] = [item["message_id"] for item in pending]
-            if ids:
-                await self.client.xclaim(
-                    self.options.stream,
-                    state.group,
-                    state.consumer,
-                    0,
-                    ids,
-                    idle=_GIVE_BACK_IDLE_MS,
-                    justid=True,
-                )
-            await self._sweep(state.group, only=state.consumer)
-        except (RedisError, OSError):
-            # Best effort: entries left pending are claimed after claim_idle_ms anyway.
-            pass
-
-    async def _sweep(self, group: str, *, only: str) -> None:
-        stale_after = max(10 * self.options.claim_idle_ms, 300_000)
-        await self._call(
-            self.client.eval(_SWEEP_CONSUMERS, 1, self.options.stream, group, stale_after, only)
-        )
-
-    async def _call(self, awaitable: Any) -> Any:
-        try:
-            return await awaitable
-        except (RedisError, OSError) as exc:
-            raise TransportError(
-                f"Redis command failed on {redact(self.url)}: {exc}; the consumer "
-                "should reconnect and resume, unacknowledged entries will be redelivered"
-            ) from exc
-
-
-def _headers(entry_id: bytes, fields: dict[bytes, bytes]) -> dict[str, Any]:
-    headers: dict[str, Any] = {
-        name.decode(errors="replace"): value.decode(errors="replace")
-        for name, value in fields.items()
-        if name != b"body"
-    }
-    headers["stream-id"] = entry_id.decode()
-    return headers
-
-
-def _token(delivery: Delivery) -> _Token:
-    token = delivery._transport_token
-    if not isinstance(token, _Token):
-        raise TransportError("this delivery did not come from a Redis subscription")
-    return token
+    async def call(self, awaitable: Any) -> Any:
+        """Await a redis-py command, its failures becoming a :class:`TransportError`."""
+        return await call(self.url, awaitable)
