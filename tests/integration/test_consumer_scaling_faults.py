@@ -11,8 +11,7 @@ an identity-ordered table; at the end every event has exactly one row and each k
 rows, in insertion order, have increasing ``seq``.
 
 Kafka, the SQLite broker and Pub/Sub keep per-key order with competing consumers as
-they are; RabbitMQ, Redis and NATS run with sharded subscriptions (``?shards=4``), Redis
-only with ``TIDINGS_SHARDED_TRANSPORTS=1`` until its sharding lands.
+they are; RabbitMQ, Redis and NATS run with sharded subscriptions (``?shards=4``).
 ``TIDINGS_SCALING_TEST_EVENTS`` sets the event count (12,000 by default, to stay well
 under 90 s per transport on 2 cores).
 """
@@ -50,10 +49,6 @@ STALL = 25.0
 JOIN_AT = EVENTS // 4
 KILL_AT = EVENTS // 2
 
-_NOT_MERGED = pytest.mark.skipif(
-    os.environ.get("TIDINGS_SHARDED_TRANSPORTS") != "1",
-    reason="sharded subscriptions not merged yet (TIDINGS_SHARDED_TRANSPORTS=1 runs them)",
-)
 # The emulator never again delivers the ordering keys of a stream that ended without a
 # clean close (a SIGKILLed subscriber's), to anyone: see "What Google's Pub/Sub emulator
 # does not prove" in docs/operations.md. Google's service redelivers them after the ack
@@ -68,7 +63,7 @@ KINDS = [
     "sqlite",
     pytest.param("pubsub", marks=_EMULATOR_BLOCKS_KEYS),
     "rabbitmq",
-    pytest.param("redis", marks=_NOT_MERGED),
+    "redis",
     "nats",
 ]
 

@@ -132,7 +132,8 @@ async def consume_shards(
         for shard in sorted(consuming.keys() - wanted):
             await stop(shard)
         if shards is not None:
-            shards.stop_unread(consuming.keys())
+            # Not those cancelled whose arrivals are still queued ahead of their marker.
+            shards.stop_unread(accepting.values())
 
     async def watch(shards: ShardSet) -> None:
         try:

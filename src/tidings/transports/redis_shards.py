@@ -97,6 +97,7 @@ async def read_shards(
                     taking_over.pop(stream, None)
                     state.claim_scan.pop(stream, None)
                     shards.stopped(shard)
+            shards.stop_unread(reading.values())  # revoked before it was ever read
             for shard in sorted(granted):
                 if streams[shard] not in reading:
                     reading[streams[shard]] = shard
