@@ -7,6 +7,7 @@ import sys
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 import tidings
 from tidings.cli import asyncapi, declare, demo, lint, processes, trace
@@ -66,5 +67,5 @@ def main() -> None:
     try:
         app()
     except TidingsError as error:
-        errors.print(f"[red]error:[/] {error}")
+        errors.print(f"[red]error:[/] {escape(str(error))}", soft_wrap=True)
         sys.exit(2)

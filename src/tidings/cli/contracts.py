@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from tidings.errors import TidingsError
 
@@ -154,7 +155,7 @@ def _catalog(targets: list[str]) -> ContractCatalog:
 
 
 def _usage_error(error: object) -> NoReturn:
-    errors.print(f"[red]error:[/] {error}", soft_wrap=True)
+    errors.print(f"[red]error:[/] {escape(str(error))}", soft_wrap=True)
     raise typer.Exit(2)
 
 

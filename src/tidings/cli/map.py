@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from tidings.cli.common import console, errors
 from tidings.cli.loading import load_contexts
@@ -57,7 +58,7 @@ def map_command(
     else:
         text = to_mermaid(event_map)
     for warning in event_map.warnings:
-        errors.print(f"[yellow]warning:[/] {warning}")
+        errors.print(f"[yellow]warning:[/] {escape(str(warning))}")
     if out is None:
         print(text, end="")
         return

@@ -17,7 +17,7 @@ MetricsPortOpt = Annotated[
     int | None,
     typer.Option(
         help="Serve tidings' metrics in the Prometheus text format on this port "
-        "(http://HOST:PORT/metrics); needs tidings[metrics].",
+        "(http://HOST:PORT/metrics); needs the metrics extra: pip install 'tidings\\[metrics]'.",
     ),
 ]
 MetricsHostOpt = Annotated[str, typer.Option(help="Interface the metrics server binds to.")]
