@@ -23,6 +23,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from tests.integration.transports import conformance
 from tests.services import require
+from tests.support.nats_streams import transport_on_own_stream
 from tidings.contracts.cloudevents import CloudEvent
 from tidings.contracts.envelope import partition_slot
 from tidings.domain.ids import uuid7
@@ -57,16 +58,8 @@ def url(base_url: str) -> str:
 
 @pytest.fixture
 async def transport(url: str, server_url: str, stream: str) -> AsyncIterator[NatsTransport]:
-    transport = NatsTransport(url)
-    await transport.connect()
-    yield transport
-    await transport.close()
-    client = await nats.connect(server_url)
-    try:
-        with contextlib.suppress(nats.js.errors.NotFoundError):
-            await client.jetstream().delete_stream(stream)
-    finally:
-        await client.close()
+    async with transport_on_own_stream(url, server_url, stream) as transport:
+        yield transport
 
 
 def shard_of(event: CloudEvent, count: int = SHARDS) -> int:

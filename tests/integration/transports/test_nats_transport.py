@@ -17,6 +17,7 @@ import pytest
 
 from tests.integration.transports import conformance
 from tests.services import require
+from tests.support.nats_streams import transport_on_own_stream
 from tidings.domain.ids import uuid7
 from tidings.errors import ConfigurationError
 from tidings.transports.base import PublishNotConfirmedError, TransportError
@@ -42,15 +43,8 @@ def url(server_url: str, stream: str) -> str:
 
 @pytest.fixture
 async def transport(url: str, server_url: str, stream: str) -> AsyncIterator[NatsTransport]:
-    transport = NatsTransport(url)
-    await transport.connect()
-    yield transport
-    await transport.close()
-    client = await nats.connect(server_url)
-    try:
-        await client.jetstream().delete_stream(stream)
-    finally:
-        await client.close()
+    async with transport_on_own_stream(url, server_url, stream) as transport:
+        yield transport
 
 
 async def stored_messages(server_url: str, stream: str) -> int:
