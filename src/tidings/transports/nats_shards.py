@@ -37,6 +37,8 @@ from tidings.transports.sharding import ShardSet
 _START_ERRORS: tuple[type[BaseException], ...] = (TransportError, *BROKER_ERRORS)
 # How long one fetch waits on the server for messages before asking again.
 FETCH_WAIT = 5.0
+# A fetcher task still running this long after being cancelled is cancelled again.
+_RECANCEL_AFTER = 0.2
 
 #: The delivery of a fetched message of a shard, or None when the transport settled it
 #: itself (a type the group does not read, on a consumer that cannot filter by type).
@@ -72,8 +74,15 @@ class _ShardFetcher:
         return taken
 
     async def stop(self) -> None:
-        """Stop fetching: cancel the task, which removes the subscription on the server."""
-        self.task.cancel()
+        """Stop fetching: cancel the task, which removes the subscription on the server.
+
+        Cancelled again until it ends: on Python 3.11 ``asyncio.wait_for`` (inside
+        nats-py's fetch) can swallow a cancellation that lands as its wait completes, and
+        a stop that waited on the task once would then wait for ever.
+        """
+        while not self.task.done():
+            self.task.cancel()
+            await asyncio.wait({self.task}, timeout=_RECANCEL_AFTER)
         with contextlib.suppress(asyncio.CancelledError):
             await self.task
 
@@ -92,6 +101,9 @@ class _ShardFetcher:
             return
         try:
             while True:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise asyncio.CancelledError  # a cancellation a fetch swallowed
                 await self._room.wait()
                 try:
                     batch = await subscription.fetch(options.prefetch, timeout=FETCH_WAIT)
