@@ -213,7 +213,9 @@ class ShardLeases:
         A :class:`ConfigurationError` (the shard count changed under live consumers)
         ends it.
         """
-        due = time.monotonic()
+        # A heartbeat just granted the first shards (ConsumerShards.batches): the next one
+        # is due an interval later, not at once.
+        due = time.monotonic() + (self.interval if self.lease is not None else 0.0)
         failures = 0
         while True:
             try:
