@@ -10,13 +10,14 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import ClassVar
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, text
 
 from tests.conftest import ContextFactory
 from tests.integration.transports.conformance import collect
 from tidings import IntegrationEvent
 from tidings.domain.ids import uuid7
 from tidings.outbox import Relay
+from tidings.persistence.engines import create_asyncio_engine, create_sync_engine
 from tidings.persistence.tables import dead_letters, outbox, relay_members
 from tidings.transports import open_transport
 from tidings.transports.memory import MemoryTransport
@@ -83,3 +84,22 @@ def test_timestamps_keep_their_microseconds_and_bodies_their_bytes(
     assert letter.last_failed_at - letter.first_failed_at == timedelta(microseconds=1)
     assert letter.body == body
     assert len(letter.error_message) == 70_000
+
+
+async def test_mariadb_engines_read_committed_unless_told_otherwise(mariadb_url: str) -> None:
+    # REPEATABLE READ made relays marking interleaved partitions deadlock (docs/operations.md).
+    query = text("SELECT @@tx_isolation")
+    sync_engine = create_sync_engine(mariadb_url)
+    chosen = create_sync_engine(mariadb_url, isolation_level="SERIALIZABLE")
+    async_engine = create_asyncio_engine(mariadb_url)
+    try:
+        with sync_engine.connect() as connection:
+            assert connection.execute(query).scalar() == "READ-COMMITTED"
+        with chosen.connect() as connection:
+            assert connection.execute(query).scalar() == "SERIALIZABLE"
+        async with async_engine.connect() as connection:
+            assert (await connection.execute(query)).scalar() == "READ-COMMITTED"
+    finally:
+        sync_engine.dispose()
+        chosen.dispose()
+        await async_engine.dispose()

@@ -180,6 +180,13 @@ def _engine_options(url: URL) -> dict[str, Any]:
         return {"poolclass": StaticPool, "connect_args": {"check_same_thread": False}}
     if url.get_backend_name() == "sqlite":
         return {"connect_args": {"check_same_thread": False}}
+    if url.get_backend_name() in ("mysql", "mariadb"):
+        # READ COMMITTED, as PostgreSQL runs by default (and Django on MySQL): under
+        # InnoDB's REPEATABLE READ the relay's mark (INSERT ... SELECT then DELETE by
+        # position) locks every outbox row it scans, not only its own, so relays
+        # marking interleaved partitions deadlock, and each deadlock sends a confirmed
+        # batch again. tidings relies on nothing REPEATABLE READ adds.
+        return {"pool_pre_ping": True, "isolation_level": "READ COMMITTED"}
     return {"pool_pre_ping": True}
 
 
