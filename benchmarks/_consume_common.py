@@ -313,8 +313,8 @@ class AckCounter(Transport):
     async def close(self) -> None:
         await self.inner.close()
 
-    async def publish_batch(self, source: str, events: Sequence[CloudEvent]) -> None:
-        await self.inner.publish_batch(source, events)
+    async def publish_batch(self, source: str, events: Sequence[CloudEvent]) -> frozenset[int]:
+        return await self.inner.publish_batch(source, events)
 
     async def declare_subscription(self, group: str, event_types: Collection[str]) -> None:
         await self.inner.declare_subscription(group, event_types)

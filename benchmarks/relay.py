@@ -200,7 +200,8 @@ async def raw_kafka(
     from aiokafka import AIOKafkaProducer
 
     from tidings.contracts.cloudevents import encode_binary
-    from tidings.transports.kafka import HEADER_PREFIX, KafkaOptions
+    from tidings.transports.kafka import HEADER_PREFIX
+    from tidings.transports.kafka_options import KafkaOptions
 
     options = KafkaOptions.from_url(url)
     # The transport's producer settings, so that only the relay around it differs.
@@ -311,10 +312,10 @@ async def purge(name: str, url: str) -> None:
     elif name == "nats":
         import nats
 
-        client = await nats.connect("nats://127.0.0.1:4222")
+        nats_client = await nats.connect("nats://127.0.0.1:4222")
         with contextlib.suppress(Exception):
-            await client.jetstream().purge_stream(f"TIDINGS_BENCH{SUFFIX.upper()}")
-        await client.close()
+            await nats_client.jetstream().purge_stream(f"TIDINGS_BENCH{SUFFIX.upper()}")
+        await nats_client.close()
     elif name == "pubsub":
         # A subscription forgets its backlog when deleted; declared again, it starts empty.
         transport = open_transport(url)

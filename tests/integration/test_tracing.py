@@ -275,3 +275,67 @@ async def test_a_batch_handler_runs_in_the_first_events_process_span(
     created = by_name(spans, f"create {REPRICED}")
     assert len(created) == handler.runs
     assert {parent_of(span) for span in created} <= {span.context.span_id for span in processed}
+
+
+@pytest.mark.filterwarnings("ignore::tidings.errors.PublishedFromUseCaseWarning")
+async def test_a_large_relay_batch_links_every_event_across_send_spans_of_128(
+    tmp_path: Path, span_exporter: InMemorySpanExporter
+) -> None:
+    # The SDK keeps 128 links per span by default: one send span of 300 would lose 172.
+    broker_url = f"sqlite:///{tmp_path / 'broker.db'}"
+    catalog, basket, notifications = traced_app.build(str(tmp_path), broker_url)
+    tracer = trace.get_tracer("test")
+    try:
+        with catalog.transaction(), tracer.start_as_current_span("reprice all"):
+            for n in range(150):  # two events each: 300
+                catalog.integration_events.publish(
+                    traced_app.PriceChangedIntegrationEvent(product_id=f"p-{n}", price=n)
+                )
+                catalog.integration_events.publish(
+                    traced_app.PriceAnnouncedIntegrationEvent(product_id=f"p-{n}")
+                )
+        assert await Relay(catalog, batch_size=500).drain() == 300
+    finally:
+        for context in (catalog, basket, notifications):
+            await context.adispose()
+    spans = span_exporter.get_finished_spans()
+    sends = [span for span in spans if span.name.startswith("send")]
+    assert sorted(len(span.links) for span in sends) == [44, 128, 128]
+    for span in sends:
+        assert (span.attributes or {})["messaging.batch.message_count"] == len(span.links)
+    created = {span.context.span_id for span in spans if span.name.startswith("create")}
+    assert len(created) == 300
+    assert {link.context.span_id for span in sends for link in span.links} == created
+
+
+class RefusePriceChange(IntegrationEventHandler):
+    def handle(self, event: traced_app.PriceChangedIntegrationEvent) -> None:
+        raise ValueError(f"no price for {event.product_id}")
+
+
+async def test_a_failing_handler_marks_its_process_span_as_an_error(
+    tmp_path: Path, span_exporter: InMemorySpanExporter
+) -> None:
+    broker_url = f"sqlite:///{tmp_path / 'broker.db'}"
+    catalog, basket, notifications = traced_app.build(str(tmp_path), broker_url)
+    pricing = BoundedContext(
+        "pricing", database_url=f"sqlite:///{tmp_path / 'pricing.db'}", broker_url=broker_url
+    )
+    pricing.create_tables()
+    pricing.subscribe(RefusePriceChange())
+    consumer = Consumer(pricing, max_attempts=1)
+    try:
+        await declare(consumer)
+        traced_app.change_price(catalog, "p-9", 3)
+        assert await Relay(catalog).drain() == 2
+        async with running(consumer):
+            await wait_until(lambda: consumer.stats.dead_lettered == 1, what="the dead letter")
+    finally:
+        for context in (catalog, basket, notifications, pricing):
+            await context.adispose()
+    processed = by_name(span_exporter.get_finished_spans(), f"process {CHANGED}")
+    assert processed
+    failed = processed[0]
+    assert failed.status.status_code is trace.StatusCode.ERROR
+    assert failed.status.description == "ValueError: no price for p-9"
+    assert [event.name for event in failed.events] == ["exception"]

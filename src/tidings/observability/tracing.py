@@ -7,8 +7,9 @@ conventions:
 * ``create {type}`` (PRODUCER): one per integration event published in a transaction,
   a child of the span current at publish time; its context is the event's
   ``traceparent`` (stored in the outbox row, sent as the CloudEvents extension).
-* ``send {type}`` (PRODUCER): one per relay batch, linked to each event's create span;
-  when every event of the batch belongs to one trace it is also a child of the first
+* ``send {type}`` (PRODUCER): one per relay batch (one per 128 events of a larger batch:
+  the SDK keeps no more links per span by default), linked to each event's create span;
+  when every event it links belongs to one trace it is also a child of the first
   event's create span, otherwise it starts a trace of its own.
 * ``process {type}`` (CONSUMER): one per event handled, a child of the create span the
   CloudEvent carries (or a new trace linked to it, ``trace_parenting="link"``), current
@@ -123,11 +124,20 @@ def parse_trace_context(traceparent: str | None, tracestate: str | None = None) 
     """The remote ``SpanContext`` of W3C headers, or None when absent or malformed."""
     if not traceparent or _api() is None:
         return None
-    parts = traceparent.split("-")
-    if len(parts) < 4 or len(parts[1]) != 32 or len(parts[2]) != 16 or parts[0] == "ff":
+    # version "-" trace-id (32 hex) "-" parent-id (16 hex) "-" flags (2 hex) [ "-" ... ]:
+    # sliced at fixed places, cheaper than splitting (two parses per event when tracing).
+    if (
+        len(traceparent) < 55
+        or traceparent[2] != "-"
+        or traceparent[35] != "-"
+        or traceparent[52] != "-"
+        or traceparent.startswith("ff")
+    ):
         return None
     try:
-        trace_id, span_id, flags = int(parts[1], 16), int(parts[2], 16), int(parts[3][:2], 16)
+        trace_id = int(traceparent[3:35], 16)
+        span_id = int(traceparent[36:52], 16)
+        flags = int(traceparent[53:55], 16)
     except ValueError:
         return None
     state = _trace.TraceState.from_header([tracestate]) if tracestate else None
@@ -143,25 +153,28 @@ def create_span(system: str, event: Any, correlation_id: str | None) -> TraceCon
     if tracer is None:
         return current_trace_context()
     event_type = event.event_type
+    attributes = {
+        SYSTEM: system,
+        OPERATION_TYPE: "create",
+        OPERATION_NAME: "create",
+        DESTINATION: event_type,
+        MESSAGE_ID: str(event.event_id),
+    }
+    if correlation_id:
+        attributes[CONVERSATION_ID] = correlation_id
     span = tracer.start_span(
-        f"create {event_type}",
-        kind=_trace.SpanKind.PRODUCER,
-        attributes={
-            SYSTEM: system,
-            OPERATION_TYPE: "create",
-            OPERATION_NAME: "create",
-            DESTINATION: event_type,
-            MESSAGE_ID: str(event.event_id),
-            CONVERSATION_ID: correlation_id or "",
-        },
+        f"create {event_type}", kind=_trace.SpanKind.PRODUCER, attributes=attributes
     )
     span.end()
     return format_trace_context(span.get_span_context())
 
 
-@contextlib.contextmanager
-def _send_span(system: str, rows: Sequence[Any]) -> Iterator[None]:
-    tracer = _tracer
+# The OpenTelemetry SDK's default limit of links per span (OTEL_SPAN_LINK_COUNT_LIMIT):
+# it drops the links past it, so a relay batch of 500 events gets one send span per 128.
+LINKS_PER_SEND_SPAN = 128
+
+
+def _start_send_span(tracer: Any, system: str, rows: Sequence[Any]) -> Any:
     links = []
     traces = set()
     types = set()
@@ -180,20 +193,33 @@ def _send_span(system: str, rows: Sequence[Any]) -> Iterator[None]:
     }
     if destination is not None:
         attributes[DESTINATION] = destination
-    # One trace in the batch (the common case at low load): the send joins it. Otherwise
-    # it is a root: a span has one parent, and the links name every event's create span.
+    # One trace among the events (the common case at low load): the send joins it.
+    # Otherwise it is a root: a span has one parent, and the links name every event's
+    # create span.
     parent = (
         _trace.set_span_in_context(_trace.NonRecordingSpan(links[0].context))
         if len(traces) == 1 and len(links) == len(rows)
         else _context.Context()
     )
-    with tracer.start_as_current_span(
+    return tracer.start_span(
         f"send {destination}" if destination else "send",
         context=parent,
         kind=_trace.SpanKind.PRODUCER,
         attributes=attributes,
         links=links,
-    ):
+    )
+
+
+@contextlib.contextmanager
+def _send_spans(system: str, rows: Sequence[Any]) -> Iterator[None]:
+    tracer = _tracer
+    spans = [
+        _start_send_span(tracer, system, rows[start : start + LINKS_PER_SEND_SPAN])
+        for start in range(0, len(rows), LINKS_PER_SEND_SPAN)
+    ]
+    with contextlib.ExitStack() as stack:
+        for span in spans:  # each ends when the publish does, with its error recorded
+            stack.enter_context(_trace.use_span(span, end_on_exit=True, record_exception=True))
         yield
 
 
@@ -225,18 +251,25 @@ def send_span(system: str, rows: Sequence[Any]) -> contextlib.AbstractContextMan
     """The relay's ``send`` span around publishing ``rows`` (outbox rows), if tracing."""
     if active_tracer() is None:
         return _NOTHING
-    return _send_span(system, rows)
+    return _send_spans(system, rows)
 
 
 class ProcessSpans:
     """The ``process`` spans of one consumer group."""
 
-    __slots__ = ("group", "parenting", "system")
+    __slots__ = ("_constant", "group", "parenting", "system")
 
     def __init__(self, system: str, group: str, parenting: TraceParenting | str) -> None:
         self.system = system
         self.group = group
         self.parenting = TraceParenting(parenting)
+        # The attributes every process span of the group has, copied into each.
+        self._constant = {
+            SYSTEM: system,
+            OPERATION_TYPE: "process",
+            OPERATION_NAME: "process",
+            CONSUMER_GROUP: group,
+        }
 
     def start(self, event: Any) -> Any:
         """Start (not activate) the process span of a CloudEvent; None if not tracing."""
@@ -251,20 +284,15 @@ class ProcessSpans:
                 parent = _trace.set_span_in_context(_trace.NonRecordingSpan(remote))
             else:
                 links = (_trace.Link(remote),)
+        attributes = {**self._constant, DESTINATION: event.type, MESSAGE_ID: event.id}
+        if event.correlationid:
+            attributes[CONVERSATION_ID] = event.correlationid
         return tracer.start_span(
             f"process {event.type}",
             context=parent if parent is not None else _context.Context(),
             kind=_trace.SpanKind.CONSUMER,
             links=links,
-            attributes={
-                SYSTEM: self.system,
-                OPERATION_TYPE: "process",
-                OPERATION_NAME: "process",
-                DESTINATION: event.type,
-                MESSAGE_ID: event.id,
-                CONVERSATION_ID: event.correlationid or "",
-                CONSUMER_GROUP: self.group,
-            },
+            attributes=attributes,
         )
 
     @staticmethod
@@ -272,16 +300,39 @@ class ProcessSpans:
         """Make ``span`` current (errors recorded on it); ends it on exit if ``end``."""
         if span is None:
             return _NOTHING
-        used: contextlib.AbstractContextManager[Any] = _trace.use_span(
-            span, end_on_exit=end, record_exception=True
-        )
-        return used
+        return _Current(span, end)
 
     @staticmethod
     def end(spans: Sequence[Any]) -> None:
         for span in spans:
             if span is not None:
                 span.end()
+
+
+class _Current:
+    """What ``opentelemetry.trace.use_span`` does, as a class: a process span per event is
+    made current once each, and a generator-based context manager costs twice this."""
+
+    __slots__ = ("_end", "_span", "_token")
+
+    def __init__(self, span: Any, end: bool) -> None:
+        self._span = span
+        self._end = end
+
+    def __enter__(self) -> Any:
+        self._token = _context.attach(_trace.set_span_in_context(self._span))
+        return self._span
+
+    def __exit__(self, kind: Any, error: BaseException | None, _traceback: Any) -> None:
+        _context.detach(self._token)
+        # Exceptions only, as use_span: a cancellation or exit is not the handler's error.
+        if isinstance(error, Exception) and self._span.is_recording():
+            self._span.record_exception(error)
+            self._span.set_status(
+                _trace.Status(_trace.StatusCode.ERROR, f"{type(error).__name__}: {error}")
+            )
+        if self._end:
+            self._span.end()
 
 
 def traced_handler_call(
