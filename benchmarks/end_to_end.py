@@ -18,6 +18,9 @@ relay (woken by LISTEN/NOTIFY) and consumer run here. Latency per event = moment
 consumer acknowledged it (after its transaction committed) - moment its producer's
 commit returned, both ``time.monotonic()``. The first second is warm-up.
 
+The process freezes its garbage collector's generations once everything is set up, as
+``tidings run`` (relay and consumer in one process) does.
+
 Traced. A fourth side in the same rounds: the OpenTelemetry SDK configured (a
 ``BatchSpanProcessor`` exporting to nowhere) and backlog rows carrying a
 ``traceparent`` each, so the relay makes its send spans with links and the consumer a
@@ -34,6 +37,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import statistics
 import time
 from collections.abc import Iterator, Sequence
@@ -316,6 +320,10 @@ async def measure(out_url: str, in_url: str, *, events: int, rounds: int, second
     await prepare_broker()
     producer = make_context(out_url, broker_url=BROKER_URL)
     consumer = consuming_context(in_url, BROKER_URL, GROUP)
+    # As `tidings run` does once the application is loaded (tidings.cli.common): what
+    # lives as long as the process is left out of later collections, for both sides.
+    gc.collect()
+    gc.freeze()
     try:
         best, paired = await throughput(
             out_url, in_url, producer, consumer, events=events, rounds=rounds
