@@ -205,7 +205,7 @@ async def raw_pubsub(url: str) -> tuple[RawReader, Callable[[], Awaitable[None]]
             del kept
 
         future = subscriber.subscribe(
-            transport._subscription_path(group), callback, flow_control=flow_control
+            transport._topology.subscription_path(group), callback, flow_control=flow_control
         )
         try:
             if not await asyncio.to_thread(done.wait, 300):

@@ -23,7 +23,8 @@ from tidings.consumer import Consumer
 from tidings.contracts.cloudevents import CloudEvent, encode_structured
 from tidings.domain.ids import uuid7
 from tidings.persistence.tables import dead_letters
-from tidings.transports.memory import MemoryTransport, _Message
+from tidings.transports.memory import MemoryTransport
+from tidings.transports.memory_broker import Message
 from tidings.transports.rabbitmq import QUEUE_PREFIX
 
 
@@ -152,7 +153,7 @@ def publish_raw_memory(url: str, group: str, body: bytes, *, key: str = "raw") -
     """
     name = url.split("://", 1)[1].strip("/")
     subscription = MemoryTransport._brokers[name].groups[group]
-    subscription.append(_Message(PRICE_CHANGED, key, body))
+    subscription.append(Message(PRICE_CHANGED, key, body))
     subscription.signal.notify()
 
 

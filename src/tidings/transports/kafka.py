@@ -1,6 +1,9 @@
 """Kafka transport (aiokafka).
 
-URL options: :mod:`tidings.transports.kafka_options`.
+This module publishes and consumes; URL options are in
+:mod:`~tidings.transports.kafka_options`, creating the topic and a new group's starting
+offsets in :mod:`~tidings.transports.kafka_topology`, a subscription's offsets and
+commits in :mod:`~tidings.transports.kafka_offsets`.
 
 Layout
     One topic, each event keyed by its partition key (``CloudEvent.subject``); Kafka's
@@ -28,18 +31,18 @@ Ordering
     the old one may still be handling them.
 
 Subscriptions
-    ``declare_subscription`` commits the beginning offset of every partition for a
-    group that has none yet: a group declared after events were published still gets
-    everything the topic retains, even before its first consumer joins. The topic is a
-    shared log: a record whose ``ce_type`` header names a type the group does not read
-    is passed over without decoding (counted in ``Transport.skipped``); that header is
-    the delivery's ``routed_type``. Consumers commit manually: the offset after a
-    message is committed only once it and every earlier message of its partition are
-    acknowledged (events of unsubscribed types count as acknowledged). Commits are
-    sent after each fetched batch is handed out and when a subscription closes, so
-    a consumer killed outright redelivers at most the acknowledged part of one
-    batch. ``nack(requeue=True)`` seeks the partition back to that message: it and
-    every later message of the partition come again.
+    A group declared after events were published still gets everything the topic
+    retains, even before its first consumer joins
+    (:mod:`~tidings.transports.kafka_topology`). The topic is a shared log: a record
+    whose ``ce_type`` header names a type the group does not read is passed over without
+    decoding (counted in ``Transport.skipped``); that header is the delivery's
+    ``routed_type``. Consumers commit manually: the offset after a message is committed
+    only once it and every earlier message of its partition are acknowledged (events of
+    unsubscribed types count as acknowledged). Commits are sent after each fetched batch
+    is handed out and when a subscription closes, so a consumer killed outright
+    redelivers at most the acknowledged part of one batch. ``nack(requeue=True)`` seeks
+    the partition back to that message: it and every later message of the partition come
+    again.
 """
 
 from __future__ import annotations
@@ -54,15 +57,8 @@ from collections.abc import AsyncGenerator, Collection, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import (
-    CommitFailedError,
-    IllegalGenerationError,
-    KafkaError,
-    RebalanceInProgressError,
-    UnknownMemberIdError,
-)
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
 
 from tidings.contracts.cloudevents import CloudEvent, encode_binary
@@ -77,6 +73,7 @@ from tidings.transports.base import (
 )
 from tidings.transports.kafka_offsets import PartitionProgress, Subscription, Token, token_of
 from tidings.transports.kafka_options import KafkaOptions
+from tidings.transports.kafka_topology import declare_group, ensure_topic
 
 if TYPE_CHECKING:
     from aiokafka.producer.message_accumulator import BatchBuilder
@@ -84,13 +81,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 HEADER_PREFIX = "ce_"
-_TOPIC_ALREADY_EXISTS = 36
-_GROUP_IS_LIVE = (
-    CommitFailedError,
-    IllegalGenerationError,
-    RebalanceInProgressError,
-    UnknownMemberIdError,
-)
 
 
 class KafkaTransport(Transport):
@@ -125,7 +115,7 @@ class KafkaTransport(Transport):
 
     async def connect(self) -> None:
         await self._check_tls()
-        await self._ensure_topic()
+        await ensure_topic(self.options, self._security)
         if self.options.idempotence != "false":
             try:
                 self._producer = await self._start_producer(idempotent=True)
@@ -203,43 +193,9 @@ class KafkaTransport(Transport):
         return NOTHING_UNROUTABLE
 
     async def declare_subscription(self, group: str, event_types: Collection[str]) -> None:
-        # Kafka keeps offsets per group, not per type: a group without committed
-        # offsets starts at the beginning of what the topic retains, so one declared
-        # after events were published still gets them.
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.options.bootstrap_servers,
-            group_id=group,
-            client_id=f"{self.options.client_id}-declare",
-            enable_auto_commit=False,
-            request_timeout_ms=self.options.request_timeout_ms,
-            **self._security,
-        )
-        try:
-            await consumer.start()
-            try:
-                if self.options.topic not in await consumer.topics():
-                    await self._ensure_topic()
-                    await consumer.topics()  # refreshes the metadata with the new topic
-                partitions = consumer.partitions_for_topic(self.options.topic) or set()
-                tps = [TopicPartition(self.options.topic, p) for p in sorted(partitions)]
-                consumer.assign(tps)
-                missing = [tp for tp in tps if await consumer.committed(tp) is None]
-                if missing:
-                    starts = await consumer.beginning_offsets(missing)
-                    try:
-                        await consumer.commit({tp: starts[tp] for tp in missing})
-                    except _GROUP_IS_LIVE as exc:
-                        # Kafka takes offsets from outside a group only while it is
-                        # empty. A live group's consumers read partitions without
-                        # offsets from the earliest one: nothing is missed either way.
-                        logger.debug("group %r is live, offsets left to it: %r", group, exc)
-            finally:
-                await consumer.stop()
-        except KafkaError as exc:
-            raise TransportError(
-                f"cannot declare Kafka consumer group {group!r} on topic "
-                f"{self.options.topic!r}: {exc!r}; check the broker is reachable and retry"
-            ) from exc
+        """Start the group at the beginning of what the topic retains if it has no
+        offsets yet (see :mod:`~tidings.transports.kafka_topology`)."""
+        await declare_group(self.options, self._security, group)
 
     async def delete_subscription(self, group: str) -> None:
         """Nothing to delete: a Kafka group holds no messages, only offsets, which the
@@ -379,50 +335,6 @@ class KafkaTransport(Transport):
                 f"cannot reach Kafka at {first}: {exc!r}; check that the broker runs and "
                 "that the URL's host and port are right"
             ) from exc
-
-    async def _ensure_topic(self) -> None:
-        admin = AIOKafkaAdminClient(
-            bootstrap_servers=self.options.bootstrap_servers,
-            client_id=f"{self.options.client_id}-admin",
-            request_timeout_ms=self.options.request_timeout_ms,
-            **self._security,
-        )
-        try:
-            await admin.start()
-        except KafkaError as exc:
-            await admin.close()
-            raise TransportError(
-                f"cannot reach Kafka at {self.options.bootstrap_servers}: {exc!r}; check "
-                "that the broker runs and that the URL's host and port are right"
-            ) from exc
-        try:
-            if self.options.topic in await admin.list_topics():
-                return
-            response = await admin.create_topics(
-                [NewTopic(self.options.topic, self.options.partitions, self.options.replication)]
-            )
-            for _topic, code, message in _topic_errors(response):
-                if code not in (0, _TOPIC_ALREADY_EXISTS):
-                    raise TransportError(
-                        f"Kafka refused to create topic {self.options.topic!r} "
-                        f"(error {code}: {message}); create it yourself or fix ?partitions= "
-                        "and ?replication= in the URL"
-                    )
-        except KafkaError as exc:
-            raise TransportError(
-                f"cannot check or create Kafka topic {self.options.topic!r}: {exc!r}"
-            ) from exc
-        finally:
-            await admin.close()
-
-
-def _topic_errors(response: Any) -> list[tuple[str, int, str | None]]:
-    errors: list[tuple[str, int, str | None]] = []
-    for item in response.topic_errors:
-        topic, code = item[0], item[1]
-        message = item[2] if len(item) > 2 else None
-        errors.append((topic, code, message))
-    return errors
 
 
 def _unreachable(exc: KafkaError) -> bool:

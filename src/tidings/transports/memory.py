@@ -3,7 +3,9 @@
 Brokers are shared by name within the process: every ``MemoryTransport`` opened on
 ``memory://`` talks to the same default broker, and every one opened on
 ``memory://orders`` to the broker named ``orders``, so a producer and a consumer
-wired separately still meet. Nothing survives the process.
+wired separately still meet. Nothing survives the process. This module is the
+transport; the broker's groups, per-key queues and delivery tokens are in
+:mod:`~tidings.transports.memory_broker`.
 
 Topology
     A consuming group (one per context) gets its own copy of every matching event
@@ -44,186 +46,19 @@ Acknowledgement
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
-from collections import Counter, deque
 from collections.abc import AsyncIterator, Collection, Coroutine, Sequence
-from dataclasses import dataclass, field
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit
 
 from tidings.contracts.cloudevents import STRUCTURED_CONTENT_TYPE, CloudEvent, encode_structured
-from tidings.contracts.envelope import partition_slot
 from tidings.errors import ConfigurationError
 from tidings.transports.base import Delivery, Transport, TransportError, Unroutable
+from tidings.transports.memory_broker import Broker, Group, InFlight, Message
 from tidings.transports.sharding import ShardSet
 
 _HEADERS = {"content-type": STRUCTURED_CONTENT_TYPE}
 DEFAULT_PREFETCH = 64
-
-
-@dataclass(slots=True, eq=False)
-class _Message:
-    type: str
-    key: str
-    body: bytes
-    delivered: bool = False
-
-
-@dataclass(slots=True, eq=False)
-class _InFlight:
-    """The token of one delivery; ``live`` turns False once acked, nacked or requeued."""
-
-    group: _Group
-    consumer: int
-    message: _Message
-    shard: int
-    live: bool = True
-
-
-@dataclass(slots=True, eq=False)
-class _KeyQueue:
-    shard: int
-    pending: deque[_Message] = field(default_factory=deque)
-    in_flight: list[_InFlight] = field(default_factory=list)
-    holder: int | None = None
-
-
-class _Signal:
-    """Wakes every waiter, whatever event loop (or thread) it waits in.
-
-    ``asyncio.Event`` binds to one loop, but a named broker outlives loops (each
-    pytest test runs its own), so each wait gets a fresh future instead.
-    """
-
-    def __init__(self) -> None:
-        self._waiters: set[asyncio.Future[None]] = set()
-
-    async def wait(self) -> None:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.add(future)
-        try:
-            await future
-        finally:
-            self._waiters.discard(future)
-
-    def notify(self) -> None:
-        for future in list(self._waiters):
-            loop = future.get_loop()
-            with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits
-                loop.call_soon_threadsafe(_resolve, future)
-
-
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
-
-
-class _Group:
-    """One consuming context's subscription: its types and its per-key queues."""
-
-    def __init__(self, name: str, shards: int) -> None:
-        self.name = name
-        self.shards = shards
-        self.types: set[str] = set()
-        self.keys: dict[str, _KeyQueue] = {}
-        # keys with pending messages, rotated so that consumers serve keys round-robin
-        self.ready: deque[str] = deque()
-        self.signal = _Signal()
-        self.unacked: Counter[int] = Counter()  # live deliveries per consumer
-
-    def append(self, message: _Message) -> None:
-        queue = self.keys.get(message.key)
-        if queue is None:
-            shard = partition_slot(message.key) % self.shards
-            queue = self.keys[message.key] = _KeyQueue(shard)
-        if not queue.pending:
-            self.ready.append(message.key)
-        queue.pending.append(message)
-
-    def take(
-        self,
-        consumer: int,
-        types: Collection[str],
-        prefetch: int,
-        shards: frozenset[int] | None = None,
-    ) -> _InFlight | None:
-        """The next message ``consumer`` may receive, or None if none is available now;
-        only of keys in ``shards`` unless None."""
-        if self.unacked[consumer] >= prefetch:
-            return None
-        rotations = 0  # keys passed over: another consumer holds them, or not our shard
-        while self.ready and rotations < len(self.ready):
-            key = self.ready[0]
-            queue = self.keys[key]
-            held = queue.holder is not None and queue.holder != consumer
-            if held or (shards is not None and queue.shard not in shards):
-                self.ready.rotate(-1)
-                rotations += 1
-                continue
-            self.ready.popleft()
-            message = queue.pending.popleft()
-            if queue.pending:
-                self.ready.append(key)
-            if message.type not in types:
-                # the group declared more types than this consumer asked for: the group
-                # skips the message, as SqliteTransport does (consumers of a group
-                # should subscribe to the same types)
-                self._forget_if_idle(key, queue)
-                rotations = 0
-                continue
-            token = _InFlight(self, consumer, message, queue.shard)
-            self.unacked[consumer] += 1
-            queue.in_flight.append(token)
-            queue.holder = consumer
-            return token
-        return None
-
-    def settle(self, token: _InFlight, *, requeue: bool) -> None:
-        """Acknowledge (``requeue=False``) or requeue ``token`` and the later ones of its key."""
-        if not token.live:
-            return
-        queue = self.keys[token.message.key]
-        index = queue.in_flight.index(token)
-        if requeue:
-            returned = queue.in_flight[index:]
-            del queue.in_flight[index:]
-            for later in returned:
-                later.live = False
-                self.unacked[later.consumer] -= 1
-            if not queue.pending:
-                self.ready.append(token.message.key)
-            queue.pending.extendleft(reversed([t.message for t in returned]))
-        else:
-            token.live = False
-            self.unacked[token.consumer] -= 1
-            del queue.in_flight[index]
-        if not queue.in_flight:
-            queue.holder = None
-        self._forget_if_idle(token.message.key, queue)
-        self.signal.notify()
-
-    def requeue_all(self, consumer: int) -> None:
-        """Give back everything ``consumer`` holds, as if it had nacked its oldest deliveries."""
-        for queue in list(self.keys.values()):
-            if queue.holder == consumer and queue.in_flight:
-                self.settle(queue.in_flight[0], requeue=True)
-
-    def _forget_if_idle(self, key: str, queue: _KeyQueue) -> None:
-        if not queue.pending and not queue.in_flight:
-            del self.keys[key]
-
-
-class _Broker:
-    def __init__(self) -> None:
-        self.groups: dict[str, _Group] = {}
-
-    def group(self, name: str, event_types: Collection[str], shards: int) -> _Group:
-        group = self.groups.get(name)
-        if group is None:
-            group = self.groups[name] = _Group(name, shards)
-        group.types.update(event_types)
-        return group
 
 
 class MemoryTransport(Transport):
@@ -231,7 +66,7 @@ class MemoryTransport(Transport):
 
     schemes = ("memory",)
 
-    _brokers: ClassVar[dict[str, _Broker]] = {}
+    _brokers: ClassVar[dict[str, Broker]] = {}
     _consumer_ids: ClassVar[itertools.count[int]] = itertools.count(1)
 
     def __init__(self, url: str) -> None:
@@ -240,7 +75,7 @@ class MemoryTransport(Transport):
         self.broker_name = (parts.netloc + parts.path).strip("/")
         self.prefetch = _positive(parts.query, url, "prefetch", DEFAULT_PREFETCH)
         self.shards = _positive(parts.query, url, "shards", 1)
-        self._broker: _Broker | None = None
+        self._broker: Broker | None = None
 
     @classmethod
     def discard_broker(cls, url: str) -> None:
@@ -252,14 +87,14 @@ class MemoryTransport(Transport):
         """Attach to the process-wide broker of this URL's name, creating it if needed."""
         broker = self._brokers.get(self.broker_name)
         if broker is None:
-            broker = self._brokers[self.broker_name] = _Broker()
+            broker = self._brokers[self.broker_name] = Broker()
         self._broker = broker
 
     async def close(self) -> None:
         """Detach; the broker and its queued messages stay for other transports."""
         self._broker = None
 
-    def _require_broker(self) -> _Broker:
+    def _require_broker(self) -> Broker:
         if self._broker is None:
             raise TransportError(
                 f"{self.url} is not connected; use 'async with open_transport(url)' "
@@ -273,7 +108,7 @@ class MemoryTransport(Transport):
         Returns the positions of the events no group subscribed to (not kept).
         """
         broker = self._require_broker()
-        touched: set[_Group] = set()
+        touched: set[Group] = set()
         unroutable: set[int] = set()
         for index, event in enumerate(events):
             body = encode_structured(event)
@@ -281,7 +116,7 @@ class MemoryTransport(Transport):
             taken = False
             for group in broker.groups.values():
                 if event.type in group.types:
-                    group.append(_Message(event.type, key, body))
+                    group.append(Message(event.type, key, body))
                     touched.add(group)
                     taken = True
             if not taken:
@@ -295,7 +130,7 @@ class MemoryTransport(Transport):
         subscription = self._require_broker().group(group, event_types, self.shards)
         self._check_shards(subscription)
 
-    def _check_shards(self, subscription: _Group) -> None:
+    def _check_shards(self, subscription: Group) -> None:
         if subscription.shards != self.shards:
             raise ConfigurationError(
                 f"group {subscription.name!r} of memory broker {self.broker_name!r} has "
@@ -368,7 +203,7 @@ class MemoryTransport(Transport):
             subscription.requeue_all(consumer)
             del subscription.unacked[consumer]
 
-    def _delivery(self, token: _InFlight) -> Delivery:
+    def _delivery(self, token: InFlight) -> Delivery:
         redelivered = token.message.delivered
         token.message.delivered = True
         return Delivery(
@@ -383,13 +218,13 @@ class MemoryTransport(Transport):
     async def ack(self, delivery: Delivery) -> None:
         """Forget the message for its group."""
         token = delivery._transport_token
-        if isinstance(token, _InFlight):
+        if isinstance(token, InFlight):
             token.group.settle(token, requeue=False)
 
     async def nack(self, delivery: Delivery, *, requeue: bool = True) -> None:
         """Requeue the message (and later ones of its key held by the same consumer) or drop it."""
         token = delivery._transport_token
-        if isinstance(token, _InFlight):
+        if isinstance(token, InFlight):
             token.group.settle(token, requeue=requeue)
 
 

@@ -89,7 +89,11 @@ Consuming
     Google's emulator never forgets a cancelled stream and keeps assigning it ordering
     keys (:func:`~tidings.transports.pubsub_stream.half_close`).
 
-URL options: :mod:`tidings.transports.pubsub_options`.
+This module publishes and consumes; URL options are in
+:mod:`~tidings.transports.pubsub_options`, creating the topic and the subscriptions in
+:mod:`~tidings.transports.pubsub_topology`, reading back which types they take in
+:mod:`~tidings.transports.pubsub_routing`, the bridge to the client's threads in
+:mod:`~tidings.transports.pubsub_stream`.
 """
 
 from __future__ import annotations
@@ -97,7 +101,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from typing import Any
 
 import grpc
@@ -108,7 +112,6 @@ from google.pubsub_v1.services.publisher.transports.grpc import PublisherGrpcTra
 from google.pubsub_v1.services.subscriber.transports.grpc import SubscriberGrpcTransport
 
 from tidings.contracts.cloudevents import CloudEvent, encode_binary
-from tidings.errors import ConfigurationError
 from tidings.transports.base import (
     NOTHING_UNROUTABLE,
     Delivery,
@@ -117,8 +120,7 @@ from tidings.transports.base import (
     TransportError,
     Unroutable,
 )
-from tidings.transports.pubsub_options import parse_url, valid_resource_id
-from tidings.transports.pubsub_routing import TopicRoutes, admitted_by, filter_for, list_filters
+from tidings.transports.pubsub_options import parse_url
 from tidings.transports.pubsub_stream import (
     BROKER_ERRORS,
     DeliveryToken,
@@ -127,6 +129,7 @@ from tidings.transports.pubsub_stream import (
     half_close,
     unused_callback,
 )
+from tidings.transports.pubsub_topology import Topology
 
 #: Attribute prefix of the CloudEvents Pub/Sub binding (binary mode).
 ATTRIBUTE_PREFIX = "ce-"
@@ -147,24 +150,29 @@ class PubSubTransport(Transport):
         self.project, self.options = parse_url(url)
         self._emulator = self.options.emulator or os.environ.get("PUBSUB_EMULATOR_HOST", "")
         self._where = f"emulator {self._emulator}" if self._emulator else "Google Cloud"
-        self.topic_path = f"projects/{self.project}/topics/{self.options.topic}"
         self._publisher: pubsub_v1.PublisherClient | None = None
         self._subscriber: pubsub_v1.SubscriberClient | None = None
-        self._topic_ready = False
-        self._routes = TopicRoutes()
+        self._topology = Topology(
+            self.project,
+            self.options,
+            self._where,
+            self._publisher_client,
+            self._subscriber_client,
+        )
+        self.topic_path = self._topology.topic_path
         # One batch at a time: a retried batch must not interleave with the next one.
         self._publish_lock = asyncio.Lock()
 
     async def connect(self) -> None:
         """Create the clients and the topic if missing; :class:`TransportError` if unreachable."""
-        await self._ensure_topic()
+        await self._topology.ensure_topic()
 
     async def close(self) -> None:
         """Stop the clients after the batch being published (if any) is confirmed."""
         async with self._publish_lock:
             publisher, self._publisher = self._publisher, None
             subscriber, self._subscriber = self._subscriber, None
-            self._topic_ready = False
+            self._topology.forget_topic()
             if publisher is not None:
                 with contextlib.suppress(*BROKER_ERRORS, RuntimeError):
                     await asyncio.to_thread(publisher.stop)
@@ -182,8 +190,8 @@ class PubSubTransport(Transport):
             return NOTHING_UNROUTABLE
         messages = [_encode(event) for event in events]
         async with self._publish_lock:
-            await self._ensure_topic()
-            untaken = await self._untaken({event.type for event in events})
+            await self._topology.ensure_topic()
+            untaken = await self._topology.untaken({event.type for event in events})
             publisher = self._publisher_client()
             timeout = self.options.confirm_timeout
             futures: list[Any] = []
@@ -228,7 +236,7 @@ class PubSubTransport(Transport):
                     failures[0],
                 )
                 if isinstance(first, google_errors.NotFound):
-                    self._topic_ready = False  # deleted, or the emulator restarted
+                    self._topology.forget_topic()  # deleted, or the emulator restarted
                 raise PublishNotConfirmedError(
                     f"Pub/Sub ({self._where}) did not confirm {len(failures)} of "
                     f"{len(events)} events (first: {first!r}); their ordering keys are "
@@ -238,47 +246,13 @@ class PubSubTransport(Transport):
             return NOTHING_UNROUTABLE
         return frozenset(index for index, event in enumerate(events) if event.type in untaken)
 
-    async def _untaken(self, types: set[str]) -> set[str]:
-        """Which of ``types`` no subscription of the topic admits.
-
-        Types seen taken are remembered; any other lists the topic's subscriptions and
-        reads their filters again (a subscription may have been declared meanwhile).
-        """
-        if not self._routes.unknown(types):
-            return set()
-        try:
-            filters = await asyncio.to_thread(
-                list_filters,
-                self._publisher_client(),
-                self._subscriber_client(),
-                self.topic_path,
-                self.options.connect_timeout,
-            )
-        except BROKER_ERRORS as exc:
-            if isinstance(exc, google_errors.NotFound):
-                self._topic_ready = False  # deleted, or the emulator restarted
-            raise TransportError(
-                f"cannot list the subscriptions of topic {self.topic_path!r} on Pub/Sub "
-                f"({self._where}): {exc!r}; nothing of the batch was sent: retry it"
-            ) from exc
-        return self._routes.learn(types, filters)
-
     async def declare_subscription(self, group: str, event_types: Collection[str]) -> None:
         """Create the group's ordered subscription, filtered on its types, if missing."""
-        await self._declare(group, event_types)
+        await self._topology.declare(group, event_types)
 
     async def delete_subscription(self, group: str) -> None:
         """Delete the group's subscription and its backlog; idempotent."""
-        path = self._subscription_path(group)
-        subscriber = self._subscriber_client()
-        try:
-            await self._admin(subscriber.delete_subscription, subscription=path)
-        except google_errors.NotFound:
-            return
-        except BROKER_ERRORS as exc:
-            raise TransportError(
-                f"cannot delete subscription {path!r} on Pub/Sub ({self._where}): {exc!r}"
-            ) from exc
+        await self._topology.delete(group)
 
     async def subscribe(self, group: str, event_types: Collection[str]) -> AsyncIterator[Delivery]:
         """Deliveries for the group by streaming pull; see the module docstring."""
@@ -316,7 +290,7 @@ class PubSubTransport(Transport):
     async def _stream(
         self, group: str, event_types: Collection[str]
     ) -> AsyncIterator[StreamingPull]:
-        path, admitted = await self._declare(group, event_types)
+        path, admitted = await self._topology.declare(group, event_types)
         subscriber = self._subscriber_client()
         stream = StreamingPull(
             asyncio.get_running_loop(),
@@ -363,81 +337,6 @@ class PubSubTransport(Transport):
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(future.result, timeout)
 
-    async def _declare(
-        self, group: str, event_types: Collection[str]
-    ) -> tuple[str, frozenset[str]]:
-        """The subscription's path, and the types its filter admits."""
-        types = frozenset(event_types)
-        if not types:
-            raise ConfigurationError(f"group {group!r} must subscribe to at least one type")
-        for event_type in types:
-            if '"' in event_type or "\\" in event_type:
-                raise ConfigurationError(
-                    f"event type {event_type!r} cannot appear in a Pub/Sub filter: "
-                    'use types without " or \\'
-                )
-        path = self._subscription_path(group)
-        expression = filter_for(types)
-        await self._ensure_topic()
-        subscriber = self._subscriber_client()
-        request = {
-            "name": path,
-            "topic": self.topic_path,
-            "enable_message_ordering": True,
-            "ack_deadline_seconds": self.options.ack_deadline,
-            "filter": expression,
-            "expiration_policy": {},  # never expires while nobody consumes
-        }
-        try:
-            try:
-                await self._admin(subscriber.create_subscription, request=request)
-                return path, types
-            except google_errors.AlreadyExists:
-                existing = await self._admin(subscriber.get_subscription, subscription=path)
-        except BROKER_ERRORS as exc:
-            raise TransportError(
-                f"cannot declare subscription {path!r} on Pub/Sub ({self._where}): {exc!r}; "
-                "retry when it is reachable"
-            ) from exc
-        if not existing.enable_message_ordering:
-            raise ConfigurationError(
-                f"subscription {path!r} exists without message ordering, so per-key order "
-                "would not hold: delete it (it cannot be changed) and subscribe again"
-            )
-        if not existing.filter:
-            return path, types
-        admitted = admitted_by(existing.filter) or frozenset()
-        missing = types - admitted
-        if missing:
-            raise ConfigurationError(
-                f"subscription {path!r} exists with filter {existing.filter!r}, which "
-                f"excludes {sorted(missing)}; Pub/Sub cannot change a filter: delete the "
-                "subscription (its backlog goes with it) and declare it again"
-            )
-        return path, admitted
-
-    async def _ensure_topic(self) -> None:
-        if self._topic_ready:
-            return
-        # A new connection or a recreated topic: what subscriptions took is unknown.
-        self._routes.forget()
-        publisher = self._publisher_client()
-        try:
-            with contextlib.suppress(google_errors.AlreadyExists):
-                await self._admin(publisher.create_topic, name=self.topic_path)
-        except BROKER_ERRORS as exc:
-            raise TransportError(
-                f"cannot create or find topic {self.topic_path!r} on Pub/Sub "
-                f"({self._where}): {exc!r}; check the project and credentials (or that "
-                "the emulator runs); the relay retries with backoff and nothing is lost"
-            ) from exc
-        self._topic_ready = True
-
-    async def _admin(self, call: Callable[..., Any], **kwargs: Any) -> Any:
-        """A blocking admin call in a thread, bounded by ``?connect_timeout=``."""
-        timeout = self.options.connect_timeout
-        return await asyncio.to_thread(call, retry=None, timeout=timeout, **kwargs)
-
     def _resume(self, keys: Collection[str]) -> None:
         publisher = self._publisher
         if publisher is None:
@@ -469,15 +368,6 @@ class PubSubTransport(Transport):
                 kwargs["transport"] = SubscriberGrpcTransport(channel=channel)
             self._subscriber = pubsub_v1.SubscriberClient(**kwargs)
         return self._subscriber
-
-    def _subscription_path(self, group: str) -> str:
-        name = f"{self.options.topic}.{group}"
-        if not valid_resource_id(name):
-            raise ConfigurationError(
-                f"group {group!r} cannot name a Pub/Sub subscription ({name!r}): use "
-                "letters, digits, '-', '_', '.', '~', '+' or '%' (at most 255 in all)"
-            )
-        return f"projects/{self.project}/subscriptions/{name}"
 
 
 def _encode(event: CloudEvent) -> tuple[str, dict[str, str], bytes]:

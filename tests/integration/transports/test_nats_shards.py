@@ -110,6 +110,28 @@ class Reader:
             await self._task
 
 
+@contextlib.asynccontextmanager
+async def two_readers(
+    transport: NatsTransport, url: str, group: str, event_type: str
+) -> AsyncIterator[tuple[Reader, Reader]]:
+    """Two consumer processes of ``group``, the second on a transport of its own, waking
+    up on each other's arrivals; both stopped, and that transport closed, at the end."""
+    other = NatsTransport(url)
+    await other.connect()
+    try:
+        await transport.declare_subscription(group, {event_type})
+        arrived = asyncio.Event()
+        first = Reader(transport, group, event_type, arrived)
+        second = Reader(other, group, event_type, arrived)
+        try:
+            yield first, second
+        finally:
+            await first.stop()
+            await second.stop()
+    finally:
+        await other.close()
+
+
 async def test_the_shard_count_is_the_urls_and_subjects_carry_the_shard(
     transport: NatsTransport, server_url: str, stream: str
 ) -> None:
@@ -137,23 +159,13 @@ async def test_two_processes_with_disjoint_grants_get_disjoint_shards_every_even
 ) -> None:
     tag = uuid7().hex[:8]
     group, event_type = f"split-{tag}", f"catalog.split.{tag}"
-    other = NatsTransport(url)
-    await other.connect()
-    await transport.declare_subscription(group, {event_type})
-    arrived = asyncio.Event()
-    first = Reader(transport, group, event_type, arrived)
-    second = Reader(other, group, event_type, arrived)
-    first.shards.grant({0, 1})
-    second.shards.grant({2, 3})
     events = conformance.make_events(200, 40, event_type, "catalog")
-    for start in range(0, len(events), 50):
-        await transport.publish_batch("catalog", events[start : start + 50])
-    try:
+    async with two_readers(transport, url, group, event_type) as (first, second):
+        first.shards.grant({0, 1})
+        second.shards.grant({2, 3})
+        for start in range(0, len(events), 50):
+            await transport.publish_batch("catalog", events[start : start + 50])
         await first.until(lambda: len(first.ids() | second.ids()) >= len(events))
-    finally:
-        await first.stop()
-        await second.stop()
-        await other.close()
     assert {shard for shard, _ in first.received} <= {0, 1}
     assert {shard for shard, _ in second.received} <= {2, 3}
     for shard, event in first.received + second.received:
@@ -190,16 +202,10 @@ async def test_a_revoked_shard_handed_to_another_process_continues_in_per_key_or
 ) -> None:
     tag = uuid7().hex[:8]
     group, event_type = f"hand-{tag}", f"catalog.hand.{tag}"
-    other = NatsTransport(url)
-    await other.connect()
-    await transport.declare_subscription(group, {event_type})
-    arrived = asyncio.Event()
-    first = Reader(transport, group, event_type, arrived)
-    second = Reader(other, group, event_type, arrived)
-    first.shards.grant(range(SHARDS))
     events = conformance.make_events(400, 40, event_type, "catalog")
     moved = 2
-    try:
+    async with two_readers(transport, url, group, event_type) as (first, second):
+        first.shards.grant(range(SHARDS))
         await transport.publish_batch("catalog", events[:200])
         await first.until(lambda: any(shard == moved for shard, _ in first.received))
         first.shards.revoke({moved})
@@ -211,10 +217,6 @@ async def test_a_revoked_shard_handed_to_another_process_continues_in_per_key_or
         await transport.publish_batch("catalog", events[200:])
         expected = {e.id for e in events}
         await first.until(lambda: len(first.ids() | second.ids()) >= len(expected))
-    finally:
-        await first.stop()
-        await second.stop()
-        await other.close()
     assert all(shard != moved for shard, _ in first.received[from_first:])
     assert {shard for shard, _ in second.received} == {moved}
     of_moved = [e for shard, e in first.received + second.received if shard == moved]
