@@ -29,13 +29,6 @@ ensure() { # name port seconds start-command...
 status=0
 ensure postgresql 5432 60 bash -c 'pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start' || status=1
 ensure rabbitmq 5672 120 rabbitmq-server -detached || status=1
-# Sharded subscriptions (?shards=N) route through the consistent-hash exchange plugin.
-# Enabling an enabled plugin changes nothing, and enabling needs no broker restart.
-if port_open 5672; then
-  rabbitmq-plugins enable rabbitmq_consistent_hash_exchange >/dev/null 2>&1 \
-    && echo "ok rabbitmq plugin rabbitmq_consistent_hash_exchange" \
-    || { echo "!! could not enable rabbitmq_consistent_hash_exchange" >&2; status=1; }
-fi
 ensure redis 6379 30 redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log || status=1
 ensure nats 4222 30 start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log || status=1
 ensure mariadb 3306 60 start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd || status=1

@@ -231,7 +231,7 @@ def test_sharded_subscriptions_are_described_as_their_shards() -> None:
     assert rabbit["operations"][receive]["x-tidings-subscription"] == (
         "quorum queues tidings.shop-group.0 .. tidings.shop-group.3 (one per shard)"
     )
-    assert "consistent-hash exchange tidings.<group>.shards" in rabbit["info"]["description"]
+    assert "direct exchange tidings.<group>.shards" in rabbit["info"]["description"]
     channel = nats["channels"]["tests.asyncapi.gadget.updated"]
     assert channel["address"] == "tidings.gadgets.*.tests.asyncapi.gadget.updated"
     assert nats["operations"][receive]["x-tidings-subscription"] == (

@@ -27,7 +27,7 @@ def test_shards_default_to_one_and_are_bounded() -> None:
 def test_shard_names_derive_from_the_group() -> None:
     assert shard_queue_name("basket", 3) == "tidings.basket.3"
     assert shard_exchange_name("basket") == "tidings.basket.shards"
-    assert shard_count_marker("basket", 4) == "tidings.basket.shards=4"
+    assert shard_count_marker("basket", 4) == "tidings.basket.shards:4"
     with pytest.raises(ConfigurationError, match="too long"):
         shard_count_marker("g" * 240, 4)
 
@@ -37,12 +37,12 @@ def test_shard_names_derive_from_the_group() -> None:
     [
         # RabbitMQ 3.10
         "PRECONDITION_FAILED - inequivalent arg 'alternate-exchange' for exchange "
-        "'tidings.g.shards' in vhost '/': received 'tidings.g.shards=3' but current is "
-        "'tidings.g.shards=2'",
+        "'tidings.g.shards' in vhost '/': received 'tidings.g.shards:3' but current is "
+        "'tidings.g.shards:2'",
         # the wording of other versions
         "PRECONDITION_FAILED - inequivalent arg 'alternate-exchange' for exchange "
-        "'tidings.g.shards' in vhost '/': received the value 'tidings.g.shards=3' of type "
-        "'longstr' but current is the value 'tidings.g.shards=2' of type 'longstr'",
+        "'tidings.g.shards' in vhost '/': received the value 'tidings.g.shards:3' of type "
+        "'longstr' but current is the value 'tidings.g.shards:2' of type 'longstr'",
     ],
 )
 def test_the_recorded_count_is_read_from_the_refusal(text: str) -> None:

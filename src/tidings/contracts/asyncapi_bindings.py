@@ -129,8 +129,10 @@ class _RabbitMQ(BrokerLayout):
             return (
                 f"RabbitMQ: topic exchange {self.options.exchange!r}, the event type as "
                 f"routing key; each consuming context has {self.options.shards} quorum "
-                "queues tidings.<group>.<shard>, fed by the consistent-hash exchange "
-                "tidings.<group>.shards on the partition key (cloudEvents:subject)."
+                "queues tidings.<group>.<shard>, fed by the direct exchange "
+                "tidings.<group>.shards on the partition key's bucket (the routing key "
+                "tidings.bucket.<crc32(key) % 256> in each message's BCC header; bucket b "
+                "belongs to shard b % N)."
             )
         return (
             f"RabbitMQ: topic exchange {self.options.exchange!r}, the event type as "

@@ -61,20 +61,23 @@ Shards
     ``?shards=N`` (N > 1; default 1, the layout above) splits a group's subscription
     into N quorum queues ``tidings.<group>.<i>`` (``i`` = 0 .. N-1), each declared with
     ``x-single-active-consumer`` whatever the URL says. The topic exchange feeds the
-    group's **consistent-hash exchange** ``tidings.<group>.shards`` (plugin
-    ``rabbitmq_consistent_hash_exchange``) through one exchange-to-exchange binding per
-    subscribed type; it hashes the ``cloudEvents:subject`` header (the partition key,
-    sent with every event in binary mode) onto the shard queues, each bound with weight
-    1 (an even spread of keys). A message without that header (no subject, or a
-    structured-mode message from another producer) hashes as "no value": all such
-    messages reach one shard, in order, and are never dropped; with no shard queue
-    bound the message is unroutable and returned to the publisher (``mandatory``).
-    The shards are bound before any type, so a key never changes shard while the
-    topology is being built. The shard count is recorded on the hash exchange (as its
-    ``alternate-exchange`` argument, ``tidings.<group>.shards=<N>``: the one exchange
-    argument RabbitMQ compares on redeclaration; no exchange of that name exists); a
-    URL with another ``?shards=``, or an unsharded URL for a sharded group (and the
-    reverse), raises :class:`~tidings.errors.ConfigurationError` before anything is
+    group's direct **shard exchange** ``tidings.<group>.shards`` through one
+    exchange-to-exchange binding per subscribed type. Every message tidings publishes
+    names its bucket in the ``BCC`` header (routing key ``tidings.bucket.<b>``, ``b`` =
+    ``partition_slot(key) % 256``, the key being the subject, else the source; RabbitMQ
+    routes on ``BCC`` keys and strips the header), and bucket ``b`` is bound to shard
+    ``b % N``: a key's shard is a function of the key and N, the same after the
+    topology is declared again or the broker restarts (a consistent-hash exchange maps
+    keys by the order of its bindings, which a restart changes). A message without a
+    bucket key (from another publisher) reaches shard 0 through the shard exchange's
+    alternate exchange, in order, never dropped; with no shard queue bound the message
+    is unroutable and returned to the publisher (``mandatory``). The buckets are bound
+    before any type, so a key never changes shard while the topology is being built.
+    The shard count is recorded in the alternate exchange's name,
+    ``tidings.<group>.shards:<N>`` (``alternate-exchange`` is the one exchange argument
+    RabbitMQ compares on redeclaration); a URL with another ``?shards=``, or an
+    unsharded URL for a sharded group (and the reverse), raises
+    :class:`~tidings.errors.ConfigurationError` before anything is
     declared. :meth:`RabbitMQTransport.subscribe_shards` consumes the granted shard
     queues on one channel (one ``basic.consume`` each, ``?prefetch=`` each) and cancels
     a revoked shard's consumer (:mod:`~tidings.transports.rabbitmq_shards`);

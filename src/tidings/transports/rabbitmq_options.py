@@ -20,11 +20,14 @@ from tidings.tls import TlsSettings
 HEADER_PREFIX = "cloudEvents:"
 DEFAULT_EXCHANGE = "tidings.integration"
 QUEUE_PREFIX = "tidings."
-#: The header a sharded group's consistent-hash exchange hashes: the CloudEvents
-#: ``subject`` (the partition key) that binary mode sends with every event.
-SHARD_HEADER = HEADER_PREFIX + "subject"
 #: Each shard is a quorum queue (a Raft group of its own): keep the count modest.
 MAX_SHARDS = 256
+#: Sharded groups route each event by its bucket, ``partition_slot(key) % BUCKETS``
+#: (key: the partition key, else the source), which the publisher names in the
+#: message's ``BCC`` header; bucket ``b`` belongs to shard ``b % N``.
+BUCKETS = MAX_SHARDS
+#: The routing key of each bucket (RabbitMQ routes on ``BCC`` keys and strips the header).
+BUCKET_KEYS = tuple(f"tidings.bucket.{bucket}" for bucket in range(BUCKETS))
 
 # Errors the broker client raises when the broker is unreachable, the connection or
 # channel dies, or an operation times out: all become TransportError (retryable).
@@ -79,7 +82,7 @@ def queue_name(group: str) -> str:
 
 
 def shard_exchange_name(group: str) -> str:
-    """The consistent-hash exchange ``tidings.<group>.shards`` of a sharded group."""
+    """The direct exchange ``tidings.<group>.shards`` routing a sharded group's buckets."""
     return _checked(queue_name(group) + ".shards", group)
 
 
@@ -89,8 +92,9 @@ def shard_queue_name(group: str, shard: int) -> str:
 
 
 def shard_count_marker(group: str, count: int) -> str:
-    """The value recording a sharded group's shard count on its hash exchange."""
-    return _checked(f"{shard_exchange_name(group)}={count}", group)
+    """The alternate exchange ``tidings.<group>.shards:<count>`` of a sharded group's
+    shard exchange: its name records the count."""
+    return _checked(f"{shard_exchange_name(group)}:{count}", group)
 
 
 def _checked(name: str, group: str) -> str:

@@ -13,17 +13,21 @@ from pamqp.commands import Basic
 from pamqp.common import FieldTable
 
 from tidings.contracts.cloudevents import CloudEvent, encode_binary
+from tidings.contracts.envelope import partition_slot
 from tidings.transports.base import PublishNotConfirmedError, Unroutable
-from tidings.transports.rabbitmq_options import HEADER_PREFIX, routing_key
+from tidings.transports.rabbitmq_options import BUCKET_KEYS, BUCKETS, HEADER_PREFIX, routing_key
 
 #: One message ready to send: body, properties and routing key.
 Outgoing = tuple[bytes, Basic.Properties, str]
 
 
 def encode(source: str, event: CloudEvent) -> tuple[bytes, Basic.Properties]:
-    """The AMQP body and properties of ``event`` (CloudEvents binary mode)."""
-    headers, body = encode_binary(event, prefix=HEADER_PREFIX)
-    content_type = headers.pop("content-type")
+    """The AMQP body and properties of ``event`` (CloudEvents binary mode), with the
+    routing key of its bucket in ``BCC`` for sharded groups (RabbitMQ strips it)."""
+    attributes, body = encode_binary(event, prefix=HEADER_PREFIX)
+    content_type = attributes.pop("content-type")
+    headers: dict[str, object] = dict(attributes)
+    headers["BCC"] = [BUCKET_KEYS[partition_slot(event.subject or event.source) % BUCKETS]]
     properties = Basic.Properties(
         content_type=content_type,
         headers=cast(FieldTable, headers),

@@ -16,7 +16,7 @@ from tidings.errors import ConfigurationError
 from tidings.transports.base import TransportError
 from tidings.transports.rabbitmq_options import (
     BROKER_ERRORS,
-    SHARD_HEADER,
+    BUCKET_KEYS,
     RabbitMQOptions,
     close_quietly,
     queue_name,
@@ -82,13 +82,6 @@ async def declare_subscription(
             "exists with other settings (e.g. single_active_consumer, delivery_limit, queue "
             "type): delete it or use matching URL options"
         ) from exc
-    except aiormq.exceptions.ConnectionCommandInvalid as exc:
-        # The broker closes the whole connection on an unknown exchange type.
-        raise ConfigurationError(
-            f"RabbitMQ at {where} refused the consistent-hash exchange of a sharded "
-            f"subscription ({exc}); enable the plugin on every node: rabbitmq-plugins "
-            "enable rabbitmq_consistent_hash_exchange (or drop ?shards=)"
-        ) from exc
     except BROKER_ERRORS as exc:
         raise TransportError(
             f"cannot declare the subscription of {group!r} on RabbitMQ at "
@@ -104,25 +97,32 @@ async def declare_shards(
     keys: Collection[str],
 ) -> None:
     """The sharded topology of ``group``: ``?shards=`` quorum queues fed by the group's
-    consistent-hash exchange, which the topic exchange feeds with the group's types.
+    direct shard exchange, which the topic exchange feeds with the group's types.
 
-    The hash exchange records the shard count in its ``alternate-exchange`` argument,
-    the one exchange argument RabbitMQ compares when an exchange is declared again:
-    a declaration with another count fails (PRECONDITION_FAILED). No exchange of that
-    name exists, so it never takes a message: the hash exchange routes every message,
-    with or without the partition-key header, to one bound shard, and with no shard
-    bound the message is unroutable and comes back to the publisher (mandatory).
+    The shard exchange routes on the bucket key each event carries in ``BCC``
+    (:data:`~tidings.transports.rabbitmq_options.BUCKETS` of them, bucket ``b`` bound to
+    shard ``b % N``): a key's shard is a function of the key and N alone, so it stays
+    the same when bindings are declared again or RabbitMQ restarts. (A consistent-hash
+    exchange, tried first, maps keys by the order its bindings were added, and RabbitMQ
+    recovers them in another order on restart: three keys in four changed shard, which
+    breaks per-key order while the old shard still holds their earlier events.)
+
+    The shard exchange's ``alternate-exchange`` is ``tidings.<group>.shards:<N>``: the
+    one exchange argument RabbitMQ compares when an exchange is declared again, so a
+    declaration with another count fails (PRECONDITION_FAILED). It is a fanout exchange
+    bound to shard 0: a message without a bucket key (from another publisher) reaches
+    shard 0, in order, never dropped; with no shard queue bound, a message is
+    unroutable and comes back to the publisher (mandatory).
     """
     # First, so that a mismatching count fails before anything else is created.
+    marker = shard_count_marker(group, options.shards)
     shard_exchange = await channel.declare_exchange(
         shard_exchange_name(group),
-        "x-consistent-hash",
+        aio_pika.ExchangeType.DIRECT,
         durable=True,
-        arguments={
-            "hash-header": SHARD_HEADER,
-            "alternate-exchange": shard_count_marker(group, options.shards),
-        },
+        arguments={"alternate-exchange": marker},
     )
+    keyless = await channel.declare_exchange(marker, aio_pika.ExchangeType.FANOUT, durable=True)
     # Single active consumer on every shard, whatever the URL says: should two
     # processes ever consume one shard (a lease lost without the process knowing), the
     # broker still delivers to one of them only.
@@ -131,10 +131,21 @@ async def declare_shards(
         queue = await channel.declare_queue(
             shard_queue_name(group, shard), durable=True, arguments=arguments
         )
-        # The binding key is the shard's weight on the hash ring: equal weights spread
-        # keys evenly. Binding again is a no-op, so the ring never changes on redeclare.
-        await queue.bind(shard_exchange, routing_key="1")
-    # Last: the group receives events only once every shard is on the ring, so no key
+        if shard == 0:
+            await queue.bind(keyless)
+    # One binding per bucket without waiting for each answer (binding again is a
+    # no-op); the passive declaration after them returns once the broker has made them
+    # all, and a refused one closes the channel instead.
+    raw = await channel.get_underlay_channel()
+    for bucket, bucket_key in enumerate(BUCKET_KEYS):
+        await raw.queue_bind(
+            shard_queue_name(group, bucket % options.shards),
+            shard_exchange.name,
+            routing_key=bucket_key,
+            nowait=True,
+        )
+    await channel.declare_exchange(shard_exchange.name, passive=True)
+    # Last: the group receives events only once every bucket has its shard, so no key
     # ever changes shard while the topology is being built.
     for key in keys:
         await shard_exchange.bind(exchange, routing_key=key)
@@ -152,8 +163,10 @@ async def delete_subscription(
             try:
                 await channel.queue_delete(queue_name(group))
                 if count is not None:
-                    # The exchange first: nothing is routed to a shard being deleted.
+                    # The exchanges first: nothing is routed to a shard being deleted.
                     await channel.exchange_delete(shard_exchange_name(group))
+                    if count:
+                        await channel.exchange_delete(shard_count_marker(group, count))
                     for shard in range(count or options.shards):
                         await channel.queue_delete(shard_queue_name(group, shard))
             finally:
@@ -169,7 +182,7 @@ async def recorded_shards(connection: AbstractConnection, group: str) -> int | N
     """The shard count the broker's topology records for ``group``; None if unsharded,
     0 if sharded but the broker's answer did not say the count.
 
-    AMQP cannot read an exchange's arguments, so this declares the hash exchange again
+    AMQP cannot read an exchange's arguments, so this declares the shard exchange again
     with the count 0, which no topology has, and reads the recorded count from the
     broker's refusal.
     """
@@ -180,12 +193,9 @@ async def recorded_shards(connection: AbstractConnection, group: str) -> int | N
     try:
         await channel.declare_exchange(
             name,
-            "x-consistent-hash",
+            aio_pika.ExchangeType.DIRECT,
             durable=True,
-            arguments={
-                "hash-header": SHARD_HEADER,
-                "alternate-exchange": shard_count_marker(group, 0),
-            },
+            arguments={"alternate-exchange": shard_count_marker(group, 0)},
         )
     except aiormq.exceptions.ChannelPreconditionFailed as exc:
         return _recorded_count(exc) or 0
@@ -228,11 +238,11 @@ async def _exists(
     return True
 
 
-_RECORDED = re.compile(r"current is (?:the value )?'[^']*\.shards=(\d+)'")
+_RECORDED = re.compile(r"current is (?:the value )?'[^']*\.shards:(\d+)'")
 
 
 def _recorded_count(exc: BaseException) -> int | None:
-    """The shard count in a refusal to redeclare a hash exchange with another one."""
+    """The shard count in a refusal to redeclare a shard exchange with another one."""
     found = _RECORDED.search(str(exc))
     return int(found.group(1)) if found else None
 

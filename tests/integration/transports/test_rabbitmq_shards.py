@@ -26,10 +26,12 @@ import pytest
 from tests.integration.transports import conformance
 from tests.services import require
 from tidings.contracts.cloudevents import CloudEvent
+from tidings.contracts.envelope import partition_slot
 from tidings.domain.ids import uuid7
 from tidings.errors import ConfigurationError
 from tidings.transports.base import Delivery, ack_all
 from tidings.transports.rabbitmq import RabbitMQTransport
+from tidings.transports.rabbitmq_options import BUCKETS
 from tidings.transports.sharding import ShardSet
 
 TIMEOUT = 30.0
@@ -256,6 +258,7 @@ async def test_a_shard_revoked_before_the_subscription_read_it_drains_at_once(
 CRASHING_CONSUMER = """
 import asyncio, json, sys
 from tidings.transports.rabbitmq import RabbitMQTransport
+from tidings.transports.rabbitmq_options import BUCKETS
 from tidings.transports.sharding import ShardSet
 
 async def main(url, group, event_type):
@@ -455,3 +458,40 @@ async def test_events_without_a_partition_key_all_reach_one_shard(
         await reader.stop()
     assert [event.id for _, event, _ in reader.got] == [event.id for event in events]
     assert len({shard for shard, _, _ in reader.got}) == 1
+
+
+async def test_a_keys_shard_is_its_bucket_modulo_the_count_and_foreign_messages_reach_shard_0(
+    opened: Callable[..., RabbitMQTransport], broker_url: str, tag: str
+) -> None:
+    # The bucket bindings, not their order, decide: so a broker restart (which recovers
+    # bindings in another order) moves no key to another shard.
+    transport = opened(shards=4)
+    group, event_type = f"buckets-{tag}", f"shards.buckets.{tag}"
+    await transport.declare_subscription(group, {event_type})
+    await opened(shards=4).declare_subscription(group, {event_type})  # declared again
+    events = conformance.make_events(120, 40, event_type, "catalog")
+    assert await transport.publish_batch("catalog", events) == frozenset()
+    foreign = {"specversion": "1.0", "id": f"foreign-{tag}", "source": "elsewhere"}
+    connection = await aio_pika.connect(broker_url)
+    async with connection:
+        channel = await connection.channel()
+        exchange = await channel.get_exchange(f"tidings.test.{tag}")
+        body = json.dumps({**foreign, "type": event_type, "subject": "k-1", "data": {}})
+        await exchange.publish(
+            aio_pika.Message(body.encode(), content_type="application/cloudevents+json"),
+            routing_key=event_type,
+        )
+    shards = ShardSet(4)
+    shards.grant({0, 1, 2, 3})
+    reader = Reader(transport, group, {event_type}, shards)
+    try:
+        await reader.until(lambda: len(reader.ids()) == 121)
+    finally:
+        await reader.stop()
+    for shard, event, _ in reader.got:
+        if event.id == foreign["id"]:
+            assert shard == 0  # no bucket key: the shard exchange's alternate exchange
+        else:
+            assert event.subject is not None
+            assert shard == partition_slot(event.subject) % BUCKETS % 4, event.subject
+    assert len({shard for shard, _, _ in reader.got}) == 4
