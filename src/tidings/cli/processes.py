@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -75,7 +75,8 @@ def relay(
         int, typer.Option(min=1, callback=_batch_size, help="Events per broker batch.")
     ] = 500,
     retention: Annotated[
-        str, typer.Option(help="What to do with confirmed rows: delete or archive.")
+        Literal["delete", "archive"],
+        typer.Option(help="What to do with confirmed rows: delete or archive."),
     ] = "delete",
     broker: BrokerOpt = None,
     lease_ttl: Annotated[
