@@ -84,6 +84,7 @@ def test_the_process_commands_offer_the_speed_settings_and_refuse_nonsense() -> 
         ("run", "--batch-size", "10001"),
         ("run", "--relay-batch-size", "10001"),
         ("relay", "--retention", "bogus"),
+        ("relay", "--lease-ttl", "0"),
     ):
         result = runner.invoke(app, [command, "some.module:context", option, value], env=wide)
         assert result.exit_code == 2, (command, result.output)

@@ -82,8 +82,9 @@ def relay(
     lease_ttl: Annotated[
         float,
         typer.Option(
+            min=0.1,
             help="Seconds before the partitions of a silent relay go to the other relays "
-            "(each heartbeats every third of it)."
+            "(each heartbeats every third of it).",
         ),
     ] = 10.0,
     unrouted_grace: UnroutedGraceOpt = 30.0,
