@@ -142,6 +142,20 @@ async def test_leases_heartbeat_and_release_so_another_relay_takes_over_at_once(
         await context.adispose()
 
 
+@pytest.mark.parametrize("ttl", [0.0, -1.0])
+async def test_a_relay_lease_must_last(
+    ttl: float, database_url: str, make_context: ContextFactory
+) -> None:
+    # A lease that expires as it is taken would hand the partitions to any other relay at
+    # once, and heartbeat every ttl / 3 = 0 s.
+    context = make_context(database_url, name=NAME)
+    try:
+        with pytest.raises(ConfigurationError, match="lease ttl must be positive"):
+            PartitionLeases(context.async_engine, name=NAME, owner="a", ttl=ttl)
+    finally:
+        await context.adispose()
+
+
 def test_partitions_and_status_commands(tmp_path: Path) -> None:
     database = f"sqlite:///{tmp_path / 'outbox.db'}"
     env = environment(database, f"sqlite:///{tmp_path / 'broker.db'}")

@@ -77,6 +77,14 @@ def test_the_process_commands_offer_the_speed_settings_and_refuse_nonsense() -> 
         ("consume", "--prefetch", "0"),
         ("run", "--prefetch", "0"),
         ("relay", "--max-poll-interval", "0"),
+        # Past the relay's and consumer's limit (10,000): a usage error, not a traceback.
+        ("relay", "--batch-size", "0"),
+        ("relay", "--batch-size", "10001"),
+        ("consume", "--batch-size", "10001"),
+        ("run", "--batch-size", "10001"),
+        ("run", "--relay-batch-size", "10001"),
+        ("relay", "--retention", "bogus"),
+        ("relay", "--lease-ttl", "0"),
     ):
         result = runner.invoke(app, [command, "some.module:context", option, value], env=wide)
         assert result.exit_code == 2, (command, result.output)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -59,18 +59,32 @@ ShardLeaseTtlOpt = Annotated[
 ]
 
 
+def _batch_size(value: int) -> int:
+    """Refuse a batch size above the relay's and consumer's limit as a usage error (their
+    ``ValueError`` would reach the terminal as a traceback)."""
+    from tidings.contracts.limits import MAX_BATCH_SIZE  # imports pydantic: not at import
+
+    if value > MAX_BATCH_SIZE:
+        raise typer.BadParameter(f"at most {MAX_BATCH_SIZE:,}, got {value}")
+    return value
+
+
 def relay(
     target: AppArg,
-    batch_size: Annotated[int, typer.Option(help="Events per broker batch.")] = 500,
+    batch_size: Annotated[
+        int, typer.Option(min=1, callback=_batch_size, help="Events per broker batch.")
+    ] = 500,
     retention: Annotated[
-        str, typer.Option(help="What to do with confirmed rows: delete or archive.")
+        Literal["delete", "archive"],
+        typer.Option(help="What to do with confirmed rows: delete or archive."),
     ] = "delete",
     broker: BrokerOpt = None,
     lease_ttl: Annotated[
         float,
         typer.Option(
+            min=0.1,
             help="Seconds before the partitions of a silent relay go to the other relays "
-            "(each heartbeats every third of it)."
+            "(each heartbeats every third of it).",
         ),
     ] = 10.0,
     unrouted_grace: UnroutedGraceOpt = 30.0,
@@ -114,11 +128,17 @@ def run_context(
     target: AppArg,
     relay_only: Annotated[bool, typer.Option("--relay-only", help="Do not consume.")] = False,
     batch_size: Annotated[
-        int, typer.Option(min=1, help="Most events the consumer handles in one transaction.")
+        int,
+        typer.Option(
+            min=1,
+            callback=_batch_size,
+            help="Most events the consumer handles in one transaction.",
+        ),
     ] = 200,
     prefetch: PrefetchOpt = None,
     relay_batch_size: Annotated[
-        int, typer.Option(min=1, help="Events per broker batch of the relay.")
+        int,
+        typer.Option(min=1, callback=_batch_size, help="Events per broker batch of the relay."),
     ] = 500,
     max_poll_interval: MaxPollIntervalOpt = 1.0,
     unrouted_grace: UnroutedGraceOpt = 30.0,
@@ -174,7 +194,8 @@ def consume(
         str | None, typer.Option(help="Subscription name; defaults to the context's name.")
     ] = None,
     batch_size: Annotated[
-        int, typer.Option(min=1, help="Most events handled in one transaction.")
+        int,
+        typer.Option(min=1, callback=_batch_size, help="Most events handled in one transaction."),
     ] = 200,
     prefetch: PrefetchOpt = None,
     max_attempts: Annotated[

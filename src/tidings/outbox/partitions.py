@@ -174,6 +174,8 @@ class PartitionLeases:
     """The partitions one relay owns of the outbox ``name``, renewed while it works."""
 
     def __init__(self, engine: AsyncEngine, *, name: str, owner: str, ttl: float) -> None:
+        if ttl <= 0:
+            raise ConfigurationError(f"the relay lease ttl must be positive; got {ttl}")
         self._engine = engine
         self.name = name
         self.owner = owner
