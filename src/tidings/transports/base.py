@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import abc
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -31,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from tidings.contracts.cloudevents import CloudEvent
 from tidings.errors import TidingsError
 from tidings.redaction import redact
+from tidings.transports.cancellation import cancel_and_wait
 
 if TYPE_CHECKING:
     from tidings.transports.sharding import ShardSet
@@ -194,9 +194,9 @@ class Transport(abc.ABC):
                 if isinstance(arrival, Exception):
                     raise arrival
         finally:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
+            # Again until it ends: a client library can swallow the cancellation of its
+            # read (tidings.transports.cancellation).
+            await cancel_and_wait(reader)
 
     def shard_count(self, group: str) -> int:
         """Shards of ``group``'s subscription (after :meth:`declare_subscription`).

@@ -118,6 +118,7 @@ from tidings.transports.base import (
     TransportError,
     Unroutable,
 )
+from tidings.transports.cancellation import raise_if_cancelled
 from tidings.transports.nats_connection import CLOSE_ERRORS, CLOSE_TIMEOUT, Connection
 from tidings.transports.nats_options import describe, parse_url
 from tidings.transports.nats_publish import BROKER_ERRORS, Publisher, encode_batch
@@ -225,6 +226,7 @@ class NatsTransport(Transport):
         fetched = _Fetched()
         try:
             while True:
+                raise_if_cancelled()  # one the last fetch swallowed (nats-py can)
                 try:
                     batch = await subscription.fetch(self.options.prefetch, timeout=FETCH_WAIT)
                 except TimeoutError:

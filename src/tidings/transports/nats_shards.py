@@ -28,6 +28,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from tidings.transports.base import Delivery, TransportError
+from tidings.transports.cancellation import cancel_and_wait, raise_if_cancelled
 from tidings.transports.nats_connection import CLOSE_ERRORS, CLOSE_TIMEOUT
 from tidings.transports.nats_options import NatsOptions
 from tidings.transports.nats_publish import BROKER_ERRORS
@@ -37,8 +38,6 @@ from tidings.transports.sharding import ShardSet
 _START_ERRORS: tuple[type[BaseException], ...] = (TransportError, *BROKER_ERRORS)
 # How long one fetch waits on the server for messages before asking again.
 FETCH_WAIT = 5.0
-# A fetcher task still running this long after being cancelled is cancelled again.
-_RECANCEL_AFTER = 0.2
 
 #: The delivery of a fetched message of a shard, or None when the transport settled it
 #: itself (a type the group does not read, on a consumer that cannot filter by type).
@@ -76,15 +75,10 @@ class _ShardFetcher:
     async def stop(self) -> None:
         """Stop fetching: cancel the task, which removes the subscription on the server.
 
-        Cancelled again until it ends: on Python 3.11 ``asyncio.wait_for`` (inside
-        nats-py's fetch) can swallow a cancellation that lands as its wait completes, and
-        a stop that waited on the task once would then wait for ever.
+        Cancelled again until it ends: nats-py's fetch can swallow a cancellation
+        (:mod:`~tidings.transports.cancellation`).
         """
-        while not self.task.done():
-            self.task.cancel()
-            await asyncio.wait({self.task}, timeout=_RECANCEL_AFTER)
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.task
+        await cancel_and_wait(self.task)
 
     async def _run(self) -> None:
         read = self._read
@@ -101,9 +95,7 @@ class _ShardFetcher:
             return
         try:
             while True:
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():
-                    raise asyncio.CancelledError  # a cancellation a fetch swallowed
+                raise_if_cancelled()  # one the last fetch swallowed
                 await self._room.wait()
                 try:
                     batch = await subscription.fetch(options.prefetch, timeout=FETCH_WAIT)

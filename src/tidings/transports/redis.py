@@ -79,6 +79,7 @@ from tidings.transports.base import (
     TransportError,
     Unroutable,
 )
+from tidings.transports.cancellation import raise_if_cancelled
 from tidings.transports.redis_consuming import (
     GIVE_BACK_IDLE_MS,
     SWEEP_CONSUMERS,
@@ -268,6 +269,7 @@ class RedisTransport(Transport):
         await self.sweep(group, only="")
         try:
             while True:
+                raise_if_cancelled()  # one the last command swallowed (redis-py can)
                 for stream, entries, redelivered in await self._next_entries(state, streams):
                     for delivery in await self.deliveries(
                         state, stream, entries, redelivered, wanted

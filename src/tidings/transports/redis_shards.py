@@ -41,6 +41,7 @@ from redis.exceptions import RedisError
 
 from tidings.errors import ConfigurationError
 from tidings.transports.base import Delivery
+from tidings.transports.cancellation import cancel_and_wait, raise_if_cancelled
 from tidings.transports.redis import RedisTransport
 from tidings.transports.redis_consuming import (
     GIVE_BACK_IDLE_MS,
@@ -83,11 +84,7 @@ async def read_shards(
         watch.reader_id = await transport.call(reader.client_id())
         watch.start()
         while True:
-            # redis-py can swallow a cancellation that lands inside a command (its read
-            # timeouts); the request is still counted, so honour it here.
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                raise asyncio.CancelledError
+            raise_if_cancelled()  # one the last command swallowed (redis-py can)
             watch.wake.clear()  # what changed until now is taken into account here
             granted = shards.granted
             for stream, shard in list(reading.items()):
@@ -163,6 +160,7 @@ class _Watch:
 
     async def _run(self) -> None:
         while True:
+            raise_if_cancelled()  # one the last CLIENT UNBLOCK swallowed
             await self.shards.changed()
             self.wake.set()
             if self.reading and self.reader_id is not None:
@@ -171,9 +169,7 @@ class _Watch:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
 
 
 def _chunks(deliveries: Sequence[Delivery], size: int) -> Iterator[list[Delivery]]:

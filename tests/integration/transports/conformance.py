@@ -9,14 +9,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 
 from tidings.contracts.cloudevents import CloudEvent, decode_binary, decode_structured
 from tidings.domain.ids import uuid7
 from tidings.transports.base import Delivery, Transport
+from tidings.transports.cancellation import cancel_and_wait
 
 
 def make_events(count: int, keys: int, event_type: str, source: str) -> list[CloudEvent]:
@@ -238,3 +240,44 @@ async def check_signatures_survive(transport: Transport) -> None:
 
     await asyncio.wait_for(run(), timeout=60)
     assert verified == {event.id for event in events}
+
+
+class CancelledInside:
+    """A subscription read in a task that a hook inside the client library cancels
+    (:meth:`cancel`) at a moment where Python 3.11's ``asyncio.wait_for`` in the library
+    swallows the cancellation: just as the awaitable it wraps completes. The hook's
+    library call reports :meth:`returned` (it returned instead of raising)."""
+
+    def __init__(self) -> None:
+        self.task: asyncio.Task[None] | None = None
+        self.cancelled = False
+        self.swallowed = False
+
+    def cancel(self) -> None:
+        """Cancel the reading task, once."""
+        if self.task is not None and not self.cancelled:
+            self.cancelled = True
+            self.task.cancel()
+
+    def returned(self) -> None:
+        """The library call that was under way when :meth:`cancel` was called returned."""
+        self.swallowed = self.swallowed or self.cancelled
+
+    async def check_the_read_ends(self, subscription: AsyncIterator[Delivery]) -> None:
+        """Read ``subscription`` until the hook cancelled it: the read loop must end,
+        cancelled, whether or not the library swallowed the cancellation."""
+
+        async def read() -> None:
+            async for _ in subscription:
+                pass
+
+        self.task = asyncio.create_task(read())
+        try:
+            done, _ = await asyncio.wait({self.task}, timeout=10)  # a bound, not a sync
+        finally:
+            await cancel_and_wait(self.task)
+        assert self.cancelled, "the hook never cancelled the read"
+        if sys.version_info < (3, 12):  # 3.12's wait_for no longer swallows it
+            assert self.swallowed, "the cancellation was not swallowed: nothing reproduced"
+        assert done, "the read loop ran on after its cancellation"
+        assert self.task.cancelled()

@@ -11,9 +11,12 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import nats
 import pytest
+from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
 
 from tests.integration.transports import conformance
 from tests.services import require
@@ -268,3 +271,34 @@ async def test_an_event_no_group_subscribed_to_is_reported_unroutable(
     transport: NatsTransport,
 ) -> None:
     await conformance.check_unroutable_events_are_reported(transport)
+
+
+async def test_a_read_loop_ends_when_nats_py_swallowed_its_cancellation(
+    transport: NatsTransport, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # nats-py waits for each fetched message under asyncio.wait_for: a cancellation
+    # landing as a message is queued for the fetch is lost on Python 3.11, and the loop
+    # would fetch on for ever.
+    group = f"swallow-{uuid7().hex[:12]}"
+    [event] = conformance.make_events(1, 1, "catalog.product.updated", "catalog")
+    await transport.declare_subscription(group, {event.type})
+    await transport.publish_batch("catalog", [event])
+    inside = conformance.CancelledInside()
+    ours = f"{transport.options.subject_prefix}.".encode()
+    process = NatsClient._process_msg
+
+    async def queue_then_cancel(client: NatsClient, sid: int, subject: bytes, *rest: Any) -> None:
+        await process(client, sid, subject, *rest)
+        if bytes(subject).startswith(ours):  # the event, queued for the fetch
+            inside.cancel()
+
+    fetch = JetStreamContext.PullSubscription.fetch
+
+    async def fetched(subscription: Any, *arguments: Any, **options: Any) -> Any:
+        batch = await fetch(subscription, *arguments, **options)
+        inside.returned()
+        return batch
+
+    monkeypatch.setattr(NatsClient, "_process_msg", queue_then_cancel)
+    monkeypatch.setattr(JetStreamContext.PullSubscription, "fetch", fetched)
+    await inside.check_the_read_ends(transport.subscribe(group, {event.type}))
