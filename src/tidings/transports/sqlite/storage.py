@@ -15,7 +15,8 @@ import time
 import zlib
 from collections.abc import Iterator
 
-from tidings.contracts.cloudevents import CloudEvent, encode_structured
+from tidings.contracts.cloud_event import CloudEvent
+from tidings.contracts.cloudevents import encode_structured
 from tidings.errors import ConfigurationError
 from tidings.transports.base import TransportError
 from tidings.transports.sqlite.options import PartitionStatus, SqliteBrokerOptions
