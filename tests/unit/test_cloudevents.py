@@ -19,6 +19,7 @@ from cloudevents.v1 import http as sdk_legacy_http
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import tidings.contracts.cloud_event as cloud_event
 import tidings.contracts.cloudevents as codec
 import tidings.contracts.envelope as envelope
 from tidings.contracts.cloudevents import (
@@ -346,7 +347,7 @@ OFFSETS = st.sampled_from(
     [UTC, timezone(timedelta(hours=5, minutes=30)), timezone(-timedelta(hours=8))]
 )
 EXTENSION_NAMES = st.from_regex(r"[a-z0-9]{1,12}", fullmatch=True).filter(
-    lambda name: name not in codec._KNOWN
+    lambda name: name not in cloud_event._KNOWN
 )
 
 

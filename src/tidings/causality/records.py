@@ -25,7 +25,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import Executable
 from sqlalchemy.sql.elements import ColumnElement
 
-from tidings.contracts.cloudevents import CloudEvent
+from tidings.contracts.cloud_event import CloudEvent
 from tidings.persistence.tables import handled_records, outbox, published_records
 from tidings.persistence.types import UtcDateTime
 

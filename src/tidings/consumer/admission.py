@@ -23,7 +23,7 @@ from tidings.consumer.dead_letters import DeadLetterReason
 from tidings.consumer.decoding import decode_delivery, signed_parts
 from tidings.consumer.items import Item
 from tidings.consumer.subscriptions import IntegrationSubscriptions
-from tidings.contracts.cloudevents import CloudEvent
+from tidings.contracts.cloud_event import CloudEvent
 from tidings.contracts.envelope import to_contract
 from tidings.contracts.integration_event import IntegrationEvent
 from tidings.contracts.registry import ContractRegistry

@@ -6,12 +6,8 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from tidings.contracts.cloudevents import (
-    CloudEvent,
-    binary_attributes,
-    decode_binary_body,
-    decode_structured,
-)
+from tidings.contracts.cloud_event import CloudEvent
+from tidings.contracts.cloudevents import binary_attributes, decode_binary_body, decode_structured
 from tidings.contracts.signing import structured_parts
 from tidings.contracts.strict_json import message_text
 

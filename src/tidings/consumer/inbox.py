@@ -20,7 +20,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.causality.records import Outcome, handled_row, insert_handled
-from tidings.contracts.cloudevents import CloudEvent
+from tidings.contracts.cloud_event import CloudEvent
 from tidings.persistence.tables import inbox
 from tidings.persistence.types import UtcDateTime
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from tidings.contracts.cloudevents import CloudEvent
+from tidings.contracts.cloud_event import CloudEvent
 from tidings.contracts.integration_event import IntegrationEvent
 from tidings.transports.base import Delivery
 

@@ -1,8 +1,8 @@
 """Integration event contracts, their registry and the CloudEvents wire format."""
 
 from tidings.contracts.catalog import ContractCatalog, ContractEntry, RegisteredUpcaster
+from tidings.contracts.cloud_event import CloudEvent
 from tidings.contracts.cloudevents import (
-    CloudEvent,
     decode_binary,
     decode_structured,
     encode_binary,

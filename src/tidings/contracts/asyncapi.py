@@ -39,7 +39,8 @@ from tidings.contracts.asyncapi_bindings import (
     Json,
     broker_layout,
 )
-from tidings.contracts.cloudevents import JSON_CONTENT_TYPE, SPEC_VERSION
+from tidings.contracts.cloud_event import SPEC_VERSION
+from tidings.contracts.cloudevents import JSON_CONTENT_TYPE
 from tidings.contracts.integration_event import ENVELOPE_FIELDS, IntegrationEvent
 from tidings.errors import ConfigurationError
 

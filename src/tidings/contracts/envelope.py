@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from tidings.contracts.cloudevents import CloudEvent, format_time
+from tidings.contracts.cloud_event import CloudEvent, format_time
 from tidings.contracts.integration_event import ENVELOPE_FIELDS, IntegrationEvent
 from tidings.contracts.registry import ContractRegistry, default_registry
 from tidings.errors import ContractValidationError, DecodeError

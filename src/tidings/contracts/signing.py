@@ -35,7 +35,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from tidings.contracts.cloudevents import CloudEvent
+from tidings.contracts.cloud_event import CloudEvent
 from tidings.contracts.limits import MAX_DEPTH, check_attribute, check_depth
 from tidings.errors import ConfigurationError, DecodeError, SignatureError
 

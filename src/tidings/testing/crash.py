@@ -27,7 +27,7 @@ from tidings.transports.base import Transport, Unroutable
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-    from tidings.contracts.cloudevents import CloudEvent
+    from tidings.contracts.cloud_event import CloudEvent
     from tidings.transports.base import Delivery
 
 

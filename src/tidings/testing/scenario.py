@@ -21,7 +21,7 @@ import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from tidings.contracts.cloudevents import CloudEvent, format_time
+from tidings.contracts.cloud_event import CloudEvent, format_time
 from tidings.contracts.integration_event import ENVELOPE_FIELDS, IntegrationEvent
 from tidings.errors import ConfigurationError
 from tidings.testing.delivery import DeliveryReport, deliver

@@ -27,7 +27,7 @@ from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from tidings.contracts.cloudevents import CloudEvent
+from tidings.contracts.cloud_event import CloudEvent
 from tidings.errors import TidingsError
 from tidings.redaction import redact
 from tidings.transports.cancellation import cancel_and_wait

@@ -61,7 +61,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
 
-from tidings.contracts.cloudevents import CloudEvent, encode_binary
+from tidings.contracts.cloud_event import CloudEvent
+from tidings.contracts.cloudevents import encode_binary
 from tidings.tls import tls_failure
 from tidings.transports.base import (
     NOTHING_UNROUTABLE,

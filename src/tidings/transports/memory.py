@@ -51,7 +51,8 @@ from collections.abc import AsyncIterator, Collection, Coroutine, Sequence
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit
 
-from tidings.contracts.cloudevents import STRUCTURED_CONTENT_TYPE, CloudEvent, encode_structured
+from tidings.contracts.cloud_event import CloudEvent
+from tidings.contracts.cloudevents import STRUCTURED_CONTENT_TYPE, encode_structured
 from tidings.errors import ConfigurationError
 from tidings.transports.base import Delivery, Transport, TransportError, Unroutable
 from tidings.transports.memory_broker import Broker, Group, InFlight, Message

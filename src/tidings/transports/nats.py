@@ -108,7 +108,7 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-from tidings.contracts.cloudevents import CloudEvent
+from tidings.contracts.cloud_event import CloudEvent
 from tidings.errors import ConfigurationError
 from tidings.transports.base import (
     NOTHING_UNROUTABLE,

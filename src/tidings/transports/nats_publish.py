@@ -18,7 +18,8 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import Header
 
-from tidings.contracts.cloudevents import CloudEvent, encode_binary
+from tidings.contracts.cloud_event import CloudEvent
+from tidings.contracts.cloudevents import encode_binary
 from tidings.contracts.envelope import partition_slot
 from tidings.transports.base import NOTHING_UNROUTABLE, PublishNotConfirmedError, Unroutable
 from tidings.transports.nats_options import (

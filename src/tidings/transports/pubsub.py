@@ -111,7 +111,8 @@ from google.cloud.pubsub_v1.publisher.exceptions import PublishToPausedOrderingK
 from google.pubsub_v1.services.publisher.transports.grpc import PublisherGrpcTransport
 from google.pubsub_v1.services.subscriber.transports.grpc import SubscriberGrpcTransport
 
-from tidings.contracts.cloudevents import CloudEvent, encode_binary
+from tidings.contracts.cloud_event import CloudEvent
+from tidings.contracts.cloudevents import encode_binary
 from tidings.transports.base import (
     NOTHING_UNROUTABLE,
     Delivery,

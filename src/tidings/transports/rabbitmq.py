@@ -117,7 +117,7 @@ import aio_pika
 import aiormq.exceptions
 from aio_pika.abc import AbstractChannel, AbstractConnection
 
-from tidings.contracts.cloudevents import CloudEvent
+from tidings.contracts.cloud_event import CloudEvent
 from tidings.errors import ConfigurationError
 from tidings.tls import tls_failure
 from tidings.transports import rabbitmq_consume, rabbitmq_shards, rabbitmq_topology

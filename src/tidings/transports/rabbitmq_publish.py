@@ -12,7 +12,8 @@ from aiormq.abc import DeliveredMessage
 from pamqp.commands import Basic
 from pamqp.common import FieldTable
 
-from tidings.contracts.cloudevents import CloudEvent, encode_binary
+from tidings.contracts.cloud_event import CloudEvent
+from tidings.contracts.cloudevents import encode_binary
 from tidings.contracts.envelope import partition_slot
 from tidings.transports.base import PublishNotConfirmedError, Unroutable
 from tidings.transports.rabbitmq_options import BUCKET_KEYS, BUCKETS, HEADER_PREFIX, routing_key

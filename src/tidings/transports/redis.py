@@ -68,7 +68,7 @@ from urllib.parse import urlsplit
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from tidings.contracts.cloudevents import CloudEvent
+from tidings.contracts.cloud_event import CloudEvent
 from tidings.redaction import redact
 from tidings.tls import tls_failure
 from tidings.transports.base import (

@@ -16,7 +16,8 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
-from tidings.contracts.cloudevents import CloudEvent, encode_structured
+from tidings.contracts.cloud_event import CloudEvent
+from tidings.contracts.cloudevents import encode_structured
 from tidings.contracts.envelope import partition_slot
 from tidings.transports.redis_options import RedisOptions
 from tidings.transports.redis_topology import RECORDED_SHARDS

@@ -12,7 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from tidings.contracts.cloudevents import STRUCTURED_CONTENT_TYPE, CloudEvent
+from tidings.contracts.cloud_event import CloudEvent
+from tidings.contracts.cloudevents import STRUCTURED_CONTENT_TYPE
 from tidings.errors import ConfigurationError
 from tidings.transports.base import (
     NOTHING_UNROUTABLE,
