@@ -33,7 +33,7 @@ from tests.support.consumer_infra import (
 )
 from tests.support.relay_processes import ROOT, TIDINGS
 from tidings import BoundedContext, IntegrationEventHandler, RetryPolicy
-from tidings.causality.audit import audit
+from tidings.causality.auditing import audit
 from tidings.causality.records import Outcome
 from tidings.causality.render import as_json, as_mermaid
 from tidings.causality.tree import Status, trace
