@@ -268,6 +268,41 @@ def test_the_command_exits_2_for_an_unknown_id(tmp_path: Path) -> None:
     assert "no correlation id or event id 'no-such-id'" in done.stderr
 
 
+def test_the_latest_use_cases_table_keeps_every_value_whole_at_80_columns(
+    tmp_path: Path,
+) -> None:
+    """trace.md's ``--last`` table: piped output is 80 columns wide, narrower than its rows;
+    a context, start or status cut to "catalog_…" or "in…" would say nothing."""
+    name = "catalog_with_a_long_name"
+    shop = f"""from tests.support import consumer_app
+
+catalog = consumer_app.build_catalog("sqlite:///catalog.db", "sqlite:///broker.db", {name!r})
+"""
+    (tmp_path / "shop.py").write_text(shop)
+    catalog = consumer_app.build_catalog(
+        f"sqlite:///{tmp_path / 'catalog.db'}", f"sqlite:///{tmp_path / 'broker.db'}", name
+    )
+    with catalog.transaction():
+        consumer_app.ChangeProductPrice(catalog).execute("p-1", Decimal("2"))
+    with catalog.engine.connect() as connection:
+        correlation_id, created_at = connection.execute(
+            select(outbox.c.correlation_id, outbox.c.created_at)
+        ).one()
+    catalog.dispose()
+    done = subprocess.run(
+        [TIDINGS, "trace", "shop:catalog", "--last", "1"],
+        cwd=tmp_path,
+        env={**os.environ, "COLUMNS": "80", "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    [row] = [line for line in done.stdout.splitlines() if correlation_id in line]
+    assert name in row and "in progress" in row
+    assert created_at.strftime("%Y-%m-%d %H:%M:%S") in row
+
+
 @pytest.mark.parametrize("database", ["sqlite", "postgres"])
 async def test_archiving_relay_records_what_it_archives(database: str, tmp_path: Path) -> None:
     broker = f"sqlite:///{tmp_path / 'broker.db'}"

@@ -7,6 +7,7 @@ from enum import StrEnum
 from typing import Annotated
 
 import typer
+from rich.measure import Measurement
 from rich.table import Table
 
 from tidings.cli.common import JsonOpt, console
@@ -64,8 +65,7 @@ def trace(
                 return
             if output is TraceFormat.MERMAID:
                 raise ConfigurationError("--format mermaid draws one use case: give --id ID")
-            table = Table("context", "started", "events", "status", "gaps")
-            table.add_column("correlation id", no_wrap=True)
+            table = Table("context", "started", "events", "status", "gaps", "correlation id")
             for found in traces:
                 summary = render.summary(found)
                 started = found.started_at
@@ -77,7 +77,7 @@ def trace(
                     str(len(summary["gaps"])),
                     str(found.correlation_id),
                 )
-            console.print(table)
+            _print_whole(table)
             return
         assert trace_id is not None
         found = tree.trace(contexts, trace_id)
@@ -92,3 +92,13 @@ def trace(
     finally:
         for context in contexts:
             context.dispose()
+
+
+def _print_whole(table: Table) -> None:
+    """Print ``table`` with every value whole: on a console narrower than its rows (80
+    columns when piped) rich would cut the context and status to "orde…" and "comp…";
+    the table keeps its own width instead, and a terminal wraps the lines."""
+    natural = Measurement.get(console, console.options.update_width(10_000), table).maximum
+    if natural > console.width:
+        table.width = natural
+    console.print(table, crop=False)
