@@ -303,6 +303,19 @@ catalog = consumer_app.build_catalog("sqlite:///catalog.db", "sqlite:///broker.d
     assert created_at.strftime("%Y-%m-%d %H:%M:%S") in row
 
 
+def test_the_latest_zero_use_cases_is_a_usage_error() -> None:
+    """``--last 0`` listed one use case; N latest is at least one."""
+    done = subprocess.run(
+        [TIDINGS, "trace", "tests.support.consumer_app:context", "--last", "0"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "--last" in done.stderr
+
+
 @pytest.mark.parametrize("database", ["sqlite", "postgres"])
 async def test_archiving_relay_records_what_it_archives(database: str, tmp_path: Path) -> None:
     broker = f"sqlite:///{tmp_path / 'broker.db'}"

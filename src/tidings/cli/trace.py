@@ -34,7 +34,8 @@ def trace(
         typer.Option("--id", help="A correlation id, or the id of any event of the use case."),
     ] = None,
     last: Annotated[
-        int | None, typer.Option("--last", help="List the N latest use cases with their status.")
+        int | None,
+        typer.Option("--last", min=1, help="List the N latest use cases with their status."),
     ] = None,
     output: Annotated[
         TraceFormat, typer.Option("--format", help="tree (for people), json or mermaid.")
@@ -59,7 +60,7 @@ def trace(
     contexts = load_contexts(targets)
     try:
         if last is not None:
-            traces = tree.latest(contexts, max(last, 1))
+            traces = tree.latest(contexts, last)
             if output is TraceFormat.JSON:
                 print(json.dumps([render.summary(t) for t in traces]))
                 return
