@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -151,6 +152,25 @@ async def test_a_released_database_upgrades_and_keeps_working(
     finally:
         await catalog.adispose()
         await basket.adispose()
+
+
+async def test_the_upgrading_guide_shows_the_latest_version_and_the_refusal_as_printed(
+    tmp_path: Path,
+) -> None:
+    guide = (ROOT / "docs" / "upgrading.md").read_text()
+    versions = [int(v) for v in re.findall(r"^\| (\d+) \|", guide, flags=re.MULTILINE)]
+    assert versions == list(range(1, LATEST_VERSION + 1))
+    assert f"version 1 → version {LATEST_VERSION}\n" in guide
+    assert f"schema version {LATEST_VERSION}, up to date\n" in guide
+    shown = re.search(r"```\n(error: the database of context .*?)```", guide, flags=re.DOTALL)
+    assert shown is not None
+    catalog = _released(f"sqlite:///{tmp_path / 'catalog.db'}", "memory://guide", "catalog")
+    try:
+        with pytest.raises(SchemaOutdatedError) as refused:
+            await Relay(catalog).drain()
+    finally:
+        await catalog.adispose()
+    assert f"error: {refused.value}" == " ".join(shown.group(1).split())
 
 
 def test_a_version_3_outbox_gets_slots_for_every_pending_row_and_loses_its_lease(
