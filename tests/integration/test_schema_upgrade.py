@@ -249,6 +249,31 @@ def test_tables_created_from_the_metadata_count_as_the_latest_version(tmp_path: 
         each.dispose()
 
 
+def test_commands_that_read_the_tables_refuse_a_database_without_them(tmp_path: Path) -> None:
+    """The tutorial runs `tidings dlq list` on a context whose database is not initialised
+    yet: a "no such table" traceback was all it printed."""
+    env = {
+        **os.environ,
+        consumer_app.DATABASE_ENV: f"sqlite:///{tmp_path / 'basket.db'}",
+        consumer_app.BROKER_ENV: f"sqlite:///{tmp_path / 'broker.db'}",
+    }
+    app = "tests.support.consumer_app:context"
+    for command in (
+        ["dlq", "list", app],
+        ["dlq", "replay", app],
+        ["outbox", "status", app],
+        ["outbox", "replay", app, "--unrouted"],
+        ["outbox", "partitions", app],
+        ["db", "purge-records", app],
+        ["trace", app, "--last", "1"],
+    ):
+        done = subprocess.run(
+            [TIDINGS, *command], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 2, (command, done.stderr)
+        assert "has no tidings tables" in done.stderr and "tidings db upgrade" in done.stderr
+
+
 def test_purge_records_command(tmp_path: Path) -> None:
     env = {
         **os.environ,

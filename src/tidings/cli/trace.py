@@ -11,7 +11,7 @@ from rich.measure import Measurement
 from rich.table import Table
 
 from tidings.cli.common import JsonOpt, console
-from tidings.cli.loading import load_contexts
+from tidings.cli.loading import load_contexts, require_current_schema
 from tidings.errors import ConfigurationError
 
 
@@ -59,6 +59,7 @@ def trace(
         output = TraceFormat.JSON
     contexts = load_contexts(targets)
     try:
+        require_current_schema(contexts)
         if last is not None:
             traces = tree.latest(contexts, last)
             if output is TraceFormat.JSON:
