@@ -19,6 +19,18 @@ def test_the_tutorial_has_a_snippet_per_step() -> None:
     assert len(snippets()) >= 8
 
 
+def tidings_in(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``tidings ARGS`` run from ``folder``, as a user types it there."""
+    return subprocess.run(
+        [sys.executable, "-m", "tidings", *args],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "400"},
+    )
+
+
 def test_every_tutorial_snippet_runs_in_order(tmp_path: Path) -> None:
     program = tmp_path / "tutorial.py"
     program.write_text("\n\n".join(snippets()))
@@ -26,6 +38,23 @@ def test_every_tutorial_snippet_runs_in_order(tmp_path: Path) -> None:
         [sys.executable, str(program)], cwd=tmp_path, capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stderr[-4000:]
+
+
+def test_the_tutorial_saved_as_shop_py_is_what_the_commands_name(tmp_path: Path) -> None:
+    """Chapter 9: sections 1 to 5 saved as ``shop.py`` are ``shop:catalog`` and
+    ``shop:basket``; each command imports the module again, over the tables it made."""
+    before_running = TUTORIAL.read_text().split("## 6.")[0]
+    code = re.findall(r"```python\n(.*?)```", before_running, flags=re.DOTALL)
+    (tmp_path / "shop.py").write_text("\n\n".join(code))
+    for command in (
+        ("db", "init", "shop:catalog"),
+        ("db", "init", "shop:basket"),
+        ("outbox", "status", "shop:catalog"),
+        ("dlq", "list", "shop:basket"),
+        ("dlq", "replay", "shop:basket"),
+    ):
+        result = tidings_in(tmp_path, *command)
+        assert result.returncode == 0, (command, result.stderr[-2000:])
 
 
 CONTRACT_IMPORTS = (
@@ -51,14 +80,7 @@ def test_the_contracts_chapter_shows_what_the_command_prints(tmp_path: Path) -> 
     module = package / "contracts.py"
 
     def tidings(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "tidings", *args],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env={**os.environ, "COLUMNS": "400"},
-        )
+        return tidings_in(tmp_path, *args)
 
     module.write_text(CONTRACT_IMPORTS + contract)
     assert (

@@ -33,7 +33,7 @@ from tests.support.consumer_infra import (
 )
 from tests.support.relay_processes import ROOT, TIDINGS
 from tidings import BoundedContext, IntegrationEventHandler, RetryPolicy
-from tidings.causality.audit import audit
+from tidings.causality.auditing import audit
 from tidings.causality.records import Outcome
 from tidings.causality.render import as_json, as_mermaid
 from tidings.causality.tree import Status, trace
@@ -266,6 +266,54 @@ def test_the_command_exits_2_for_an_unknown_id(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert "no correlation id or event id 'no-such-id'" in done.stderr
+
+
+def test_the_latest_use_cases_table_keeps_every_value_whole_at_80_columns(
+    tmp_path: Path,
+) -> None:
+    """trace.md's ``--last`` table: piped output is 80 columns wide, narrower than its rows;
+    a context, start or status cut to "catalog_…" or "in…" would say nothing."""
+    name = "catalog_with_a_long_name"
+    shop = f"""from tests.support import consumer_app
+
+catalog = consumer_app.build_catalog("sqlite:///catalog.db", "sqlite:///broker.db", {name!r})
+"""
+    (tmp_path / "shop.py").write_text(shop)
+    catalog = consumer_app.build_catalog(
+        f"sqlite:///{tmp_path / 'catalog.db'}", f"sqlite:///{tmp_path / 'broker.db'}", name
+    )
+    with catalog.transaction():
+        consumer_app.ChangeProductPrice(catalog).execute("p-1", Decimal("2"))
+    with catalog.engine.connect() as connection:
+        correlation_id, created_at = connection.execute(
+            select(outbox.c.correlation_id, outbox.c.created_at)
+        ).one()
+    catalog.dispose()
+    done = subprocess.run(
+        [TIDINGS, "trace", "shop:catalog", "--last", "1"],
+        cwd=tmp_path,
+        env={**os.environ, "COLUMNS": "80", "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    [row] = [line for line in done.stdout.splitlines() if correlation_id in line]
+    assert name in row and "in progress" in row
+    assert created_at.strftime("%Y-%m-%d %H:%M:%S") in row
+
+
+def test_the_latest_zero_use_cases_is_a_usage_error() -> None:
+    """``--last 0`` listed one use case; N latest is at least one."""
+    done = subprocess.run(
+        [TIDINGS, "trace", "tests.support.consumer_app:context", "--last", "0"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "--last" in done.stderr
 
 
 @pytest.mark.parametrize("database", ["sqlite", "postgres"])

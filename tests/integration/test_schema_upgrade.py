@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -153,6 +154,25 @@ async def test_a_released_database_upgrades_and_keeps_working(
         await basket.adispose()
 
 
+async def test_the_upgrading_guide_shows_the_latest_version_and_the_refusal_as_printed(
+    tmp_path: Path,
+) -> None:
+    guide = (ROOT / "docs" / "upgrading.md").read_text()
+    versions = [int(v) for v in re.findall(r"^\| (\d+) \|", guide, flags=re.MULTILINE)]
+    assert versions == list(range(1, LATEST_VERSION + 1))
+    assert f"version 1 → version {LATEST_VERSION}\n" in guide
+    assert f"schema version {LATEST_VERSION}, up to date\n" in guide
+    shown = re.search(r"```\n(error: the database of context .*?)```", guide, flags=re.DOTALL)
+    assert shown is not None
+    catalog = _released(f"sqlite:///{tmp_path / 'catalog.db'}", "memory://guide", "catalog")
+    try:
+        with pytest.raises(SchemaOutdatedError) as refused:
+            await Relay(catalog).drain()
+    finally:
+        await catalog.adispose()
+    assert f"error: {refused.value}" == " ".join(shown.group(1).split())
+
+
 def test_a_version_3_outbox_gets_slots_for_every_pending_row_and_loses_its_lease(
     database_url: str, tmp_path: Path
 ) -> None:
@@ -227,6 +247,31 @@ def test_tables_created_from_the_metadata_count_as_the_latest_version(tmp_path: 
         assert current_version(connection) == 0
     for each in (engine, released, empty):
         each.dispose()
+
+
+def test_commands_that_read_the_tables_refuse_a_database_without_them(tmp_path: Path) -> None:
+    """The tutorial runs `tidings dlq list` on a context whose database is not initialised
+    yet: a "no such table" traceback was all it printed."""
+    env = {
+        **os.environ,
+        consumer_app.DATABASE_ENV: f"sqlite:///{tmp_path / 'basket.db'}",
+        consumer_app.BROKER_ENV: f"sqlite:///{tmp_path / 'broker.db'}",
+    }
+    app = "tests.support.consumer_app:context"
+    for command in (
+        ["dlq", "list", app],
+        ["dlq", "replay", app],
+        ["outbox", "status", app],
+        ["outbox", "replay", app, "--unrouted"],
+        ["outbox", "partitions", app],
+        ["db", "purge-records", app],
+        ["trace", app, "--last", "1"],
+    ):
+        done = subprocess.run(
+            [TIDINGS, *command], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 2, (command, done.stderr)
+        assert "has no tidings tables" in done.stderr and "tidings db upgrade" in done.stderr
 
 
 def test_purge_records_command(tmp_path: Path) -> None:

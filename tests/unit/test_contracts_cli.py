@@ -13,11 +13,13 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from typer.testing import CliRunner
 
-from tests.unit.test_contracts_check import TYPE
+from tests.unit.test_contracts_check import TYPE, context_with
+from tidings import IntegrationEvent
 from tidings.cli.app import app
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,6 +27,20 @@ SYSTEM = "examples.ecommerce.system"
 COMMITTED = ROOT / "examples" / "ecommerce" / "contracts"
 MODULE = "tests.unit.test_contracts_check"
 runner = CliRunner()
+
+
+class TaggedIntegrationEvent(IntegrationEvent):
+    """A contract whose field types print with brackets (``list[string]``)."""
+
+    event_type: ClassVar[str] = "tests.contracts.cli.tagged"
+    event_version: ClassVar[int] = 1
+
+    product_id: str
+    tags: list[str]
+
+
+# The upcaster forgets price_cents: its finding quotes pydantic's "[type=missing, ...]".
+forgetful = context_with(lambda payload: payload)
 
 
 def tidings(*args: str) -> tuple[int, str]:
@@ -156,3 +172,17 @@ def test_list_names_producers_consumers_fields_and_partition_keys() -> None:
     assert confirmed["partition_key"] == "order_id"
     code, output = tidings("contracts", "list", MODULE)
     assert code == 0 and TYPE[:15] in output
+
+
+def test_list_prints_field_types_with_their_brackets() -> None:
+    code, output = tidings("contracts", "list", "tests.unit.test_contracts_cli")
+    assert code == 0, output
+    assert "list[string]" in output
+
+
+def test_check_prints_bracketed_text_of_a_finding_as_it_is(snapshot: Path) -> None:
+    code, output = tidings(
+        "contracts", "check", MODULE, f"{__name__}:forgetful", "--against", str(snapshot)
+    )
+    assert code == 1, output
+    assert "[type=missing" in output

@@ -35,3 +35,18 @@ def test_importing_tidings_or_its_cli_loads_neither_sqlalchemy_nor_pydantic() ->
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
     )
     assert result.stdout.strip() == ""
+
+
+def test_from_causality_import_gives_each_exported_name_not_a_submodule() -> None:
+    """A lazily exported name that is also a submodule's (``audit``) would be replaced by
+    the submodule as soon as it is imported: ``from tidings.causality import audit``."""
+    probe = (
+        "import pkgutil, types, tidings.causality as c; "
+        "[__import__(f'tidings.causality.{m.name}') for m in pkgutil.iter_modules(c.__path__)]; "
+        "from tidings.causality import *; "
+        "print(','.join(n for n in c.__all__ if isinstance(getattr(c, n), types.ModuleType)))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.strip() == ""

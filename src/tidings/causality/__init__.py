@@ -27,8 +27,8 @@ _LAZY = {
     "as_json": "tidings.causality.render",
     "as_mermaid": "tidings.causality.render",
     "as_tree": "tidings.causality.render",
-    "Audit": "tidings.causality.audit",
-    "audit": "tidings.causality.audit",
+    "Audit": "tidings.causality.auditing",
+    "audit": "tidings.causality.auditing",
     "trace_html": "tidings.causality.html",
 }
 

@@ -128,7 +128,7 @@ def list_contracts(targets: TargetsArg, as_json: JsonOpt = False) -> None:
     for column in (table.columns[0], table.columns[4]):
         column.overflow = "fold"  # type and field names are never cut short
     for row in rows:
-        table.add_row(
+        cells = (
             row["type"],
             str(row["version"]),
             _parties_text(row["producers"]),
@@ -136,6 +136,8 @@ def list_contracts(targets: TargetsArg, as_json: JsonOpt = False) -> None:
             "\n".join(f"{name}: {kind}" for name, kind in row["fields"].items()),
             row["partition_key"] or "(event id)",
         )
+        # Escaped: rich would read "list[string]" as markup and print "list".
+        table.add_row(*(escape(cell) for cell in cells))
     console.print(table)
 
 
@@ -164,9 +166,9 @@ def _print_report(report: CompatibilityReport, against: Path) -> None:
     for finding in report.findings:
         style = "red" if finding.verdict == "breaking" else "green"
         where = f" {finding.path}" if finding.path else ""
+        text = f"{finding.contract}{where} ({finding.rule}, {finding.direction}): {finding.message}"
         console.print(
-            f"[{style}]{finding.verdict}[/] {finding.contract}{where} "
-            f"({finding.rule}, {finding.direction}): {finding.message}",
+            f"[{style}]{finding.verdict}[/] {escape(text)}",
             highlight=False,
             soft_wrap=True,
         )

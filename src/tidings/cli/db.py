@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from tidings.cli.common import AppArg, console
-from tidings.cli.loading import load_context
+from tidings.cli.loading import load_context, require_current_schema
 from tidings.redaction import redact
 
 db_app = typer.Typer(help="The tidings tables in a context's database.", no_args_is_help=True)
@@ -76,6 +76,7 @@ def db_purge_records(
 ) -> None:
     """Delete the causal records (tidings trace) older than the context's retention."""
     context = load_context(target)
+    require_current_schema([context])
     older = None if older_than_days is None else timedelta(days=older_than_days)
     deleted = context.purge_causal_records(older)
     console.print(f"[green]✓[/] {context.name}: deleted {deleted} causal records")

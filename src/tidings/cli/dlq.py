@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from tidings.cli.common import AppArg, JsonOpt, console, errors, then_dispose
-from tidings.cli.loading import load_context
+from tidings.cli.loading import load_context, require_current_schema
 
 dlq_app = typer.Typer(
     help="Dead letters: messages a consumer could not handle.", no_args_is_help=True
@@ -20,6 +20,7 @@ def _dead_letters(target: str) -> tuple[Any, Any]:
     from tidings.transports.memory import MemoryTransport
 
     context = load_context(target)
+    require_current_schema([context])
     # Listing and replaying dead letters never touches the broker.
     return context, Consumer(context, MemoryTransport("memory://dlq-tool"))
 

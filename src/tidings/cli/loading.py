@@ -31,6 +31,18 @@ def load_context(spec: str) -> BoundedContext:
     return value
 
 
+def require_current_schema(contexts: Sequence[BoundedContext]) -> None:
+    """Refuse (:class:`~tidings.errors.SchemaOutdatedError`, exit 2) a context whose
+    database lacks this tidings' tables or has older ones, which the command is about to
+    read: a database never initialised ended the command in a "no such table" traceback."""
+    from tidings.persistence.migrations import current_version, refuse_outdated
+
+    for context in contexts:
+        with context.engine.connect() as connection:
+            version = current_version(connection)
+        refuse_outdated(version, context.name, "before reading its tidings tables")
+
+
 def load_contexts(specs: Sequence[str]) -> list[BoundedContext]:
     """The contexts named by several targets, each a BoundedContext or a :class:`System`.
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from tidings.cli.common import AppArg, BrokerOpt, JsonOpt, console, errors, iso
-from tidings.cli.loading import load_context
+from tidings.cli.loading import load_context, require_current_schema
 
 if TYPE_CHECKING:
     from tidings.context import BoundedContext
@@ -27,6 +27,7 @@ def outbox_status(target: AppArg, as_json: JsonOpt = False) -> None:
     from tidings.outbox.store import OutboxStore
 
     context = load_context(target)
+    require_current_schema([context])
 
     async def read() -> Any:
         try:
@@ -151,6 +152,7 @@ def outbox_replay(
     if since is None and not unrouted:
         raise typer.BadParameter("give --since, or --unrouted", param_hint="--since")
     context = load_context(target)
+    require_current_schema([context])
     try:
         parsed = datetime.fromisoformat(since) if since else datetime(1970, 1, 1)
     except ValueError as error:
@@ -202,6 +204,7 @@ def outbox_partitions(
     from tidings.outbox.partitions import partition_count
 
     context = load_context(target)
+    require_current_schema([context])
     if count is not None:
         change_partitions(context, count, as_json=as_json)
         return

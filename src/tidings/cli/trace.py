@@ -7,10 +7,11 @@ from enum import StrEnum
 from typing import Annotated
 
 import typer
+from rich.measure import Measurement
 from rich.table import Table
 
 from tidings.cli.common import JsonOpt, console
-from tidings.cli.loading import load_contexts
+from tidings.cli.loading import load_contexts, require_current_schema
 from tidings.errors import ConfigurationError
 
 
@@ -33,7 +34,8 @@ def trace(
         typer.Option("--id", help="A correlation id, or the id of any event of the use case."),
     ] = None,
     last: Annotated[
-        int | None, typer.Option("--last", help="List the N latest use cases with their status.")
+        int | None,
+        typer.Option("--last", min=1, help="List the N latest use cases with their status."),
     ] = None,
     output: Annotated[
         TraceFormat, typer.Option("--format", help="tree (for people), json or mermaid.")
@@ -57,15 +59,15 @@ def trace(
         output = TraceFormat.JSON
     contexts = load_contexts(targets)
     try:
+        require_current_schema(contexts)
         if last is not None:
-            traces = tree.latest(contexts, max(last, 1))
+            traces = tree.latest(contexts, last)
             if output is TraceFormat.JSON:
                 print(json.dumps([render.summary(t) for t in traces]))
                 return
             if output is TraceFormat.MERMAID:
                 raise ConfigurationError("--format mermaid draws one use case: give --id ID")
-            table = Table("context", "started", "events", "status", "gaps")
-            table.add_column("correlation id", no_wrap=True)
+            table = Table("context", "started", "events", "status", "gaps", "correlation id")
             for found in traces:
                 summary = render.summary(found)
                 started = found.started_at
@@ -77,7 +79,7 @@ def trace(
                     str(len(summary["gaps"])),
                     str(found.correlation_id),
                 )
-            console.print(table)
+            _print_whole(table)
             return
         assert trace_id is not None
         found = tree.trace(contexts, trace_id)
@@ -92,3 +94,13 @@ def trace(
     finally:
         for context in contexts:
             context.dispose()
+
+
+def _print_whole(table: Table) -> None:
+    """Print ``table`` with every value whole: on a console narrower than its rows (80
+    columns when piped) rich would cut the context and status to "orde…" and "comp…";
+    the table keeps its own width instead, and a terminal wraps the lines."""
+    natural = Measurement.get(console, console.options.update_width(10_000), table).maximum
+    if natural > console.width:
+        table.width = natural
+    console.print(table, crop=False)

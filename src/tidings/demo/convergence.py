@@ -130,7 +130,7 @@ def _outboxes_drained(shop: Shop) -> Check:
 
 
 def _traces_complete(shop: Shop) -> Check:
-    from tidings.causality.audit import audit
+    from tidings.causality.auditing import audit
 
     found = audit([module.context for module in shop.modules.values()])
     return Check(

@@ -239,12 +239,18 @@ async def ensure_current(engine: AsyncEngine, context: str) -> None:
     except (DBAPIError, OSError) as error:
         logger.warning("could not check the tidings schema version (%s); going on", error)
         return
+    refuse_outdated(version, context, "before starting relays and consumers")
+
+
+def refuse_outdated(version: int, context: str, before: str) -> None:
+    """Raise :class:`SchemaOutdatedError` if ``version`` (of the database of ``context``)
+    is older than :data:`LATEST_VERSION`, saying to upgrade it ``before`` what."""
     if version < LATEST_VERSION:
         found = "no tidings tables" if version == 0 else f"tidings schema version {version}"
         raise SchemaOutdatedError(
             f"the database of context {context!r} has {found}; this tidings needs schema "
             f"version {LATEST_VERSION}: run `tidings db upgrade APP` with APP naming that "
-            "context (e.g. myapp.catalog:context) before starting relays and consumers"
+            f"context (e.g. myapp.catalog:context) {before}"
         )
 
 
