@@ -299,7 +299,7 @@ catalog = consumer_app.build_catalog("sqlite:///catalog.db", "sqlite:///broker.d
     )
     assert done.returncode == 0, done.stderr
     [row] = [line for line in done.stdout.splitlines() if correlation_id in line]
-    assert name in row and "in progress" in row
+    assert name in row and "in_progress" in row
     assert created_at.strftime("%Y-%m-%d %H:%M:%S") in row
 
 

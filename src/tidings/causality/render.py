@@ -11,10 +11,11 @@ from rich.tree import Tree
 from tidings.causality.records import Outcome
 from tidings.causality.tree import EventNode, Handling, Status, Trace
 
+# The status as documented and as --json gives it (complete, in_progress, dead_lettered).
 _STATUS_STYLE = {
-    Status.COMPLETE: "[green]complete[/]",
-    Status.IN_PROGRESS: "[yellow]in progress[/]",
-    Status.DEAD_LETTERED: "[red]dead-lettered[/]",
+    Status.COMPLETE: f"[green]{Status.COMPLETE.value}[/]",
+    Status.IN_PROGRESS: f"[yellow]{Status.IN_PROGRESS.value}[/]",
+    Status.DEAD_LETTERED: f"[red]{Status.DEAD_LETTERED.value}[/]",
 }
 
 
@@ -29,7 +30,7 @@ def as_tree(trace: Trace) -> Tree:
     root = Tree(
         f"[bold]use case[/] {escape(str(trace.correlation_id))} "
         f"in {escape(trace.origin or '?')} at {_time(trace.started_at)}: "
-        f"{len(events)} events, {status_markup(trace)}"
+        f"{len(events)} event{'' if len(events) == 1 else 's'}, {status_markup(trace)}"
     )
     for event in trace.events:
         _add_event(root, event, trace)
