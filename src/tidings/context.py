@@ -30,7 +30,7 @@ from tidings.persistence.engines import (
     create_asyncio_engine,
     create_sync_engine,
 )
-from tidings.persistence.publication_log import PublicationLog
+from tidings.persistence.after_commit_work import PublicationLog
 from tidings.persistence.schema import create_tables, create_tables_async
 from tidings.persistence.tables import outbox
 from tidings.persistence.transaction import ContextRuntime, TransactionScope

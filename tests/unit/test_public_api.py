@@ -50,3 +50,11 @@ def test_from_causality_import_gives_each_exported_name_not_a_submodule() -> Non
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
     )
     assert result.stdout.strip() == ""
+
+
+def test_the_persistence_package_exports_its_tables_not_modules_of_their_names() -> None:
+    from sqlalchemy import Table
+
+    from tidings.persistence import inbox, outbox, publication_log
+
+    assert all(isinstance(table, Table) for table in (inbox, outbox, publication_log))

@@ -28,7 +28,7 @@ from tidings.domain.ids import uuid7
 from tidings.errors import ConfigurationError
 from tidings.observability.metrics import count_rows
 from tidings.observability.tracing import attached
-from tidings.persistence.publication_log import PendingWork, PublicationLog
+from tidings.persistence.after_commit_work import PendingWork, PublicationLog
 from tidings.persistence.tables import outbox
 from tidings.persistence.tables import publication_log as log_table
 from tidings.redaction import redact
