@@ -12,6 +12,10 @@ from tidings.cli.app import app
     ("arguments", "message"),
     [
         (["consume", "some.module:context", "--json"], "goes with --status"),
+        (["declare", "some.module:context", "--yes"], "goes with --delete"),
+        # CliRunner's input is no terminal: deleting cannot ask, so it needs --yes.
+        (["declare", "some.module:context", "--delete"], "required with --delete"),
+        (["declare", "some.module:context", "--delete", "--json"], "required with --delete"),
     ],
 )
 def test_options_given_without_their_companion_are_usage_errors(
