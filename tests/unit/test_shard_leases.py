@@ -128,3 +128,19 @@ def test_another_shard_count_is_refused_while_live_consumers_hold_shards(
     _beat(engine, "a", leave=True)
     recreated = _beat(engine, "b", count=6)
     assert (recreated.count, recreated.owned) == (6, frozenset(range(6)))
+
+
+def test_forgetting_a_group_is_refused_while_a_consumer_is_live_then_clears_its_rows(
+    engine: Engine,
+) -> None:
+    _beat(engine, "a")
+    _beat(engine, "b")  # a hot standby: live, holding nothing
+    _beat(engine, "a", leave=True)
+    with engine.begin() as connection:
+        assert leases.forget(connection, CONSUMER_LEASES, GROUP) == ["b"]
+    assert _beat(engine, "b").owned == frozenset(range(4)), "nothing was deleted"
+    _beat(engine, "b", leave=True)
+    with engine.begin() as connection:
+        assert leases.forget(connection, CONSUMER_LEASES, GROUP) == []
+        assert leases.holders(connection, CONSUMER_LEASES) == ({}, [])
+    assert _beat(engine, "c", count=6).owned == frozenset(range(6))

@@ -244,6 +244,8 @@ def consume(
     from tidings.errors import ConfigurationError
     from tidings.transports.registry import open_transport, with_prefetch
 
+    if as_json and not status:
+        raise typer.BadParameter("goes with --status", param_hint="--json")
     context = load_context(target)
     if status:
         from tidings.cli.shard_status import show_shard_owners

@@ -25,7 +25,9 @@ mechanism of :mod:`tidings.persistence.leases` that relays use for outbox partit
 
 The shard count is the transport's (a fact of the broker topology). When it differs
 from the one stored for the group, the rows are made again, unless a live process
-holds a shard: then the group's consumers must be stopped first.
+holds a shard: then the group's consumers must be stopped first. Deleting the group's
+subscription (``tidings declare APP --delete``) deletes its rows too
+(:func:`forget_group`), refused while one of its processes is live.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Collection
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, inspect
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -57,6 +59,7 @@ __all__ = [
     "ConsumerShards",
     "ShardLeases",
     "consumer_overview",
+    "forget_group",
     "rebalance",
 ]
 
@@ -331,6 +334,28 @@ class ConsumerShards:
         except ConfigurationError as error:
             self.fatal = error
             self._stopping.set()
+
+
+async def forget_group(engine: AsyncEngine, group: str) -> None:
+    """Delete the shard lease rows of ``group`` (its subscription is deleted, perhaps to
+    change its shard count), refused with :class:`ConfigurationError` while a consumer
+    process of the group is live: its membership or a lease has not expired, as
+    ``tidings consume --status`` shows it. Nothing to do in a database without the
+    tables (no sharded consumer ran there)."""
+
+    def forget(connection: Connection) -> list[str]:
+        if not inspect(connection).has_table(consumer_shards.name):
+            return []
+        return leases.forget(connection, CONSUMER_LEASES, group)
+
+    async with engine.begin() as connection:
+        live = await connection.run_sync(forget)
+    if live:
+        raise ConfigurationError(
+            f"consumer group {group!r} has live consumers ({', '.join(live)}), by their "
+            "shard leases in the context's database: stop every consumer of the group "
+            "(`tidings consume APP --status` lists them) and delete its subscription again"
+        )
 
 
 async def consumer_overview(engine: AsyncEngine) -> tuple[dict[str, int], list[LeaseHolder]]:

@@ -167,6 +167,27 @@ def recreate_units(connection: Connection, tables: LeaseTables, name: str, count
     create_units(connection, tables, name, count)
 
 
+def forget(connection: Connection, tables: LeaseTables, name: str) -> list[str]:
+    """Delete every unit and member row of ``name``, unless a process of it is live (its
+    membership or a unit lease not expired: running, holding units or standing by):
+    then delete nothing and return the live owners, sorted."""
+    now = datetime.now(UTC)
+    live = set(live_holders(locked(connection, tables, name), now))
+    member_key = tables.member(tables.key)
+    live |= set(
+        connection.execute(
+            select(tables.member("owner")).where(
+                member_key == name, tables.member("expires_at") > now
+            )
+        ).scalars()
+    )
+    if live:
+        return sorted(live)
+    connection.execute(delete(tables.units).where(tables.unit(tables.key) == name))
+    connection.execute(delete(tables.members).where(member_key == name))
+    return []
+
+
 def rebalance(
     connection: Connection,
     tables: LeaseTables,

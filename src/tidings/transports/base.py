@@ -154,8 +154,17 @@ class Transport(abc.ABC):
         """Remove the durable subscription of ``group`` and what it kept; idempotent.
 
         For a context that is decommissioned (or a demo run that is over): a
-        subscription nobody consumes keeps accumulating events on most brokers.
+        subscription nobody consumes keeps accumulating events on most brokers. Also
+        how a group's shard count changes (``tidings declare APP --delete``): a sharded
+        subscription is removed whole, by the count the broker records, whatever this
+        URL's ``?shards=`` says.
         """
+
+    async def connect_to_delete(self) -> None:
+        """Connect for :meth:`delete_subscription` only: as :meth:`connect`, but a URL
+        whose ``?shards=`` disagrees with the broker's topology is not refused, since
+        deleting is how that topology changes."""
+        await self.connect()
 
     @abc.abstractmethod
     def subscribe(self, group: str, event_types: Collection[str]) -> AsyncIterator[Delivery]:

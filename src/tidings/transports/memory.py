@@ -136,7 +136,8 @@ class MemoryTransport(Transport):
             raise ConfigurationError(
                 f"group {subscription.name!r} of memory broker {self.broker_name!r} has "
                 f"{subscription.shards} shards but {self.url!r} says {self.shards}: use "
-                f"?shards={subscription.shards}, or delete the subscription first"
+                f"?shards={subscription.shards}, or delete the subscription first "
+                "(transport.delete_subscription(group): the broker lives in this process)"
             )
 
     def shard_count(self, group: str) -> int:

@@ -193,9 +193,18 @@ class NatsTransport(Transport):
         """Create or update the group's durable pull consumer filtered on its types."""
         await self._declare_consumer(group, event_types)
 
+    async def connect_to_delete(self) -> None:
+        """Connect without checking the stream's shard count against ``?shards=``
+        (:meth:`delete_subscription` reads it from the stream)."""
+        await self._connection.open()
+
     async def delete_subscription(self, group: str) -> None:
-        """Delete the group's durable consumer (interest retention then frees its events)."""
-        await self._topology.delete_consumer(self._jetstream(), group)
+        """Delete the group's durable consumer(s) (interest retention then frees their
+        events), and a sharded stream left without consumers with its recorded count
+        (:meth:`~tidings.transports.nats_topology.Topology.delete_consumers`)."""
+        if await self._topology.delete_consumers(self._jetstream(), group):
+            self._stream_ready = False  # made again, with this URL's count, when used
+            self._publisher.forget_interest()
 
     async def subscribe(self, group: str, event_types: Collection[str]) -> AsyncIterator[Delivery]:
         """Deliveries for the group, fetched in batches of ``?prefetch=``.

@@ -15,7 +15,6 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-import nats.errors
 import nats.js.errors
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
@@ -114,8 +113,9 @@ class Topology:
                 f"stream {name!r} on NATS at {self._where} has {recorded} shard(s) and the "
                 f"URL asks for {self._options.shards} (?shards=): publishers and consumers "
                 f"of one stream must agree, so use ?shards={recorded}; to change the count, "
-                "drain the stream and delete it, or use a new one with ?stream= and "
-                "?subject_prefix="
+                "drain the stream and delete it (a sharded one goes with the last group's "
+                "subscription: tidings declare APP --delete --yes), or use a new one with "
+                "?stream= and ?subject_prefix="
             )
 
     async def declare_consumer(
@@ -253,23 +253,39 @@ class Topology:
                 f"{self._where}: {exc!r}; retry when the server is reachable"
             ) from exc
 
-    async def delete_consumer(self, js: JetStreamContext, group: str) -> None:
-        """Delete the group's durable consumer(s) (interest retention then frees its
-        events)."""
-        count = self._options.shards
-        names = [durable_name(group)]
-        if count > 1:
-            names = [shard_durable(group, shard) for shard in range(count)]
-            names += [name + _HOLDER_SUFFIX for name in names]
-        for name in names:
-            try:
-                await js.delete_consumer(self._options.stream, name)
-            except nats.js.errors.NotFoundError:
-                continue
-            except (nats.errors.Error, OSError, TimeoutError) as exc:
-                raise TransportError(
-                    f"cannot delete consumer of {group!r} on NATS at {self._where}: {exc!r}"
-                ) from exc
+    async def delete_consumers(self, js: JetStreamContext, group: str) -> bool:
+        """Delete the group's durable consumer(s), by the shard count the stream records
+        (whatever this URL's ``?shards=``); interest retention then frees its events.
+        True when the stream, sharded and left without consumers, was deleted too: it
+        held nothing any more, and its next user creates it with its own count. (An
+        unsharded stream stays: it may be one an operator made for tidings.)"""
+        stream = self._options.stream
+        try:
+            async with asyncio.timeout(self._options.confirm_timeout):
+                try:
+                    info = await js.stream_info(stream)
+                except nats.js.errors.NotFoundError:
+                    return False  # no stream, no consumers
+                count = stream_shards(info.config.description)
+                names = [durable_name(group)]
+                if count > 1:
+                    shards = [shard_durable(group, shard) for shard in range(count)]
+                    names += shards + [name + _HOLDER_SUFFIX for name in shards]
+                for name in names:
+                    with contextlib.suppress(nats.js.errors.NotFoundError):
+                        await js.delete_consumer(stream, name)
+                if count == 1 or (await js.stream_info(stream)).state.consumer_count:
+                    return False
+                # A consumer declared just now (another group starting) would go with it:
+                # the operator deleting a group has stopped the stream's users.
+                with contextlib.suppress(nats.js.errors.NotFoundError):
+                    await js.delete_stream(stream)
+                return True
+        except BROKER_ERRORS as exc:
+            raise TransportError(
+                f"cannot delete the consumers of {group!r} on NATS at {self._where}: "
+                f"{exc!r}; retry when the server is reachable"
+            ) from exc
 
 
 def _supports_filter_subjects(client: NatsClient) -> bool:

@@ -146,7 +146,8 @@ class Topology:
             raise ConfigurationError(
                 f"subscription {path!r} exists with filter {existing.filter!r}, which "
                 f"excludes {sorted(missing)}; Pub/Sub cannot change a filter: delete the "
-                "subscription (its backlog goes with it) and declare it again"
+                "subscription (its backlog goes with it: tidings declare APP --delete --yes) "
+                "and declare it again"
             )
         return path, admitted
 

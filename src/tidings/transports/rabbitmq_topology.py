@@ -220,7 +220,7 @@ async def _refuse_other_layout(
             f"group {group!r} has an unsharded subscription on RabbitMQ at {where} (queue "
             f"{name!r}), the URL asks ?shards={options.shards}: drop ?shards= from the "
             "URL, or let the group's consumers finish the queue, stop them and delete the "
-            "subscription before sharding it"
+            "subscription (tidings declare APP --delete --yes) before sharding it"
         )
 
 
@@ -254,5 +254,5 @@ def _count_mismatch(group: str, where: str, recorded: int, asked: int) -> Config
         f"exchange {shard_exchange_name(group)!r}), the URL asks for {asked}: every "
         f"consumer of a group must use the same ?shards= (here ?shards={recorded or '?'}); "
         "to change the count, let the consumers finish, stop them and delete the "
-        "subscription"
+        "subscription (tidings declare APP --delete --yes)"
     )

@@ -95,7 +95,7 @@ from tidings.transports.redis_consuming import (
 )
 from tidings.transports.redis_options import DEFAULT_STREAM, RedisOptions
 from tidings.transports.redis_publish import ADD_BATCH, add_batch, batch_call
-from tidings.transports.redis_topology import check_shards, mismatch
+from tidings.transports.redis_topology import check_shards, delete_group, mismatch
 
 if TYPE_CHECKING:
     from tidings.transports.sharding import ShardSet
@@ -244,16 +244,16 @@ class RedisTransport(Transport):
         return self.options.shards
 
     async def delete_subscription(self, group: str) -> None:
-        """Destroy the group's consumer group(s), their pending entries with them."""
-        for stream in self.options.streams:
-            try:
-                await self.client.xgroup_destroy(stream, group)
-            except ResponseError:
-                continue  # no such stream or group: nothing to delete
-            except (RedisError, OSError) as exc:
-                raise TransportError(
-                    f"cannot reach Redis to delete group {group!r}: {exc}; retry later"
-                ) from exc
+        """Destroy the group's consumer group on the stream, or on every shard stream of
+        the count Redis records (whatever this URL's ``?shards=``), their pending
+        entries with them; when it was a sharded stream's last group, the stream goes
+        too, with its count (:func:`~tidings.transports.redis_topology.delete_group`)."""
+        try:
+            await delete_group(self.client, self.options, group)
+        except (RedisError, OSError) as exc:
+            raise TransportError(
+                f"cannot delete group {group!r} on Redis: {exc}; retry later"
+            ) from exc
 
     def consumer_name(self) -> str:
         """A fresh consumer name: host, process and a random part."""

@@ -9,6 +9,7 @@ import pytest
 
 from tests.integration.transports import conformance
 from tests.integration.transports.conformance import decode, make_events
+from tidings.errors import ConfigurationError
 from tidings.transports import Transport, open_transport
 from tidings.transports.memory import MemoryTransport
 
@@ -39,6 +40,23 @@ async def test_an_unacknowledged_delivery_comes_back(transport: Transport) -> No
 
 async def test_a_deleted_subscription_forgets_what_it_kept(transport: Transport) -> None:
     await conformance.check_deleted_subscription_forgets_its_events(transport)
+
+
+async def test_a_sharded_group_deleted_by_any_url_is_declared_again_with_another_count() -> None:
+    async with (
+        open_transport("memory://recount?shards=2") as two,
+        open_transport("memory://recount") as unsharded,
+        open_transport("memory://recount?shards=3") as three,
+    ):
+        await two.declare_subscription("billing", {"t"})
+        await two.publish_batch("s", make_events(4, 2, "t", "s"))
+        with pytest.raises(ConfigurationError, match="has 2 shards"):
+            await three.declare_subscription("billing", {"t"})
+        await unsharded.delete_subscription("billing")
+        await three.declare_subscription("billing", {"t"})
+        assert three.shard_count("billing") == 3
+        assert isinstance(three, MemoryTransport) and three.backlog("billing") == 0
+    MemoryTransport.discard_broker("memory://recount")
 
 
 async def test_transports_opened_on_the_same_name_share_one_broker() -> None:

@@ -363,6 +363,50 @@ async def test_a_url_whose_shard_count_disagrees_with_the_stream_is_refused(
     await publisher.close()
 
 
+async def test_a_group_deleted_by_any_url_loses_every_shard_consumer_and_the_last_the_stream(
+    transport: NatsTransport, base_url: str, server_url: str, stream: str
+) -> None:
+    event_type = f"catalog.recounted{uuid7().hex[:8]}"
+    for group in ("a", "b"):
+        await transport.declare_subscription(group, {event_type})
+    await transport.publish_batch("catalog", conformance.make_events(8, 8, event_type, "catalog"))
+    client = await nats.connect(server_url)
+    unsharded, two = NatsTransport(base_url), NatsTransport(f"{base_url}&shards=2")
+    try:
+        js = client.jetstream()
+        # A holder consumer left by a take-over cut short goes with its group too.
+        holder = ConsumerConfig(
+            durable_name="a-1-hold",
+            ack_policy=AckPolicy.EXPLICIT,
+            filter_subject=f"{stream.lower()}.*.1.>",
+        )
+        await js.add_consumer(stream, holder)
+        await unsharded.connect_to_delete()  # connect() would refuse the URL's count
+        await unsharded.delete_subscription("a")
+        consumers = {info.name for info in await js.consumers_info(stream)}
+        assert consumers == {f"b-{shard}" for shard in range(SHARDS)}
+
+        with pytest.raises(ConfigurationError, match=r"has 4 shard.*--delete"):
+            await two.declare_subscription("a", {event_type})  # b still reads the stream
+        await two.connect_to_delete()
+        await two.delete_subscription("b")  # the last group: the stream and its count go
+        await two.delete_subscription("b")  # idempotent
+        with pytest.raises(nats.js.errors.NotFoundError):
+            await js.stream_info(stream)
+
+        await two.declare_subscription("a", {event_type})
+        assert (await js.stream_info(stream)).config.description == "tidings shards=2"
+        events = conformance.make_events(20, 10, event_type, "catalog")
+        await two.publish_batch("catalog", events)
+        received = await conformance.collect(two, "a", {event_type}, len(events), timeout=30)
+        conformance.assert_complete_and_ordered(events, received)
+        assert {shard_of(event, 2) for event in received} == {0, 1}
+    finally:
+        await unsharded.close()
+        await two.close()
+        await client.close()
+
+
 async def test_a_sharded_url_on_an_unsharded_stream_is_refused(
     server_url: str, stream: str, base_url: str
 ) -> None:

@@ -428,6 +428,35 @@ async def test_mismatching_shard_counts_are_refused(
                 await channel.declare_queue(name, passive=True)
 
 
+async def test_a_sharded_subscription_deleted_by_any_url_goes_whole_and_takes_another_count(
+    opened: Callable[..., RabbitMQTransport], broker_url: str, tag: str
+) -> None:
+    group, event_type = f"recount-{tag}", f"shards.recount.{tag}"
+    two = opened(shards=2)
+    await two.declare_subscription(group, {event_type})
+    await two.publish_batch("catalog", conformance.make_events(10, 5, event_type, "catalog"))
+    await opened().delete_subscription(group)  # a URL without ?shards=
+    connection = await aio_pika.connect(broker_url)
+    async with connection:
+        for declare in (
+            lambda channel: channel.declare_queue(f"tidings.{group}.0", passive=True),
+            lambda channel: channel.declare_queue(f"tidings.{group}.1", passive=True),
+            lambda channel: channel.declare_exchange(f"tidings.{group}.shards", passive=True),
+            lambda channel: channel.declare_exchange(f"tidings.{group}.shards:2", passive=True),
+        ):
+            channel = await connection.channel()
+            with pytest.raises(aiormq.exceptions.ChannelNotFoundEntity):
+                await declare(channel)
+
+    three = opened(shards=3)
+    await three.declare_subscription(group, {event_type})
+    events = conformance.make_events(30, 9, event_type, "catalog")
+    assert await three.publish_batch("catalog", events) == frozenset()
+    received = await conformance.collect(three, group, {event_type}, len(events), timeout=30)
+    conformance.assert_complete_and_ordered(events, received)
+    assert {e.id for e in received} == {e.id for e in events}  # none of the deleted subscription's
+
+
 async def test_one_consumer_without_a_shard_set_reads_every_shard_in_order(
     opened: Callable[..., RabbitMQTransport],
 ) -> None:

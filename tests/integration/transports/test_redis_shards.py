@@ -160,6 +160,35 @@ async def test_an_existing_unsharded_stream_refuses_a_sharded_url(opener: Opener
     assert not await sharded.client.exists(sharded.options.shards_key)
 
 
+async def test_a_group_deleted_by_any_url_leaves_every_shard_and_the_last_takes_the_count(
+    opener: Opener, stream_name: str
+) -> None:
+    two = await opener(shards=2)
+    for group in ("a", "b"):
+        await two.declare_subscription(group, {TYPE})
+    await two.publish_batch("src", conformance.make_events(20, 8, TYPE, "src"))
+    await (await opener(shards=1)).delete_subscription("a")  # a URL without ?shards=
+    for shard in range(2):
+        groups = await two.client.xinfo_groups(f"{stream_name}:{shard}")
+        assert [group["name"] for group in groups] == [b"b"], shard
+
+    three = await opener(shards=3)
+    with pytest.raises(ConfigurationError, match=r"split into 2 shards.*--delete"):
+        await three.declare_subscription("a", {TYPE})  # b still reads the 2 shard streams
+    await three.delete_subscription("b")  # the last group: its streams and count go
+    await three.delete_subscription("b")  # idempotent
+    shard_keys = [f"{stream_name}:{shard}" for shard in range(3)]
+    assert not await three.client.exists(f"{stream_name}:shards", stream_name, *shard_keys)
+
+    await three.declare_subscription("a", {TYPE})
+    assert await three.client.get(f"{stream_name}:shards") == b"3"
+    events = conformance.make_events(30, 9, TYPE, "src")
+    await three.publish_batch("src", events)
+    received = await conformance.collect(three, "a", {TYPE}, len(events), timeout=30)
+    conformance.assert_complete_and_ordered(events, received)
+    assert {e.id for e in received} == {e.id for e in events}  # none of the old count's entries
+
+
 async def test_an_unsharded_subscription_reads_every_shard_in_order_per_key(
     opener: Opener,
 ) -> None:
