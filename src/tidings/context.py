@@ -25,12 +25,12 @@ from tidings.contracts.upcasting import Upcaster, Upcasters
 from tidings.domain.aggregate import AggregateRoot
 from tidings.errors import ConfigurationError, NoActiveTransactionError
 from tidings.observability.tracing import messaging_system
+from tidings.persistence.after_commit_work import PublicationLog
 from tidings.persistence.engines import (
     READ_ONLY_OPTION,
     create_asyncio_engine,
     create_sync_engine,
 )
-from tidings.persistence.after_commit_work import PublicationLog
 from tidings.persistence.schema import create_tables, create_tables_async
 from tidings.persistence.tables import outbox
 from tidings.persistence.transaction import ContextRuntime, TransactionScope
