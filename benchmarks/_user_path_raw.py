@@ -86,7 +86,6 @@ async def consume(database_url: str, amqp_url: str, queue_name: str, group: str)
         while len(batch) < BATCH and not arrivals.empty():
             batch.append(arrivals.get_nowait())
         events = [_decode(message) for message in batch]
-        now = time.monotonic()
         async with database.transaction():
             fresh = {
                 row[0]
@@ -99,6 +98,8 @@ async def consume(database_url: str, amqp_url: str, queue_name: str, group: str)
                 )
             }
             kept = [e for e in events if str(e.event_id) in fresh]
+            # Stamped where tidings' handler stamps its effect: after the inbox claim.
+            now = time.monotonic()
             if kept:
                 await database.execute(
                     "INSERT INTO bench_user_effects (event_id, thing_id, seq, at) "
