@@ -1,0 +1,83 @@
+"""tidings' long-running loops stop when a library call they make loses the stop's
+cancellation (Python 3.11's ``asyncio.wait_for``, see :mod:`tests.support.swallowing`):
+each loop raises it at its guard, and each stopper cancels again until its task ended."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from tests.support.swallowing import STOP_BOUND, SwallowingCall
+from tidings.consumer.shard_leases import CONSUMER_LEASES, ConsumerShards
+from tidings.persistence import leases
+from tidings.persistence.tables import metadata
+from tidings.transports.memory import MemoryTransport
+
+GROUP = "basket"
+
+
+@pytest.fixture
+async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    path = tmp_path / "context.db"
+    tables = create_engine(f"sqlite:///{path}")
+    metadata.create_all(tables)
+    tables.dispose()
+    engine = create_async_engine(f"sqlite+aiosqlite:///{path}")
+    yield engine
+    await engine.dispose()
+
+
+@pytest.mark.parametrize("then_block", [False, True], ids=["returns", "then-blocks"])
+async def test_the_shard_lease_loop_stops_when_a_heartbeat_lost_the_cancellation(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch, then_block: bool
+) -> None:
+    # The loop ends only when cancelled: a heartbeat that lost it would heartbeat on for
+    # ever, and the consumer's stop wait for it.
+    shards = ConsumerShards(
+        engine, GROUP, ttl=0.3, stopping=asyncio.Event(), handled=lambda: 0
+    )  # heartbeats every 0.1 s
+    await shards.batches(MemoryTransport("memory://unused?shards=2"), {"t"}, 10)
+    assert shards.leases is not None and shards.leases.lease is not None
+    heartbeat = SwallowingCall(then_block=then_block)
+    monkeypatch.setattr(shards.leases, "heartbeat", heartbeat)
+
+    await heartbeat.stop_as_it_completes(shards.close())
+
+    heartbeat.check_reproduced()
+    assert heartbeat.calls == 1, "the lease loop heartbeat on after its cancellation"
+    async with engine.connect() as connection:
+        _, holders = await connection.run_sync(leases.holders, CONSUMER_LEASES)
+    assert not [h for h in holders if h.units], "the stop released every shard"
+
+
+async def test_the_shard_lease_loop_stops_at_once_when_cancelled_as_a_shard_drains(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Its wait for a drained shard: under asyncio.wait_for, a cancellation landing as the
+    # shard drains was lost (Python 3.11), and the loop went round once more.
+    shards = ConsumerShards(engine, GROUP, ttl=30.0, stopping=asyncio.Event(), handled=lambda: 0)
+    await shards.batches(MemoryTransport("memory://unused?shards=2"), {"t"}, 10)
+    assert shards.leases is not None
+    granted = shards.leases.shards
+    released = asyncio.Event()
+    rounds = 0
+
+    async def release_drained() -> None:
+        nonlocal rounds
+        rounds += 1
+        released.set()
+
+    monkeypatch.setattr(shards.leases, "release_drained", release_drained)
+    async with asyncio.timeout(STOP_BOUND):
+        await released.wait()  # the loop waits for a drained shard now
+    granted.revoke({0})
+    granted.stopped(0)  # drained: the loop's wait completes in the step the stop cancels it
+    async with asyncio.timeout(STOP_BOUND):
+        await shards.close()
+
+    assert rounds == 1, "the lease loop went round again after its cancellation"
