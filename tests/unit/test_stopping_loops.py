@@ -6,16 +6,25 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from tests.support.consumer_app import ProductPriceChangedIntegrationEvent
+from tests.support.consumer_infra import price_changed
 from tests.support.swallowing import STOP_BOUND, SwallowingCall
+from tidings.application.retry import RetryPolicy
+from tidings.consumer.database_watch import DatabaseWatch
+from tidings.consumer.items import Item
+from tidings.consumer.retry_lanes import RetryLanes
 from tidings.consumer.shard_leases import CONSUMER_LEASES, ConsumerShards
+from tidings.consumer.stats import ConsumerStats
 from tidings.persistence import leases
 from tidings.persistence.tables import metadata
+from tidings.transports.base import Delivery
 from tidings.transports.memory import MemoryTransport
 
 GROUP = "basket"
@@ -81,3 +90,46 @@ async def test_the_shard_lease_loop_stops_at_once_when_cancelled_as_a_shard_drai
         await shards.close()
 
     assert rounds == 1, "the lease loop went round again after its cancellation"
+
+
+def _item(seq: int, failures: int = 0) -> Item:
+    event = price_changed("product-1", seq)
+    contract = ProductPriceChangedIntegrationEvent(product_id="product-1", price=Decimal(seq))
+    return Item(Delivery(b""), event, contract, failures=failures)
+
+
+@pytest.mark.parametrize("then_block", [False, True], ids=["returns", "then-blocks"])
+async def test_a_retry_lane_stops_when_its_handler_lost_the_cancellation(
+    engine: AsyncEngine, then_block: bool
+) -> None:
+    # A lane works through its key's queue: one that lost its cancellation in a handler
+    # would go on to the next event (backing off between attempts), and the consumer's
+    # reconnection or stop wait for all of them.
+    handle_once = SwallowingCall(then_block=then_block)
+    stopping = asyncio.Event()
+    retry = RetryPolicy(initial_delay=0.0, max_delay=0.0)
+
+    async def not_expected(*_: object) -> bool:
+        raise AssertionError("nothing fails here")
+
+    lanes = RetryLanes(
+        context_name="basket",
+        group=GROUP,
+        retry=retry,
+        immediate_retries=0,
+        max_attempts=5,
+        handle_once=handle_once,
+        give_up=not_expected,
+        database=DatabaseWatch(engine, GROUP, retry, stopping),
+        wait_for_database=not_expected,
+        stats=ConsumerStats(),
+        stopping=stopping,
+    )
+    await lanes.handle_alone(_item(1, failures=1))  # its key blocked: a lane retries it
+    assert lanes.queue_behind(_item(2))
+
+    await handle_once.stop_as_it_completes(lanes.abandon())
+
+    handle_once.check_reproduced()
+    assert handle_once.calls == 1, "the lane handled the next event after its cancellation"
+    assert len(lanes) == 0
