@@ -70,3 +70,10 @@ class SwallowingCall:
         """The call lost the stop's cancellation (where ``wait_for`` can lose one)."""
         if WAIT_FOR_SWALLOWS:
             assert self.swallowed, "the cancellation was not swallowed: nothing reproduced"
+
+
+async def cancel_once(task: asyncio.Task[Any]) -> None:
+    """Cancel ``task`` once and wait until it ended, as ``asyncio.gather`` (cancelled) or
+    a plain ``task.cancel(); await task`` does: no second cancellation."""
+    task.cancel()
+    await asyncio.wait({task})

@@ -13,10 +13,13 @@ import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from tests.support import consumer_app
 from tests.support.consumer_app import ProductPriceChangedIntegrationEvent
-from tests.support.consumer_infra import price_changed
-from tests.support.swallowing import STOP_BOUND, SwallowingCall
+from tests.support.consumer_infra import declare, new_tag, price_changed
+from tests.support.swallowing import STOP_BOUND, SwallowingCall, cancel_once
+from tidings import BoundedContext
 from tidings.application.retry import RetryPolicy
+from tidings.consumer import Consumer
 from tidings.consumer.database_watch import DatabaseWatch
 from tidings.consumer.items import Item
 from tidings.consumer.retry_lanes import RetryLanes
@@ -133,3 +136,37 @@ async def test_a_retry_lane_stops_when_its_handler_lost_the_cancellation(
     handle_once.check_reproduced()
     assert handle_once.calls == 1, "the lane handled the next event after its cancellation"
     assert len(lanes) == 0
+
+
+@pytest.fixture
+async def basket(tmp_path: Path) -> AsyncIterator[BoundedContext]:
+    url = f"memory://stopping-{new_tag()}"
+    context = consumer_app.build_basket(f"sqlite:///{tmp_path / 'basket.db'}", url)
+    try:
+        yield context
+    finally:
+        await context.adispose()
+        MemoryTransport.discard_broker(url)
+
+
+async def test_a_consumer_stops_when_an_acknowledgement_lost_the_cancellation(
+    basket: BoundedContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Cancelled once (asyncio.gather of a cancelled worker, a TaskGroup), not stopped: a
+    # consumer that lost the cancellation in a broker call (redis-py writes each XACK
+    # under wait_for) would wait for the next batch, and whoever cancelled it for ever.
+    consumer = Consumer(basket, MemoryTransport(basket.broker_url))
+    await declare(consumer)
+    producer = MemoryTransport(basket.broker_url)
+    await producer.connect()
+    await producer.publish_batch("catalog", [price_changed("product-1", 1)])
+    acknowledge = SwallowingCall()
+    monkeypatch.setattr(consumer.transport, "ack_many", acknowledge)
+    task = asyncio.create_task(consumer.run())
+
+    await acknowledge.stop_as_it_completes(cancel_once(task))
+    await producer.publish_batch("catalog", [price_changed("product-2", 2)])
+
+    acknowledge.check_reproduced()
+    assert task.cancelled()
+    assert (consumer.stats.batches, consumer.stats.handled) == (1, 1)

@@ -66,6 +66,7 @@ from tidings.observability.metrics import count
 from tidings.observability.tracing import ProcessSpans, TraceParenting, messaging_system
 from tidings.persistence.migrations import ensure_current
 from tidings.transports.base import Delivery, Transport, TransportError, ack_all
+from tidings.transports.cancellation import raise_if_cancelled
 from tidings.transports.registry import open_transport
 
 if TYPE_CHECKING:
@@ -222,6 +223,8 @@ class Consumer:
         failures = 0
         try:
             while not self._stopping.is_set():
+                # One a broker or database client lost (tidings.transports.cancellation).
+                raise_if_cancelled()
                 batches_before = self.stats.batches
                 try:
                     await self._subscribe_and_consume()
@@ -268,6 +271,7 @@ class Consumer:
         stop = asyncio.ensure_future(self._stopping.wait())
         try:
             while not self._stopping.is_set():
+                raise_if_cancelled()  # one the last batch's handlers or acknowledgements lost
                 arrived = asyncio.ensure_future(anext(batches))
                 await asyncio.wait({arrived, stop}, return_when=asyncio.FIRST_COMPLETED)
                 if not arrived.done():
