@@ -8,6 +8,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
+from typing import Literal
 
 import pytest
 from sqlalchemy import create_engine
@@ -170,3 +171,58 @@ async def test_a_consumer_stops_when_an_acknowledgement_lost_the_cancellation(
     acknowledge.check_reproduced()
     assert task.cancelled()
     assert (consumer.stats.batches, consumer.stats.handled) == (1, 1)
+
+
+async def test_a_database_wait_stops_when_a_probe_lost_the_cancellation(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The database is away and nobody stops the consumer: a probe that lost the
+    # cancellation would have it probe on until the database answers.
+    retry = RetryPolicy(initial_delay=0.05, max_delay=0.05)
+    watch = DatabaseWatch(engine, GROUP, retry, asyncio.Event())
+    probe = SwallowingCall()  # returns None: the database does not answer
+    monkeypatch.setattr(watch, "reachable", probe)
+    task = asyncio.create_task(watch.wait_for(ConnectionError("the database is away")))
+
+    await probe.stop_as_it_completes(cancel_once(task))
+
+    probe.check_reproduced()
+    assert task.cancelled()
+    assert probe.calls == 1, "the database was probed again after the cancellation"
+
+
+class _WatchedEvent(asyncio.Event):
+    """An event that tells when it is waited for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waited = asyncio.Event()
+
+    async def wait(self) -> Literal[True]:
+        self.waited.set()
+        return await super().wait()
+
+
+async def test_a_database_wait_stopped_and_cancelled_at_once_probes_no_more(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What a worker's stop does: set the stop, then cancel. Under asyncio.wait_for the
+    # wait returned (Python 3.11) and the database was probed once more.
+    stopping = _WatchedEvent()
+    watch = DatabaseWatch(engine, GROUP, RetryPolicy(initial_delay=60.0, max_delay=60.0), stopping)
+    probes = 0
+
+    async def reachable() -> bool:
+        nonlocal probes
+        probes += 1
+        return False
+
+    monkeypatch.setattr(watch, "reachable", reachable)
+    task = asyncio.create_task(watch.wait_for(ConnectionError("the database is away")))
+    async with asyncio.timeout(STOP_BOUND):
+        await stopping.waited.wait()  # it waits out the first backoff now
+    stopping.set()
+    await cancel_once(task)
+
+    assert task.cancelled()
+    assert probes == 0
