@@ -30,26 +30,33 @@ class SwallowingCall:
 
     ``then_block``: after returning from ``wait_for``, the first call waits again until
     it is cancelled once more, as redis-py reads the reply of a command whose write lost
-    the cancellation (a stop must then cancel again, :func:`cancel_and_wait`).
+    the cancellation (a stop must then cancel again, :func:`cancel_and_wait`). Every call
+    returns ``result``, or raises ``error`` (a broker that cannot be reached).
     """
 
-    def __init__(self, *, then_block: bool = False) -> None:
+    def __init__(
+        self, *, then_block: bool = False, result: Any = None, error: Exception | None = None
+    ) -> None:
+        self.result = result
+        self.error = error
         self.calls = 0
         self.swallowed = False
         self.entered = asyncio.Event()
         self._complete = asyncio.Event()
         self._then_block = then_block
 
-    async def __call__(self, *_args: Any, **_kwargs: Any) -> None:
+    async def __call__(self, *_args: Any, **_kwargs: Any) -> Any:
         self.calls += 1
-        if self.calls > 1:
-            return
-        self.entered.set()
-        await asyncio.wait_for(self._complete.wait(), STOP_BOUND)
-        task = asyncio.current_task()
-        self.swallowed = task is not None and task.cancelling() > 0
-        if self._then_block:
-            await asyncio.Event().wait()
+        if self.calls == 1:
+            self.entered.set()
+            await asyncio.wait_for(self._complete.wait(), STOP_BOUND)
+            task = asyncio.current_task()
+            self.swallowed = task is not None and task.cancelling() > 0
+            if self._then_block:
+                await asyncio.Event().wait()
+        if self.error is not None:
+            raise self.error
+        return self.result
 
     async def stop_as_it_completes(self, stop: Coroutine[Any, Any, None]) -> None:
         """Once the first call waits, let it complete and start ``stop`` at once (its

@@ -5,13 +5,13 @@ each loop raises it at its guard, and each stopper cancels again until its task 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
 import pytest
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from tests.support import consumer_app
@@ -26,9 +26,10 @@ from tidings.consumer.items import Item
 from tidings.consumer.retry_lanes import RetryLanes
 from tidings.consumer.shard_leases import CONSUMER_LEASES, ConsumerShards
 from tidings.consumer.stats import ConsumerStats
+from tidings.outbox.relay import Relay
 from tidings.persistence import leases
-from tidings.persistence.tables import metadata
-from tidings.transports.base import Delivery
+from tidings.persistence.tables import metadata, outbox
+from tidings.transports.base import NOTHING_UNROUTABLE, Delivery, TransportError
 from tidings.transports.memory import MemoryTransport
 
 GROUP = "basket"
@@ -226,3 +227,57 @@ async def test_a_database_wait_stopped_and_cancelled_at_once_probes_no_more(
 
     assert task.cancelled()
     assert probes == 0
+
+
+@pytest.fixture
+def catalog(tmp_path: Path) -> Iterator[BoundedContext]:
+    context = consumer_app.build_catalog(f"sqlite:///{tmp_path / 'catalog.db'}", "memory://unused")
+    try:
+        yield context
+    finally:
+        context.dispose()
+
+
+def _relay(context: BoundedContext) -> Relay:
+    retry = RetryPolicy(initial_delay=0.05, max_delay=0.05)
+    return Relay(
+        context, MemoryTransport("memory://unused"), retry=retry, complete_after_commit=False
+    )
+
+
+async def test_a_relay_stops_when_a_publish_lost_the_cancellation(
+    catalog: BoundedContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Cancelled once, not stopped: a relay whose publish lost the cancellation (redis-py
+    # writes each XADD under wait_for) would relay on, and whoever cancelled it wait.
+    with catalog.transaction():
+        consumer_app.ChangeProductPrice(catalog).execute("product-1", Decimal(1))
+    relay = _relay(catalog)
+    publish = SwallowingCall(result=NOTHING_UNROUTABLE)
+    monkeypatch.setattr(relay.transport, "publish_batch", publish)
+    task = asyncio.create_task(relay.run())
+
+    await publish.stop_as_it_completes(cancel_once(task))
+
+    publish.check_reproduced()
+    assert task.cancelled()
+    pending = select(func.count()).select_from(outbox).where(outbox.c.published_at.is_(None))
+    with catalog.engine.connect() as connection:
+        assert connection.execute(pending).scalar() == 0, "what was confirmed is marked"
+
+
+async def test_a_relay_stops_when_a_connection_attempt_lost_the_cancellation(
+    catalog: BoundedContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The broker is down: a relay whose connection attempt lost the cancellation would
+    # try again and again until the broker is back.
+    relay = _relay(catalog)
+    connect = SwallowingCall(error=TransportError("the broker is down"))
+    monkeypatch.setattr(relay.transport, "connect", connect)
+    task = asyncio.create_task(relay.run())
+
+    await connect.stop_as_it_completes(cancel_once(task))
+
+    connect.check_reproduced()
+    assert task.cancelled()
+    assert connect.calls == 1, "the relay tried to connect again after its cancellation"
