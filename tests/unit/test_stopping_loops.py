@@ -60,9 +60,8 @@ async def test_the_shard_lease_loop_stops_when_a_heartbeat_lost_the_cancellation
     heartbeat = SwallowingCall(then_block=then_block)
     monkeypatch.setattr(shards.leases, "heartbeat", heartbeat)
 
-    await heartbeat.stop_as_it_completes(shards.close())
+    await heartbeat.stopped_by(shards.close())
 
-    heartbeat.check_reproduced()
     assert heartbeat.calls == 1, "the lease loop heartbeat on after its cancellation"
     async with engine.connect() as connection:
         _, holders = await connection.run_sync(leases.holders, CONSUMER_LEASES)
@@ -84,6 +83,7 @@ async def test_the_shard_lease_loop_stops_at_once_when_cancelled_as_a_shard_drai
     async def release_drained() -> None:
         nonlocal rounds
         rounds += 1
+        granted.drained()  # reported, as the real one does (it then releases them)
         released.set()
 
     monkeypatch.setattr(shards.leases, "release_drained", release_drained)
@@ -92,7 +92,7 @@ async def test_the_shard_lease_loop_stops_at_once_when_cancelled_as_a_shard_drai
     granted.revoke({0})
     granted.stopped(0)  # drained: the loop's wait completes in the step the stop cancels it
     async with asyncio.timeout(STOP_BOUND):
-        await shards.close()
+        await shards.close()  # cancels in this step
 
     assert rounds == 1, "the lease loop went round again after its cancellation"
 
@@ -133,9 +133,8 @@ async def test_a_retry_lane_stops_when_its_handler_lost_the_cancellation(
     await lanes.handle_alone(_item(1, failures=1))  # its key blocked: a lane retries it
     assert lanes.queue_behind(_item(2))
 
-    await handle_once.stop_as_it_completes(lanes.abandon())
+    await handle_once.stopped_by(lanes.abandon())
 
-    handle_once.check_reproduced()
     assert handle_once.calls == 1, "the lane handled the next event after its cancellation"
     assert len(lanes) == 0
 
@@ -166,10 +165,9 @@ async def test_a_consumer_stops_when_an_acknowledgement_lost_the_cancellation(
     monkeypatch.setattr(consumer.transport, "ack_many", acknowledge)
     task = asyncio.create_task(consumer.run())
 
-    await acknowledge.stop_as_it_completes(cancel_once(task))
+    await acknowledge.stopped_by(cancel_once(task))
     await producer.publish_batch("catalog", [price_changed("product-2", 2)])
 
-    acknowledge.check_reproduced()
     assert task.cancelled()
     assert (consumer.stats.batches, consumer.stats.handled) == (1, 1)
 
@@ -185,9 +183,8 @@ async def test_a_database_wait_stops_when_a_probe_lost_the_cancellation(
     monkeypatch.setattr(watch, "reachable", probe)
     task = asyncio.create_task(watch.wait_for(ConnectionError("the database is away")))
 
-    await probe.stop_as_it_completes(cancel_once(task))
+    await probe.stopped_by(cancel_once(task))
 
-    probe.check_reproduced()
     assert task.cancelled()
     assert probe.calls == 1, "the database was probed again after the cancellation"
 
@@ -257,9 +254,8 @@ async def test_a_relay_stops_when_a_publish_lost_the_cancellation(
     monkeypatch.setattr(relay.transport, "publish_batch", publish)
     task = asyncio.create_task(relay.run())
 
-    await publish.stop_as_it_completes(cancel_once(task))
+    await publish.stopped_by(cancel_once(task))
 
-    publish.check_reproduced()
     assert task.cancelled()
     pending = select(func.count()).select_from(outbox).where(outbox.c.published_at.is_(None))
     with catalog.engine.connect() as connection:
@@ -276,8 +272,7 @@ async def test_a_relay_stops_when_a_connection_attempt_lost_the_cancellation(
     monkeypatch.setattr(relay.transport, "connect", connect)
     task = asyncio.create_task(relay.run())
 
-    await connect.stop_as_it_completes(cancel_once(task))
+    await connect.stopped_by(cancel_once(task))
 
-    connect.check_reproduced()
     assert task.cancelled()
     assert connect.calls == 1, "the relay tried to connect again after its cancellation"
