@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from tests.support import consumer_app
 from tests.support.consumer_app import ProductPriceChangedIntegrationEvent
 from tests.support.consumer_infra import declare, new_tag, price_changed
-from tests.support.swallowing import STOP_BOUND, SwallowingCall, cancel_once
+from tests.support.swallowing import STOP_BOUND, SwallowingCall, cancel_once, ends_within_bound
 from tidings import BoundedContext
 from tidings.application.retry import RetryPolicy
 from tidings.consumer import Consumer
@@ -170,6 +170,36 @@ async def test_a_consumer_stops_when_an_acknowledgement_lost_the_cancellation(
 
     assert task.cancelled()
     assert (consumer.stats.batches, consumer.stats.handled) == (1, 1)
+
+
+async def test_a_consumer_cancelled_waiting_for_a_batch_ends_its_read_and_closes_it(
+    basket: BoundedContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An async generator cannot be closed while it runs: the consumer closed its
+    # subscription with the read still under way, and ended with RuntimeError('aclose():
+    # asynchronous generator is already running'), the subscription left open.
+    consumer = Consumer(basket, MemoryTransport(basket.broker_url))
+    reading = asyncio.Event()
+    closed = False
+
+    async def subscribe_batches(*_: object) -> AsyncIterator[list[Delivery]]:
+        nonlocal closed
+        try:
+            reading.set()
+            await asyncio.Event().wait()  # nothing arrives
+            yield []
+        finally:
+            closed = True
+
+    monkeypatch.setattr(consumer.transport, "subscribe_batches", subscribe_batches)
+    task = asyncio.create_task(consumer.run())
+    async with asyncio.timeout(STOP_BOUND):
+        await reading.wait()
+
+    await ends_within_bound(cancel_once(task))
+
+    assert task.cancelled()
+    assert closed, "the subscription was not closed"
 
 
 async def test_a_database_wait_stops_when_a_probe_lost_the_cancellation(
