@@ -31,6 +31,7 @@ from tidings.persistence import leases
 from tidings.persistence.tables import metadata, outbox
 from tidings.transports.base import NOTHING_UNROUTABLE, Delivery, TransportError
 from tidings.transports.memory import MemoryTransport
+from tidings.worker import ContextWorker
 
 GROUP = "basket"
 
@@ -306,3 +307,60 @@ async def test_a_relay_stops_when_a_connection_attempt_lost_the_cancellation(
 
     assert task.cancelled()
     assert connect.calls == 1, "the relay tried to connect again after its cancellation"
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["declared", "broker-down"])
+async def test_a_worker_cancelled_while_declaring_stops_when_the_broker_call_lost_it(
+    basket: BoundedContext, monkeypatch: pytest.MonkeyPatch, declared: bool
+) -> None:
+    # Declared after all, it would start its relay and consumer; with the broker down,
+    # it would try to declare again until the broker is back.
+    worker = ContextWorker(basket)
+    assert worker.consumer is not None
+    declare = SwallowingCall(error=None if declared else TransportError("the broker is down"))
+    monkeypatch.setattr(worker.consumer, "declare", declare)
+    task = asyncio.create_task(worker.run())
+
+    await declare.stopped_by(cancel_once(task))
+
+    assert task.cancelled()
+    assert declare.calls == 1
+
+
+async def test_a_cancelled_worker_stops_a_part_that_lost_the_cancellation(
+    basket: BoundedContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The worker cancelled once (asyncio.run ending, a TaskGroup): its consumer loses that
+    # cancellation in a broker call, then waits in that call. asyncio.gather, cancelled,
+    # waited for it with that one cancellation; the worker tells it to stop and cancels
+    # it again.
+    worker = ContextWorker(basket, relay=False)
+    assert worker.consumer is not None
+    producer = MemoryTransport(basket.broker_url)
+    await producer.connect()
+    await producer.declare_subscription(basket.name, worker.consumer.subscriptions.event_types)
+    await producer.publish_batch("catalog", [price_changed("product-1", 1)])
+    acknowledge = SwallowingCall(then_block=True)
+    monkeypatch.setattr(worker.consumer.transport, "ack_many", acknowledge)
+    task = asyncio.create_task(worker.run())
+
+    await acknowledge.stopped_by(cancel_once(task))
+
+    assert task.cancelled()
+    assert worker.consumer.stats.handled == 1
+
+
+async def test_a_worker_whose_part_fails_stops_the_other_and_raises_its_error(
+    basket: BoundedContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    worker = ContextWorker(basket)
+    assert worker.relay is not None
+
+    async def fails() -> None:
+        raise RuntimeError("the relay failed")
+
+    monkeypatch.setattr(worker.relay, "run", fails)
+
+    with pytest.raises(RuntimeError, match="the relay failed"):
+        async with asyncio.timeout(STOP_BOUND):
+            await worker.run()  # returns once the consumer, stopped, ended
