@@ -51,3 +51,9 @@ def test_max_attempts_bounds_the_retries() -> None:
 def test_nonsensical_policies_are_refused(options: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match="RetryPolicy needs"):
         RetryPolicy(**options)
+
+
+def test_the_delay_stays_at_its_ceiling_after_thousands_of_failures_in_a_row() -> None:
+    # multiplier ** 1025 overflows a float: a relay hours into a broker outage crashed.
+    policy = RetryPolicy(initial_delay=0.05, max_delay=10.0, jitter=0)
+    assert policy.delay(1026) == policy.delay(100_000) == 10.0

@@ -30,7 +30,11 @@ class RetryPolicy:
     def delay(self, failures: int) -> float:
         """Seconds to wait after the ``failures``-th consecutive failure (1-based)."""
         exponent = max(failures - 1, 0)
-        base = min(self.max_delay, self.initial_delay * self.multiplier**exponent)
+        try:
+            grown = self.initial_delay * self.multiplier**exponent
+        except OverflowError:  # a float power past 1e308: hours of failures in a row
+            grown = self.max_delay
+        base = min(self.max_delay, grown)
         return base * (1 - self.jitter) + random.random() * base * self.jitter
 
     def gives_up_after(self, failures: int) -> bool:
