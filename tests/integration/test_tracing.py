@@ -176,6 +176,15 @@ async def test_domain_event_handlers_get_spans_when_asked(
             await context.adispose()
 
 
+def pricing_context(tmp_path: Path, broker_url: str) -> BoundedContext:
+    """A fourth context, on a SQLite file of its own, for a test's own handlers."""
+    pricing = BoundedContext(
+        "pricing", database_url=f"sqlite:///{tmp_path / 'pricing.db'}", broker_url=broker_url
+    )
+    pricing.create_tables()
+    return pricing
+
+
 class BasketsTouched(DomainEvent):
     product_id: str
 
@@ -207,10 +216,7 @@ async def test_after_commit_work_of_a_consumer_handler_continues_its_process_spa
 ) -> None:
     broker_url = f"sqlite:///{tmp_path / 'broker.db'}"
     catalog, basket, notifications = traced_app.build(str(tmp_path), broker_url)
-    pricing = BoundedContext(
-        "pricing", database_url=f"sqlite:///{tmp_path / 'pricing.db'}", broker_url=broker_url
-    )
-    pricing.create_tables()
+    pricing = pricing_context(tmp_path, broker_url)
     pricing.subscribe(TouchBaskets(pricing))
     pricing.subscribe(RepriceAfterCommit(pricing), after_commit=True)
     consumer = Consumer(pricing)
@@ -253,10 +259,7 @@ async def test_a_batch_handler_runs_in_the_first_events_process_span(
 ) -> None:
     broker_url = f"sqlite:///{tmp_path / 'broker.db'}"
     catalog, basket, notifications = traced_app.build(str(tmp_path), broker_url)
-    pricing = BoundedContext(
-        "pricing", database_url=f"sqlite:///{tmp_path / 'pricing.db'}", broker_url=broker_url
-    )
-    pricing.create_tables()
+    pricing = pricing_context(tmp_path, broker_url)
     handler = pricing.subscribe(RepriceInBatches(pricing))
     consumer = Consumer(pricing)
     try:
@@ -318,10 +321,7 @@ async def test_a_failing_handler_marks_its_process_span_as_an_error(
 ) -> None:
     broker_url = f"sqlite:///{tmp_path / 'broker.db'}"
     catalog, basket, notifications = traced_app.build(str(tmp_path), broker_url)
-    pricing = BoundedContext(
-        "pricing", database_url=f"sqlite:///{tmp_path / 'pricing.db'}", broker_url=broker_url
-    )
-    pricing.create_tables()
+    pricing = pricing_context(tmp_path, broker_url)
     pricing.subscribe(RefusePriceChange())
     consumer = Consumer(pricing, max_attempts=1)
     try:
