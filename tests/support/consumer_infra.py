@@ -12,13 +12,16 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator, Mapping
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, func, make_url, select, text
 from sqlalchemy.engine import Engine
 
 from tests.services import require
+from tests.support import consumer_app
 from tests.support.consumer_app import PRICE_CHANGED, price_effects
+from tidings import BoundedContext
 from tidings.consumer import Consumer
 from tidings.contracts.cloudevents import CloudEvent, encode_structured
 from tidings.domain.ids import uuid7
@@ -30,6 +33,19 @@ from tidings.transports.rabbitmq import QUEUE_PREFIX
 
 def new_tag() -> str:
     return uuid7().hex[-12:]
+
+
+@contextlib.asynccontextmanager
+async def basket_on_memory_broker(folder: Path, name: str) -> AsyncIterator[BoundedContext]:
+    """basket on a SQLite file in ``folder`` and a memory broker of its own (``name`` and
+    a tag), disposed of and the broker discarded afterwards."""
+    url = f"memory://{name}-{new_tag()}"
+    context = consumer_app.build_basket(f"sqlite:///{folder / 'basket.db'}", url)
+    try:
+        yield context
+    finally:
+        await context.adispose()
+        MemoryTransport.discard_broker(url)
 
 
 # -- PostgreSQL ---------------------------------------------------------------------------

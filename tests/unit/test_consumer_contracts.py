@@ -16,9 +16,9 @@ from sqlalchemy import select
 
 from tests.support import consumer_app
 from tests.support.consumer_infra import (
+    basket_on_memory_broker,
     declare,
     effects_by_product,
-    new_tag,
     price_changed,
     running,
     wait_until,
@@ -26,18 +26,12 @@ from tests.support.consumer_infra import (
 from tidings import BoundedContext, CloudEvent
 from tidings.consumer import Consumer
 from tidings.transports import open_transport
-from tidings.transports.memory import MemoryTransport
 
 
 @pytest.fixture
 async def basket(tmp_path: Path) -> AsyncIterator[BoundedContext]:
-    url = f"memory://consumer-{new_tag()}"
-    context = consumer_app.build_basket(f"sqlite:///{tmp_path / 'basket.db'}", url)
-    try:
+    async with basket_on_memory_broker(tmp_path, "consumer") as context:
         yield context
-    finally:
-        await context.adispose()
-        MemoryTransport.discard_broker(url)
 
 
 def _renamed(version: int, data: dict[str, object]) -> CloudEvent:

@@ -16,7 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from tests.support import consumer_app
 from tests.support.consumer_app import ProductPriceChangedIntegrationEvent
-from tests.support.consumer_infra import declare, new_tag, price_changed
+from tests.support.consumer_infra import (
+    basket_on_memory_broker,
+    declare,
+    price_changed,
+)
 from tests.support.swallowing import STOP_BOUND, SwallowingCall, cancel_once, ends_within_bound
 from tidings import BoundedContext
 from tidings.application.retry import RetryPolicy
@@ -142,13 +146,8 @@ async def test_a_retry_lane_stops_when_its_handler_lost_the_cancellation(
 
 @pytest.fixture
 async def basket(tmp_path: Path) -> AsyncIterator[BoundedContext]:
-    url = f"memory://stopping-{new_tag()}"
-    context = consumer_app.build_basket(f"sqlite:///{tmp_path / 'basket.db'}", url)
-    try:
+    async with basket_on_memory_broker(tmp_path, "stopping") as context:
         yield context
-    finally:
-        await context.adispose()
-        MemoryTransport.discard_broker(url)
 
 
 async def test_a_consumer_stops_when_an_acknowledgement_lost_the_cancellation(
