@@ -157,13 +157,13 @@ async def test_consumers_joining_late_and_stopping_mid_stream_share_the_shards_i
     publisher = Publisher(broker_url)
     try:
         first, second = group.start(), group.start()
-        await wait_until(lambda: group.balanced(first, second), timeout=20, what="3 + 3")
+        await wait_until(lambda: group.balanced(first, second), timeout=60, what="3 + 3")
         publisher.start()
         await wait_until(lambda: publisher.rounds >= 10, what="a stream under way")
 
         third = group.start()  # joins late: the others hand shards over mid-stream
         joined = publisher.rounds
-        await wait_until(lambda: group.balanced(first, second, third), timeout=20, what="2+2+2")
+        await wait_until(lambda: group.balanced(first, second, third), timeout=60, what="2+2+2")
         await wait_until(lambda: third.stats.handled > 0, what="the third's first events")
 
         await group.stop(first)  # stopped mid-stream: its leases are released at once
@@ -188,7 +188,7 @@ async def test_a_killed_consumer_s_shards_go_to_the_others_once_its_leases_expir
     publisher = Publisher(broker_url)
     try:
         victim, survivor = group.start(), group.start()
-        await wait_until(lambda: group.balanced(victim, survivor), timeout=20, what="3 + 3")
+        await wait_until(lambda: group.balanced(victim, survivor), timeout=60, what="3 + 3")
         publisher.start()
         await wait_until(lambda: victim.stats.handled > 0, what="the victim at work")
 
@@ -201,7 +201,7 @@ async def test_a_killed_consumer_s_shards_go_to_the_others_once_its_leases_expir
         monkeypatch.setattr(victim.shards.leases, "release_all", no_release)
         await group.stop(victim)
         killed = asyncio.get_running_loop().time()
-        await wait_until(lambda: len(_owned(survivor)) == SHARDS, timeout=20, what="all six")
+        await wait_until(lambda: len(_owned(survivor)) == SHARDS, timeout=60, what="all six")
         assert asyncio.get_running_loop().time() - killed > TTL / 3, "only once expired"
         rounds = await publisher.finish()
         total = rounds * KEYS
@@ -250,7 +250,7 @@ async def test_consume_status_shows_who_reads_which_shard(
 
     try:
         first, second = group.start(), group.start()
-        await wait_until(lambda: group.balanced(first, second), timeout=20, what="3 + 3")
+        await wait_until(lambda: group.balanced(first, second), timeout=60, what="3 + 3")
         shown = json.loads(await asyncio.to_thread(status, "--json"))
         assert (shown["group"], shown["shards"]) == (basket.name, SHARDS)
         held = {c["owner"]: (sorted(c["shards"]), c["expired"]) for c in shown["consumers"]}
