@@ -20,7 +20,6 @@ from tidings.consumer.consumer import Consumer
 from tidings.observability.tracing import TraceParenting
 from tidings.outbox.relay import Relay
 from tidings.transports.base import TransportError
-from tidings.transports.cancellation import cancel_and_wait, raise_if_cancelled
 
 if TYPE_CHECKING:
     from tidings.context import BoundedContext
@@ -66,7 +65,6 @@ class ContextWorker:
         """
         if self.consumer is not None:
             await self._declare(self.consumer)
-            raise_if_cancelled()  # one the broker client lost while declaring
         if self._stopping.is_set():  # stopped while declaring: start nothing
             await self.context.adispose()
             return
@@ -76,23 +74,18 @@ class ContextWorker:
             if part is not None
         ]
         try:
-            # Not gather: cancelled, it would cancel the parts once and wait for them
-            # without telling them to stop; a client library can lose that cancellation
-            # (tidings.transports.cancellation).
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            await asyncio.gather(*tasks)
         finally:
             await self.stop()
-            await asyncio.gather(*(cancel_and_wait(task) for task in tasks), return_exceptions=True)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             await self.context.adispose()
-        for task in tasks:
-            if task in done and not task.cancelled() and (error := task.exception()) is not None:
-                raise error  # the part that failed (the other was stopped)
 
     async def _declare(self, consumer: Consumer) -> None:
         """Declare the consumer's subscription, waiting out a broker that is not up yet."""
         attempt = 0
         while not self._stopping.is_set():
-            raise_if_cancelled()  # one the broker client lost
             try:
                 await consumer.declare()
                 return

@@ -66,7 +66,6 @@ from tidings.observability.metrics import count
 from tidings.observability.tracing import ProcessSpans, TraceParenting, messaging_system
 from tidings.persistence.migrations import ensure_current
 from tidings.transports.base import Delivery, Transport, TransportError, ack_all
-from tidings.transports.cancellation import cancel_and_wait, raise_if_cancelled
 from tidings.transports.registry import open_transport
 
 if TYPE_CHECKING:
@@ -223,8 +222,6 @@ class Consumer:
         failures = 0
         try:
             while not self._stopping.is_set():
-                # One a broker or database client lost (tidings.transports.cancellation).
-                raise_if_cancelled()
                 batches_before = self.stats.batches
                 try:
                     await self._subscribe_and_consume()
@@ -269,14 +266,15 @@ class Consumer:
 
     async def _consume(self, batches: AsyncIterator[list[Delivery]]) -> None:
         stop = asyncio.ensure_future(self._stopping.wait())
-        arrived: asyncio.Future[list[Delivery]] | None = None
         try:
             while not self._stopping.is_set():
-                raise_if_cancelled()  # one the last batch's handlers or acknowledgements lost
                 arrived = asyncio.ensure_future(anext(batches))
                 await asyncio.wait({arrived, stop}, return_when=asyncio.FIRST_COMPLETED)
                 if not arrived.done():
-                    return  # stopped: the read under way ends below
+                    arrived.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                        await arrived
+                    return
                 try:
                     batch = arrived.result()
                 except StopAsyncIteration:
@@ -284,12 +282,6 @@ class Consumer:
                 await self.process(batch)
         finally:
             stop.cancel()
-            if arrived is not None and not arrived.done():
-                # Stopped or cancelled: the read under way ends first, since a generator
-                # cannot be closed while it runs (cancelled waiting for a batch, the
-                # consumer raised RuntimeError and left its subscription open).
-                with contextlib.suppress(StopAsyncIteration, TransportError):
-                    await cancel_and_wait(arrived)
             close = getattr(batches, "aclose", None)
             if close is not None:
                 await close()

@@ -11,7 +11,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tidings.application.retry import RetryPolicy
 from tidings.redaction import redact
-from tidings.transports.cancellation import raise_if_cancelled
 
 logger = logging.getLogger("tidings.consumer")
 
@@ -52,14 +51,9 @@ class DatabaseWatch:
         )
         attempt = 0
         while not self._stopping.is_set():
-            raise_if_cancelled()  # one the last probe's database driver lost
             attempt += 1
-            # asyncio.timeout, not wait_for: on Python 3.11 that one loses a cancellation
-            # landing as the stop is set (a worker's stop does both), and the database
-            # would be probed once more for nothing.
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._retry.delay(attempt)):
-                    await self._stopping.wait()
+                await asyncio.wait_for(self._stopping.wait(), self._retry.delay(attempt))
             if await self.reachable():
                 logger.warning("%s: the database is back; going on", self._group)
                 return True

@@ -22,7 +22,6 @@ from tidings.consumer.stats import ConsumerStats
 from tidings.observability.metrics import count
 from tidings.redaction import redact
 from tidings.transports.base import TransportError
-from tidings.transports.cancellation import cancel_and_wait, raise_if_cancelled
 
 logger = logging.getLogger("tidings.consumer")
 
@@ -76,9 +75,9 @@ class RetryLanes:
 
     async def abandon(self) -> None:
         """Stop every lane; their deliveries belong to a connection that is going."""
-        # Cancelled again until each ended: a handler's or the broker client's call can
-        # lose a cancellation (tidings.transports.cancellation).
-        lanes = [cancel_and_wait(lane) for lane in self._lanes]
+        lanes = list(self._lanes)
+        for lane in lanes:
+            lane.cancel()
         await asyncio.gather(*lanes, return_exceptions=True)
         self._blocked.clear()
 
@@ -122,7 +121,6 @@ class RetryLanes:
     async def _work_blocked_key(self, key: str, queue: deque[Item]) -> None:
         try:
             while queue:
-                raise_if_cancelled()  # one the last handler or acknowledgement lost
                 item = queue[0]
                 if item.failures:
                     delay = self.retry.delay(item.failures - self.immediate_retries)

@@ -49,7 +49,6 @@ from tidings.persistence import leases
 from tidings.persistence.leases import Lease, LeaseHolder
 from tidings.persistence.tables import consumer_members, consumer_shards
 from tidings.transports.base import Delivery, Transport
-from tidings.transports.cancellation import cancel_and_wait, raise_if_cancelled
 from tidings.transports.sharding import ShardSet
 
 logger = logging.getLogger("tidings.consumer.shards")
@@ -235,14 +234,8 @@ class ShardLeases:
                 failures += 1
                 logger.warning("%s: shard lease heartbeat failed (%s); retrying", self.group, error)
                 due = time.monotonic() + min(self.ttl / 3, 0.2 * 2 ** min(failures, 5))
-            # Only a cancellation ends this loop: one a database driver lost (aiomysql
-            # connects under asyncio.wait_for; tidings.transports.cancellation) is raised
-            # here. And asyncio.timeout, not wait_for, which on Python 3.11 loses one that
-            # lands as a shard drains.
-            raise_if_cancelled()
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(max(due - time.monotonic(), 0.0)):
-                    await self.shards.wait_drained()
+                await asyncio.wait_for(self.shards.wait_drained(), max(due - time.monotonic(), 0.0))
 
     async def release_all(self) -> None:
         """Give every shard back and end the membership (the transport is closed)."""
@@ -320,7 +313,9 @@ class ConsumerShards:
         so that the others take the shards at once)."""
         loop, self._loop = self._loop, None
         if loop is not None:
-            await cancel_and_wait(loop)
+            loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loop
         leases, self.leases = self.leases, None
         if leases is not None:
             try:

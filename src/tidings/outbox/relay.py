@@ -47,7 +47,6 @@ from tidings.outbox.wakeup import Wakeup
 from tidings.persistence.migrations import ensure_current
 from tidings.redaction import redact
 from tidings.transports.base import Transport, TransportError
-from tidings.transports.cancellation import raise_if_cancelled
 from tidings.transports.registry import open_transport
 
 if TYPE_CHECKING:
@@ -135,12 +134,10 @@ class Relay:
         try:
             await self._wakeup.start()
             while not self._stopping.is_set():
-                raise_if_cancelled()  # one a database or broker client lost
                 if not await self._hold_lease():
                     await self._sleep(self.lease.ttl / 3)
                     continue
                 relayed = await self._relay_once()
-                raise_if_cancelled()  # before idling: one its publish lost
                 if relayed is None:
                     continue  # failed: backed off already
                 if relayed:
@@ -163,7 +160,6 @@ class Relay:
         before = self.stats.published
         try:
             while not self._stopping.is_set():
-                raise_if_cancelled()  # one a database or broker client lost
                 if not await self._hold_lease():
                     await self._sleep(self.lease.ttl / 3)
                     continue
@@ -334,7 +330,6 @@ class Relay:
     async def _connect(self) -> None:
         attempt = 0
         while not self._stopping.is_set():
-            raise_if_cancelled()  # one a connection attempt, or recording its failure, lost
             try:
                 await self.transport.connect()
                 return

@@ -36,9 +36,7 @@ def raise_if_cancelled() -> None:
         raise asyncio.CancelledError
 
 
-async def cancel_and_wait(
-    task: asyncio.Future[Any], again_after: float = CANCEL_AGAIN_AFTER
-) -> None:
+async def cancel_and_wait(task: asyncio.Task[Any], again_after: float = CANCEL_AGAIN_AFTER) -> None:
     """Cancel ``task`` and wait until it ended, cancelling it again every
     ``again_after`` seconds while it runs. Its ``CancelledError`` is not raised here."""
     while not task.done():
