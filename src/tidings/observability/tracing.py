@@ -219,7 +219,7 @@ def _send_spans(system: str, rows: Sequence[Any]) -> Iterator[None]:
     ]
     with contextlib.ExitStack() as stack:
         for span in spans:  # each ends when the publish does, with its error recorded
-            stack.enter_context(_trace.use_span(span, end_on_exit=True, record_exception=True))
+            stack.enter_context(_Current(span, end=True))
         yield
 
 

@@ -27,7 +27,7 @@ def encode(source: str, event: CloudEvent) -> tuple[bytes, Basic.Properties]:
     routing key of its bucket in ``BCC`` for sharded groups (RabbitMQ strips it)."""
     attributes, body = encode_binary(event, prefix=HEADER_PREFIX)
     content_type = attributes.pop("content-type")
-    headers: dict[str, object] = dict(attributes)
+    headers = cast(dict[str, object], attributes)  # a fresh dict: extended, not copied
     headers["BCC"] = [BUCKET_KEYS[partition_slot(event.subject or event.source) % BUCKETS]]
     properties = Basic.Properties(
         content_type=content_type,
